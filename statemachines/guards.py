@@ -20,6 +20,10 @@ from statemachines.snapshot import (
     Signal,
 )
 
+# Percent thresholds are compared with this tolerance: 1.1% gross less 0.1% fees must reach a 1.0% take
+# profit, though in binary floating point it comes out 0.99999999999999.
+EPS_PCT = 1e-9
+
 # --- prices and PnL ---
 
 
@@ -79,7 +83,10 @@ def risk_exit(pos: Position, price: float, risk: RiskSettings) -> Decision | Non
     """Margin ratio or liquidation distance beyond limits (values from the exchange; 0 = unknown)."""
     if pos.margin_ratio and pos.margin_ratio <= risk.min_margin_ratio:
         return Decision(Action.CLOSE, MARGIN_RATIO)
-    if pos.liq_price and pos.sign * (price - pos.liq_price) / price * 100.0 <= risk.min_liq_distance_pct:
+    if (
+        pos.liq_price
+        and pos.sign * (price - pos.liq_price) / price * 100.0 <= risk.min_liq_distance_pct + EPS_PCT
+    ):
         return Decision(Action.CLOSE, LIQUIDATION_DISTANCE)
     return None
 
@@ -130,11 +137,11 @@ def smart_signal(sign: int, mkt: MarketSnapshot, cfg: SmartExitSettings) -> Sign
 
 def smart_close_allowed(pnl_pct: float, held_s: float, cfg: SmartExitSettings) -> bool:
     """A smart CLOSE acts only on a position in net profit above the minimum, held long enough."""
-    return pnl_pct >= cfg.min_profit_pct and held_s >= cfg.min_hold_s
+    return pnl_pct >= cfg.min_profit_pct - EPS_PCT and held_s >= cfg.min_hold_s
 
 
 def take_profit_reached(pnl_pct: float, exits: ExitSettings) -> bool:
-    return bool(exits.take_profit_pct) and pnl_pct >= exits.take_profit_pct
+    return bool(exits.take_profit_pct) and pnl_pct >= exits.take_profit_pct - EPS_PCT
 
 
 def drawdown_hit(peak_pct: float, pnl_pct: float, exits: ExitSettings) -> bool:
@@ -142,16 +149,20 @@ def drawdown_hit(peak_pct: float, pnl_pct: float, exits: ExitSettings) -> bool:
     `drawdown_giveback` share of it has been given back."""
     return (
         bool(exits.drawdown_activation_pct)
-        and peak_pct >= exits.drawdown_activation_pct
-        and pnl_pct <= peak_pct * (1.0 - exits.drawdown_giveback)
+        and peak_pct >= exits.drawdown_activation_pct - EPS_PCT
+        and pnl_pct <= peak_pct * (1.0 - exits.drawdown_giveback) + EPS_PCT
     )
 
 
 def harvest_due(pos: Position, pnl_pct: float, exits: ExitSettings) -> bool:
     """At most `max_harvests` harvests per position: the counter is written with the transition, so a
     harvest can never fire every tick (the old bot's 9.35 → 1.87 contracts in 8 minutes)."""
-    return bool(exits.harvest_pct) and pos.harvests_done < exits.max_harvests and pnl_pct >= exits.harvest_pct
+    return (
+        bool(exits.harvest_pct)
+        and pos.harvests_done < exits.max_harvests
+        and pnl_pct >= exits.harvest_pct - EPS_PCT
+    )
 
 
 def trailing_due(pnl_pct: float, exits: ExitSettings) -> bool:
-    return bool(exits.trailing_activation_pct) and pnl_pct >= exits.trailing_activation_pct
+    return bool(exits.trailing_activation_pct) and pnl_pct >= exits.trailing_activation_pct - EPS_PCT

@@ -1,0 +1,110 @@
+"""The transition table: its shape, its one close path, and the Mermaid diagram generated from it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+from transitions import MachineError
+
+from statemachines.lifecycle import STATES, build_machine, edges, is_legal, mermaid
+from statemachines.machine import PositionMachine
+from statemachines.position import Position
+
+SIX = {"opening", "open", "harvesting", "trailing", "closing", "closed"}
+
+
+def test_exactly_the_six_states() -> None:
+    assert set(STATES) == SIX
+    assert set(build_machine().states) == SIX
+
+
+def test_no_implicit_transitions() -> None:
+    """auto_transitions would add a to_<state>() for every state: a back door around the table."""
+    triggers = set(build_machine().events)
+    assert not any(t.startswith("to_") for t in triggers)
+
+
+def test_one_close_path() -> None:
+    """Into `closed` only from `closing` (our close), `opening` (nothing filled) or an external close."""
+    into_closed = {(src, trig) for src, dst, trig in edges(build_machine()) if dst == "closed"}
+    ours = {(s, t) for s, t in into_closed if t != "external_close"}
+    assert ours == {("closing", "close_filled"), ("opening", "entry_failed")}
+    assert {s for s, t in into_closed if t == "external_close"} == SIX - {"closed"}
+    into_closing = {src for src, dst, _ in edges(build_machine()) if dst == "closing"}
+    assert into_closing == {"open", "harvesting", "trailing", "closing"}
+
+
+def test_closed_is_terminal_and_everything_can_reach_it() -> None:
+    graph: dict[str, set[str]] = {}
+    for src, dst, _ in edges(build_machine()):
+        graph.setdefault(src, set()).add(dst)
+    assert "closed" not in graph
+    for state in SIX - {"closed"}:
+        seen, todo = set(), [state]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        assert "closed" in seen, state
+
+
+def test_mermaid_is_generated_from_the_machine() -> None:
+    text = mermaid()
+    assert text.startswith("stateDiagram-v2\n")
+    arrows = re.findall(r"^\s+(\w+) --> (\w+): (\w+)$", text, re.M)
+    assert set(arrows) == set(edges(build_machine()))
+    assert len(arrows) == len(edges(build_machine()))
+    named = {s for a in arrows for s in a[:2]}
+    assert named == SIX
+    assert "[*] --> opening" in text and "closed --> [*]" in text
+
+
+def test_mermaid_follows_a_changed_machine() -> None:
+    """Not a hand-written copy: a machine with one more transition yields one more arrow."""
+    machine = build_machine()
+    machine.add_transition("rewind", "trailing", "open")
+    assert "trailing --> open: rewind" in mermaid(machine)
+    assert "trailing --> open: rewind" not in mermaid()
+
+
+def test_cli_prints_the_diagram() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "scalper", "fsm", "--mermaid"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out == mermaid()
+
+
+def test_is_legal() -> None:
+    assert is_legal("open", "closing", "close")
+    assert not is_legal("closed", "open", "entry_filled")
+    assert not is_legal("open", "closed", "close")
+
+
+def test_illegal_trigger_raises_and_changes_nothing() -> None:
+    pm = PositionMachine()
+    pos = pm.attach(Position(id="p1", symbol="BTC-USDT-SWAP", side="short"))  # type: ignore[arg-type]
+    with pytest.raises(MachineError):
+        pm.fire(pos, "close")
+    assert (pos.state, pos.version) == ("opening", 0)
+    pm.fire(pos, "entry_filled", fields={"entry_price": Decimal("10"), "size": Decimal("3")})
+    assert (pos.state, pos.version, pos.entry_px, pos.size) == ("open", 1, 10.0, Decimal("3"))
+
+
+def test_transition_refuses_to_write_identity_fields() -> None:
+    pm = PositionMachine()
+    pos = pm.attach(Position(id="p1", symbol="BTC-USDT-SWAP", side="long"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a writable"):
+        pm.fire(pos, "entry_filled", fields={"side": "short"})
+    assert pos.state == "opening"
+
+
+def test_loaded_position_resumes_in_its_stored_state() -> None:
+    stored = Position(id="p2", symbol="ETH-USDT-SWAP", side="long", state="trailing", version=4)  # type: ignore[arg-type]
+    pos = PositionMachine().attach(Position.from_hash(stored.to_hash()))
+    assert pos.state == "trailing" and pos.is_trailing()  # type: ignore[attr-defined]
+    assert pos.may_close() and not pos.may_harvest()  # type: ignore[attr-defined]
