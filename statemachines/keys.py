@@ -1,0 +1,59 @@
+"""The Redis key schema: every key under one prefix, a symbol's keys in one Redis Cluster slot.
+
+    {prefix}:{SYMBOL}:pos:ID          HASH    the position, plain strings (Position.to_hash())
+    {prefix}:{SYMBOL}:pos:ID:log      STREAM  a transition per entry: from to trigger reason price ts version
+    {prefix}:{SYMBOL}:state:STATE     SET     ids of the symbol's positions in STATE
+    {prefix}:{SYMBOL}:positions       SET     ids of all the symbol's positions
+    {prefix}:symbols                  SET     symbols that ever had a position
+    {prefix}:pos-symbol               HASH    id -> symbol, so a position can be found by id alone
+
+The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
+so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "scalper"
+
+_FORBIDDEN = frozenset("{} \t\r\n")
+
+
+def _check(kind: str, value: str, forbidden: frozenset[str] = _FORBIDDEN) -> str:
+    # A brace would move the hash tag; a blank breaks copy-pasting the key into redis-cli.
+    if not value or any(ch in forbidden for ch in value):
+        raise ValueError(f"invalid {kind} {value!r}: must be non-empty, none of {sorted(forbidden)}")
+    return value
+
+
+def _check_leaf(kind: str, value: str) -> str:
+    # Ids and states end a key; a colon in them would make `...:pos:ID:log` ambiguous.
+    return _check(kind, value, _FORBIDDEN | {":"})
+
+
+class Keys:
+    """Names of the keys under one prefix; pure string building, no Redis access."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = _check("prefix", prefix)
+
+    def slot(self, symbol: str) -> str:
+        """The per-symbol key stem; everything starting with it hashes to the same Cluster slot."""
+        return f"{self.prefix}:{{{_check('symbol', symbol)}}}"
+
+    def pos(self, symbol: str, position_id: str) -> str:
+        return f"{self.slot(symbol)}:pos:{_check_leaf('position id', position_id)}"
+
+    def log(self, symbol: str, position_id: str) -> str:
+        return f"{self.pos(symbol, position_id)}:log"
+
+    def state(self, symbol: str, state: str) -> str:
+        return f"{self.slot(symbol)}:state:{_check_leaf('state', state)}"
+
+    def positions(self, symbol: str) -> str:
+        return f"{self.slot(symbol)}:positions"
+
+    def symbols(self) -> str:
+        return f"{self.prefix}:symbols"
+
+    def pos_symbol(self) -> str:
+        return f"{self.prefix}:pos-symbol"

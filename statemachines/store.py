@@ -1,0 +1,294 @@
+"""Positions in Redis: one hash, one transition log (stream) and index sets per position, all plain strings.
+
+Every write that must move together runs as one Lua script over one symbol's keys (one Cluster slot). The
+two global keys (`symbols`, `pos-symbol`) only grow and are written before the creation script, so a crash
+in between leaves at worst an id that maps to no hash, never a hash nobody can find.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields as dc_fields
+from decimal import Decimal
+from typing import Any
+
+import redis
+
+from statemachines import lua
+from statemachines.keys import DEFAULT_PREFIX, Keys
+from statemachines.lifecycle import LIVE_STATES, STATES, State, is_legal
+from statemachines.machine import StaleTransition
+from statemachines.position import Position, encode_value
+
+# Written only by the store itself (state, version) or fixed for the position's life.
+RESERVED_FIELDS = frozenset({"state", "version", "id", "symbol", "side"})
+# Persisted Position fields a mark update may write: taken from the encoding itself, so derived caches
+# (entry_px, sign, ...) are never writable; time_in (t_<state>) is written by transitions only.
+MARK_FIELDS = frozenset(Position(id="x", symbol="x", side="long").to_hash()) - RESERVED_FIELDS
+# A transition may also write the time spent in the state it leaves.
+TRANSITION_FIELDS = MARK_FIELDS | {f"t_{state}" for state in STATES}
+# Parse a written value back with the field's declared type (annotations are strings here).
+_TYPES: dict[str, Any] = {"int": int, "float": float, "Decimal": Decimal}
+_PARSE: dict[str, Any] = {f.name: _TYPES.get(str(f.type), str) for f in dc_fields(Position)}
+# The fields of every log (stream) entry, in the order they are written.
+LOG_FIELDS = ("from", "to", "trigger", "reason", "price", "ts", "version")
+
+
+class PositionExists(RuntimeError):
+    """create() of an id that is already stored (possibly under another symbol)."""
+
+
+class PositionNotFound(LookupError):
+    """No stored position with that id."""
+
+
+def _s(v: Any) -> str:
+    # Clients may or may not decode responses; the store speaks str either way.
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _flat(mapping: Mapping[str, str]) -> list[str]:
+    return [x for kv in mapping.items() for x in kv]
+
+
+class PositionStore:
+    """Implements machine.TransitionStore; see keys.py for the key schema."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        # register_script: EVALSHA, falling back to EVAL (and re-caching) after a server restart.
+        self._create = client.register_script(lua.CREATE)
+        self._transition = client.register_script(lua.TRANSITION)
+        self._update_marks = client.register_script(lua.UPDATE_MARKS)
+        self._request_close = client.register_script(lua.REQUEST_CLOSE)
+
+    # --- writes ---
+
+    def create(self, pos: Position, *, reason: str = "", price: float = 0.0, ts: float | None = None) -> None:
+        """Store a new position in `opening` at version 1 with its creation log entry."""
+        if pos.state != State.OPENING:
+            raise ValueError(f"a new position starts in {State.OPENING.value!r}, not {pos.state!r}")
+        now = time.time() if ts is None else ts
+        created_at = pos.created_at or now
+        state_since = pos.state_since or created_at  # so the first transition can account time in opening
+        data = pos.to_hash() | {
+            "version": "1",
+            "created_at": encode_value(created_at),
+            "state_since": encode_value(state_since),
+        }
+        k = self.keys
+        # Globals first (see module doc). HSETNX: never re-point an existing id to another symbol.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(k.symbols(), pos.symbol)
+        pipe.hsetnx(k.pos_symbol(), pos.id, pos.symbol)
+        pipe.hget(k.pos_symbol(), pos.id)
+        owner = _s(pipe.execute()[2])
+        if owner != pos.symbol:
+            raise PositionExists(f"position {pos.id} already exists under symbol {owner}")
+        ok = self._create(
+            keys=[
+                k.pos(pos.symbol, pos.id),
+                k.log(pos.symbol, pos.id),
+                k.state(pos.symbol, State.OPENING.value),
+                k.positions(pos.symbol),
+            ],
+            args=[pos.id, reason, encode_value(float(price)), encode_value(now), *_flat(data)],
+        )
+        if not int(ok):
+            raise PositionExists(f"position {pos.id} ({pos.symbol}) already exists")
+        pos.created_at, pos.state_since, pos.version = created_at, state_since, 1
+
+    def apply_transition(
+        self,
+        pos: Position,
+        *,
+        source: str,
+        dest: str,
+        trigger: str,
+        reason: str,
+        price: float,
+        ts: float,
+        fields: dict[str, str],
+    ) -> int:
+        """The compare-and-set of one transition; returns the new version or raises StaleTransition.
+        Leaves `pos` untouched: the machine applies the change in memory once this returned."""
+        bad = set(fields) - TRANSITION_FIELDS
+        if bad:
+            raise ValueError(f"a transition may not write {sorted(bad)}: not a writable position field")
+        k = self.keys
+        res = self._transition(
+            keys=[
+                k.pos(pos.symbol, pos.id),
+                k.log(pos.symbol, pos.id),
+                k.state(pos.symbol, source),
+                k.state(pos.symbol, dest),
+            ],
+            args=[
+                pos.id, source, dest, str(pos.version), trigger, reason,
+                encode_value(float(price)), encode_value(float(ts)), *_flat(fields),
+            ],
+        )  # fmt: skip
+        if int(res[0]) != 1:
+            state, version = _s(res[1]), _s(res[2])
+            found = f"stored state {state!r} version {version}" if state else "it is not stored"
+            raise StaleTransition(
+                f"position {pos.id} ({pos.symbol}): {trigger} {source}->{dest} expected state {source!r} "
+                f"version {pos.version}, but {found}"
+            )
+        return int(res[1])
+
+    def update_marks(self, pos: Position, fields: Mapping[str, Any]) -> bool:
+        """Write mark-to-market fields if the stored state and version are still those `pos` holds; no
+        version bump, no log entry. On success `pos` gets the values too; False (nothing written) if stale."""
+        bad = set(fields) - MARK_FIELDS
+        if bad:
+            raise ValueError(f"update_marks may not write {sorted(bad)} (only {sorted(MARK_FIELDS)})")
+        encoded = {name: encode_value(value) for name, value in fields.items()}
+        ok = self._update_marks(
+            keys=[self.keys.pos(pos.symbol, pos.id)],
+            args=[pos.state, str(pos.version), *_flat(encoded)],
+        )
+        if not int(ok):
+            return False
+        for name, text in encoded.items():
+            # Parsed with the field's type: a caller passing "1.5" must not turn a float field into a str.
+            setattr(pos, name, _PARSE[name](text))
+        pos.entry_px = float(pos.entry_price)
+        return True
+
+    def request_close(self, position_id: str, reason: str = "manual") -> bool:
+        """The operator's close: flag a live position for the engine; False if closed or unknown."""
+        symbol = self._symbol_of(position_id)
+        if symbol is None:
+            return False
+        ok = self._request_close(keys=[self.keys.pos(symbol, position_id)], args=[reason or "manual"])
+        return bool(int(ok))
+
+    # --- reads ---
+
+    def load(self, position_id: str) -> Position:
+        symbol = self._symbol_of(position_id)
+        raw = self.client.hgetall(self.keys.pos(symbol, position_id)) if symbol else None
+        if not raw:
+            raise PositionNotFound(f"no stored position {position_id}")
+        return Position.from_hash(raw)
+
+    def load_symbol(self, symbol: str, states: Iterable[str] | None = None) -> list[Position]:
+        """The symbol's positions (only those in `states` if given), oldest id first."""
+        return self._load_many([(symbol, i) for i in self._ids(symbol, states)])
+
+    def load_live(self) -> list[Position]:
+        """Every non-closed position of every symbol: what crash recovery must settle."""
+        symbols = sorted(_s(x) for x in self.client.smembers(self.keys.symbols()))
+        pipe = self.client.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.sunion([self.keys.state(symbol, st) for st in LIVE_STATES])
+        pairs = [(sym, _s(i)) for sym, ids in zip(symbols, pipe.execute(), strict=True) for i in ids]
+        return self._load_many(sorted(pairs, key=lambda p: (p[1], p[0])))
+
+    def ids(self, symbol: str, state: str | None = None) -> list[str]:
+        """Ids of the symbol's positions in `state` (all if None), sorted."""
+        return self._ids(symbol, None if state is None else [state])
+
+    def symbols(self) -> list[str]:
+        return sorted(_s(x) for x in self.client.smembers(self.keys.symbols()))
+
+    def log(self, position_id: str) -> list[dict[str, str]]:
+        """The position's transitions, oldest first, as plain dicts (from, to, trigger, ...)."""
+        symbol = self._symbol_of(position_id)
+        if symbol is None:
+            raise PositionNotFound(f"no stored position {position_id}")
+        return _decode_log(self.client.xrange(self.keys.log(symbol, position_id)))
+
+    # --- consistency ---
+
+    def check_consistency(self, pos_or_id: Position | str) -> list[str]:
+        """Problems in what Redis holds for one position (the in-memory object is not compared); [] = ok."""
+        pid = pos_or_id.id if isinstance(pos_or_id, Position) else pos_or_id
+        k = self.keys
+        problems: list[str] = []
+        symbol = self._symbol_of(pid)
+        if symbol is None:
+            problems.append(f"{pid}: no entry in {k.pos_symbol()}")
+            if not isinstance(pos_or_id, Position):
+                return problems
+            symbol = pos_or_id.symbol
+        # One MULTI over one slot: a consistent snapshot even while other processes write.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(k.pos(symbol, pid))
+        pipe.xrange(k.log(symbol, pid))
+        pipe.sismember(k.positions(symbol), pid)
+        for st in STATES:
+            pipe.sismember(k.state(symbol, st), pid)
+        raw, entries, in_positions, *in_states = pipe.execute()
+        if not self.client.sismember(k.symbols(), symbol):
+            problems.append(f"symbol {symbol} missing from {k.symbols()}")
+        if not raw:
+            return [*problems, f"{pid}: hash {k.pos(symbol, pid)} missing"]
+        data = {_s(a): _s(b) for a, b in raw.items()}
+        state, version = data.get("state", ""), data.get("version", "")
+        if data.get("id") != pid or data.get("symbol") != symbol:
+            problems.append(f"hash says id {data.get('id')} symbol {data.get('symbol')}, not {pid} {symbol}")
+        if not in_positions:
+            problems.append(f"not in {k.positions(symbol)}")
+        member_of = [st for st, yes in zip(STATES, in_states, strict=True) if yes]
+        if member_of != [state]:
+            problems.append(f"state {state!r} but in state sets {member_of}")
+        problems += _check_log(_decode_log(entries), state, version)
+        return problems
+
+    # --- internals ---
+
+    def _symbol_of(self, position_id: str) -> str | None:
+        symbol = self.client.hget(self.keys.pos_symbol(), position_id)
+        return None if symbol is None else _s(symbol)
+
+    def _ids(self, symbol: str, states: Iterable[str] | None) -> list[str]:
+        if states is None:
+            members = self.client.smembers(self.keys.positions(symbol))
+        else:
+            members = self.client.sunion([self.keys.state(symbol, st) for st in states])
+        return sorted(_s(x) for x in members)
+
+    def _load_many(self, pairs: Sequence[tuple[str, str]]) -> list[Position]:
+        pipe = self.client.pipeline(transaction=False)
+        for symbol, pid in pairs:
+            pipe.hgetall(self.keys.pos(symbol, pid))
+        # An index entry without a hash is skipped here; check_consistency reports it.
+        return [Position.from_hash(raw) for raw in pipe.execute() if raw]
+
+
+def _decode_log(entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[dict[str, str]]:
+    return [{_s(a): _s(b) for a, b in fields.items()} for _id, fields in entries]
+
+
+def _check_log(log: list[dict[str, str]], state: str, version: str) -> list[str]:
+    """The log must be the creation entry then a chain of legal edges ending at the stored state/version."""
+    problems: list[str] = []
+    if str(len(log)) != version:
+        problems.append(f"version {version!r} but {len(log)} log entries")
+    if not log:
+        return problems
+    first = log[0]
+    if (first.get("from"), first.get("to"), first.get("trigger")) != ("", State.OPENING.value, "create"):
+        problems.append(f"first log entry is not the creation: {first}")
+    prev_to = State.OPENING.value
+    for n, entry in enumerate(log, start=1):
+        if entry.get("version") != str(n):
+            problems.append(f"log entry {n} has version {entry.get('version')!r}")
+        if n == 1:
+            continue
+        src, dst, trig = entry.get("from", ""), entry.get("to", ""), entry.get("trigger", "")
+        if src != prev_to:
+            problems.append(f"log entry {n} starts at {src!r}, the previous one ended at {prev_to!r}")
+        if not is_legal(src, dst, trig):
+            problems.append(f"log entry {n}: {trig} {src}->{dst} is not a legal transition")
+        prev_to = dst
+    last = log[-1]
+    if last.get("to") != state or last.get("version") != version:
+        problems.append(
+            f"last log entry ends at {last.get('to')!r} v{last.get('version')}, hash at {state!r} v{version}"
+        )
+    return problems
