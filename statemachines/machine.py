@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol
 
 from transitions import EventData
@@ -76,7 +77,7 @@ class PositionMachine:
         kw = event.kwargs
         now = self.clock()
         updates: dict[str, Any] = dict(kw.get("fields") or {})
-        spent = pos.time_in.get(source, 0.0) + max(0.0, now - pos.state_since) if pos.state_since else 0.0
+        spent = pos.time_in.get(source, 0.0) + (max(0.0, now - pos.state_since) if pos.state_since else 0.0)
         updates["state_since"] = now
         encoded = _encode(pos, updates)
         encoded[f"t_{source}"] = repr(spent)
@@ -104,10 +105,21 @@ class PositionMachine:
 
 def _encode(pos: Position, updates: dict[str, Any]) -> dict[str, str]:
     """Encode updates as Position.to_hash does; state, version and identity are the store's to write."""
-    unknown = [k for k in updates if not hasattr(pos, k) or k in _NOT_WRITABLE]
+    unknown = [k for k in updates if k not in _WRITABLE]
     if unknown:
         raise ValueError(f"not a writable position field: {unknown}")
     return {k: encode_value(v) for k, v in updates.items()}
 
 
-_NOT_WRITABLE = frozenset({"state", "version", "id", "symbol", "side", "time_in", "entry_px"})
+# Only persisted data fields: not identity, not derived caches, and never a trigger method that
+# `transitions` attached to the model under the same name.
+_WRITABLE = frozenset(f.name for f in dataclass_fields(Position)) - {
+    "state",
+    "version",
+    "id",
+    "symbol",
+    "side",
+    "time_in",
+    "entry_px",
+    "sign",
+}

@@ -32,7 +32,7 @@ def new_position_id(now: float | None = None) -> str:
 
 
 # Fields that are not persisted: derived caches for the hot path.
-_TRANSIENT = frozenset({"entry_px"})
+_TRANSIENT = frozenset({"entry_px", "sign"})
 
 
 @dataclass(eq=False)
@@ -62,17 +62,16 @@ class Position:
     realized_pnl: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
     time_in: dict[str, float] = field(default_factory=dict)  # seconds spent per state, on leaving it
-    entry_px: float = field(default=0.0, repr=False)  # float mirror of entry_price for the tick path
+    # Derived, for the tick path: never stored, never written by a transition.
+    entry_px: float = field(default=0.0, repr=False)  # float mirror of entry_price
+    sign: int = field(default=0, init=False, repr=False)  # +1 long, -1 short
 
     def __post_init__(self) -> None:
         self.side = Side(self.side)
+        self.sign = 1 if self.side is Side.LONG else -1
         if self.state not in STATES:
             raise ValueError(f"unknown state {self.state!r}")
         self.entry_px = float(self.entry_price)
-
-    @property
-    def sign(self) -> int:
-        return 1 if self.side is Side.LONG else -1
 
     def set_entry(self, price: Decimal, size: Decimal) -> None:
         """The only way to change the entry price, so the float mirror never goes stale."""

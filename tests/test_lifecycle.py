@@ -108,3 +108,29 @@ def test_loaded_position_resumes_in_its_stored_state() -> None:
     pos = PositionMachine().attach(Position.from_hash(stored.to_hash()))
     assert pos.state == "trailing" and pos.is_trailing()  # type: ignore[attr-defined]
     assert pos.may_close() and not pos.may_harvest()  # type: ignore[attr-defined]
+
+
+def test_readme_shows_the_generated_diagram() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```mermaid\n(.*?)```", readme, re.S)
+    assert block is not None and block.group(1) == mermaid()
+
+
+def test_transition_cannot_overwrite_a_trigger_method() -> None:
+    pm = PositionMachine()
+    pos = pm.attach(Position(id="p3", symbol="BTC-USDT-SWAP", side="long"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a writable"):
+        pm.fire(pos, "entry_filled", fields={"close": "oops"})
+    assert callable(pos.close)  # type: ignore[attr-defined]
+
+
+def test_time_in_state_accumulates_when_a_state_is_reentered() -> None:
+    clock = iter([100.0, 110.0, 125.0, 140.0]).__next__
+    pm = PositionMachine(clock=clock)
+    pos = pm.attach(Position(id="p4", symbol="BTC-USDT-SWAP", side="long", state="closing", state_since=90.0))  # type: ignore[arg-type]
+    pm.fire(pos, "retry_close")  # 10 s in closing
+    pm.fire(pos, "retry_close")  # +10 s
+    pm.fire(pos, "close_filled")  # +15 s
+    assert pos.time_in["closing"] == pytest.approx(35.0)
