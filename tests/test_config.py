@@ -134,3 +134,14 @@ def test_invalid_config_stops_the_cli_naming_the_setting(monkeypatch: pytest.Mon
     assert done.returncode == 2
     assert "risk.leverage (env SCALPER_RISK__LEVERAGE)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_readme_documents_every_setting() -> None:
+    from config.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for section, info in Settings.model_fields.items():
+        assert f"`{section}`" in readme, section
+        model = info.annotation
+        for name in getattr(model, "model_fields", {}):
+            assert f"`{name}`" in readme, f"{section}.{name}"

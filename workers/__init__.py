@@ -1,0 +1,1 @@
+"""Process entry points that do I/O around the core: order workers, the engine loop, the reconciler."""
