@@ -4,6 +4,7 @@
     {prefix}:{SYMBOL}:pos:ID:log      STREAM  a transition per entry: from to trigger reason price ts version
     {prefix}:{SYMBOL}:state:STATE     SET     ids of the symbol's positions in STATE
     {prefix}:{SYMBOL}:positions       SET     ids of all the symbol's positions
+    {prefix}:{SYMBOL}:outbox          STREAM  order intents written with their transitions (for the relay)
     {prefix}:symbols                  SET     symbols that ever had a position
     {prefix}:pos-symbol               HASH    id -> symbol, so a position can be found by id alone
 
@@ -51,6 +52,10 @@ class Keys:
 
     def positions(self, symbol: str) -> str:
         return f"{self.slot(symbol)}:positions"
+
+    def outbox(self, symbol: str) -> str:
+        """Order intents written with their transitions, waiting for the relay to hand them to RQ."""
+        return f"{self.slot(symbol)}:outbox"
 
     def symbols(self) -> str:
         return f"{self.prefix}:symbols"

@@ -42,6 +42,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "retry_close",    "source": CLOSING,                   "dest": CLOSING},     # close order gone, position not: next attempt
     {"trigger": "close_filled",   "source": CLOSING,                   "dest": CLOSED},      # the exchange shows the position gone
     {"trigger": "external_close", "source": list(LIVE_STATES),         "dest": CLOSED},      # closed or liquidated outside the bot
+    {"trigger": "resync",         "source": [OPEN, HARVESTING, TRAILING], "dest": "="},      # reconciler adopted the exchange's size
 ]
 # fmt: on
 

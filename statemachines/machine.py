@@ -9,7 +9,7 @@ trigger before `transitions` changes the state, so memory never runs ahead of Re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol
 
@@ -35,10 +35,11 @@ class TransitionStore(Protocol):
         price: float,
         ts: float,
         fields: dict[str, str],
+        intent: Mapping[str, str] | None = None,
     ) -> int:
         """Atomically: check state == source and version == pos.version, write dest, version + 1 and
-        `fields`, move the index entries, append the log entry; return the new version, or raise
-        StaleTransition."""
+        `fields`, move the index entries, append the log entry and the order intent (if any) to the
+        outbox; return the new version, or raise StaleTransition."""
         ...
 
 
@@ -66,10 +67,12 @@ class PositionMachine:
         reason: str = "",
         price: float = 0.0,
         fields: dict[str, Any] | None = None,
+        intent: Mapping[str, str] | None = None,
     ) -> None:
         """Fire `trigger` on `pos`: raises MachineError if illegal from its state, StaleTransition if
-        another process moved it first. `fields` are position attributes written with the transition."""
-        pos.trigger(trigger, reason=reason, price=price, fields=fields or {})  # type: ignore[attr-defined]
+        another process moved it first. `fields` are position attributes written with the transition;
+        `intent` is the order intent (OrderIntent.to_fields()) written to the outbox with it."""
+        pos.trigger(trigger, reason=reason, price=price, fields=fields or {}, intent=intent)  # type: ignore[attr-defined]
 
     def _persist(self, event: EventData) -> None:
         pos: Position = event.model
@@ -91,6 +94,7 @@ class PositionMachine:
                 price=float(kw.get("price", 0.0)),
                 ts=now,
                 fields=encoded,
+                intent=kw.get("intent"),
             )
         else:
             version = pos.version + 1

@@ -11,6 +11,7 @@ from decimal import Decimal
 from config.settings import SymbolConfig
 from statemachines import guards
 from statemachines.exits import armed_trail_stop, evaluate, mark
+from statemachines.intents import close_intent, harvest_intent, protect_intent, unprotect_intent
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 from statemachines.snapshot import Action, Decision, MarketSnapshot
@@ -31,12 +32,14 @@ def apply(
 ) -> None:
     price = mkt.price
     if decision.action is Action.CLOSE:
+        attempt = pos.close_attempt + 1
         pm.fire(
             pos,
             "close",
             reason=decision.reason,
             price=price,
-            fields={"exit_reason": decision.reason, "close_attempt": pos.close_attempt + 1},
+            fields={"exit_reason": decision.reason, "close_attempt": attempt},
+            intent=close_intent(pos, attempt, decision.reason).to_fields(),
         )
     elif decision.action is Action.ARM_TRAILING:
         level = armed_trail_stop(pos, price, cfg, at_least_breakeven=cfg.exits.trailing_breakeven)
@@ -49,6 +52,7 @@ def apply(
             reason=decision.reason,
             price=price,
             fields={"harvests_done": pos.harvests_done + 1},
+            intent=harvest_intent(pos, pos.harvests_done + 1, decision.fraction).to_fields(),
         )
 
 
@@ -68,12 +72,15 @@ def entry_filled(
     """The entry filled (a partial fill arrives here with the filled size once the rest is cancelled):
     the position opens with its ATR stop loss fixed at the fill."""
     stop = guards.initial_stop(pos.sign, float(price), atr, cfg.exits)
+    # The exchange-side catastrophe stop, so that a dead bot never leaves a naked position.
+    catastrophe = float(price) * (1.0 - pos.sign * cfg.risk.protective_stop_pct / 100.0)
     pm.fire(
         pos,
         "entry_filled",
         reason="fill",
         price=float(price),
         fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop},
+        intent=protect_intent(pos, catastrophe).to_fields(),
     )
 
 
@@ -94,3 +101,47 @@ def harvest_filled(
         price=float(price),
         fields={"size": remaining, "trail_stop": level},
     )
+
+
+def harvest_failed(pm: PositionMachine, pos: Position, *, reason: str) -> None:
+    pm.fire(pos, "harvest_failed", reason=reason)
+
+
+def retry_close(pm: PositionMachine, pos: Position, *, reason: str) -> None:
+    """The close order is gone but the position is not: send the next attempt (a new client order id)."""
+    attempt = pos.close_attempt + 1
+    pm.fire(
+        pos,
+        "retry_close",
+        reason=reason,
+        fields={"close_attempt": attempt},
+        intent=close_intent(pos, attempt, pos.exit_reason or reason).to_fields(),
+    )
+
+
+def settle_closed(
+    pm: PositionMachine,
+    pos: Position,
+    *,
+    trigger: str,
+    reason: str,
+    price: float = 0.0,
+    realized_pnl: Decimal | None = None,
+    fees: Decimal | None = None,
+) -> None:
+    """close_filled / external_close / entry_failed: the position is over; its protective stop (if one
+    was placed) is cancelled."""
+    fields: dict[str, object] = {"size": Decimal(0)}
+    if trigger != "close_filled" or not pos.exit_reason:
+        fields["exit_reason"] = reason
+    if realized_pnl is not None:
+        fields["realized_pnl"] = realized_pnl
+    if fees is not None:
+        fields["fees"] = fees
+    intent = None if trigger == "entry_failed" else unprotect_intent(pos).to_fields()
+    pm.fire(pos, trigger, reason=reason, price=price, fields=fields, intent=intent)
+
+
+def resync_size(pm: PositionMachine, pos: Position, *, size: Decimal, reason: str) -> None:
+    """Adopt the exchange's size, logged in the position's stream with the reason."""
+    pm.fire(pos, "resync", reason=reason, fields={"size": size})

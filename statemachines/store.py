@@ -66,8 +66,17 @@ class PositionStore:
 
     # --- writes ---
 
-    def create(self, pos: Position, *, reason: str = "", price: float = 0.0, ts: float | None = None) -> None:
-        """Store a new position in `opening` at version 1 with its creation log entry."""
+    def create(
+        self,
+        pos: Position,
+        *,
+        reason: str = "",
+        price: float = 0.0,
+        ts: float | None = None,
+        intent: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store a new position in `opening` at version 1 with its creation log entry, and the entry
+        order's intent in the symbol's outbox, all in one script."""
         if pos.state != State.OPENING:
             raise ValueError(f"a new position starts in {State.OPENING.value!r}, not {pos.state!r}")
         now = time.time() if ts is None else ts
@@ -93,9 +102,13 @@ class PositionStore:
                 k.log(pos.symbol, pos.id),
                 k.state(pos.symbol, State.OPENING.value),
                 k.positions(pos.symbol),
+                k.outbox(pos.symbol),
             ],
-            args=[pos.id, reason, encode_value(float(price)), encode_value(now), *_flat(data)],
-        )
+            args=[
+                pos.id, reason, encode_value(float(price)), encode_value(now), str(2 * len(data)),
+                *_flat(data), *_flat(intent or {}),
+            ],
+        )  # fmt: skip
         if not int(ok):
             raise PositionExists(f"position {pos.id} ({pos.symbol}) already exists")
         pos.created_at, pos.state_since, pos.version = created_at, state_since, 1
@@ -111,8 +124,10 @@ class PositionStore:
         price: float,
         ts: float,
         fields: dict[str, str],
+        intent: Mapping[str, str] | None = None,
     ) -> int:
-        """The compare-and-set of one transition; returns the new version or raises StaleTransition.
+        """The compare-and-set of one transition, with the order intent it calls for added to the symbol's
+        outbox in the same script; returns the new version or raises StaleTransition.
         Leaves `pos` untouched: the machine applies the change in memory once this returned."""
         bad = set(fields) - TRANSITION_FIELDS
         if bad:
@@ -124,10 +139,12 @@ class PositionStore:
                 k.log(pos.symbol, pos.id),
                 k.state(pos.symbol, source),
                 k.state(pos.symbol, dest),
+                k.outbox(pos.symbol),
             ],
             args=[
                 pos.id, source, dest, str(pos.version), trigger, reason,
-                encode_value(float(price)), encode_value(float(ts)), *_flat(fields),
+                encode_value(float(price)), encode_value(float(ts)), str(2 * len(fields)),
+                *_flat(fields), *_flat(intent or {}),
             ],
         )  # fmt: skip
         if int(res[0]) != 1:

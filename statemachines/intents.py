@@ -1,0 +1,142 @@
+"""Order intents: what a transition asks the order workers to do, written atomically with it (the outbox).
+
+A transition into `opening`, `closing` or `harvesting` needs an order; the intent is added to the symbol's
+outbox stream by the same Lua script that writes the transition, so a crash can neither lose the order
+(the transition without its intent) nor invent one (the intent without its transition). A relay moves
+outbox entries to RQ; a job may run more than once, so every job is idempotent by its client order id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from statemachines.position import Position, Side
+
+
+class IntentAction(StrEnum):
+    OPEN = "open"  # market entry
+    CLOSE = "close"  # reduce-only market close of the whole position
+    HARVEST = "harvest"  # reduce-only partial close of `fraction`
+    PROTECT = "protect"  # place the exchange-side catastrophe stop
+    UNPROTECT = "unprotect"  # cancel it
+
+
+_CODE = {
+    IntentAction.OPEN: "o",
+    IntentAction.CLOSE: "c",
+    IntentAction.HARVEST: "h",
+    IntentAction.PROTECT: "s",
+    IntentAction.UNPROTECT: "s",  # cancels the stop placed under the same id
+}
+
+
+def client_order_id(position_id: str, action: IntentAction, attempt: int) -> str:
+    """Deterministic per position, action and attempt; letters and digits only, at most 32 (OKX clOrdId)."""
+    cid = f"{position_id}{_CODE[action]}{attempt}"
+    if not cid.isalnum() or len(cid) > 32:
+        raise ValueError(f"client order id {cid!r} is not 1-32 letters and digits")
+    return cid
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    action: IntentAction
+    position_id: str
+    symbol: str
+    side: str  # the position's side: long / short
+    cl_ord_id: str
+    attempt: int = 1
+    size: Decimal = Decimal(0)  # contracts for OPEN; 0 = "what the exchange holds" for CLOSE
+    fraction: float = 0.0  # for HARVEST
+    reason: str = ""
+    stop_px: float = 0.0  # for PROTECT
+
+    @property
+    def order_side(self) -> str:
+        """buy/sell of the order: an entry goes with the position, every other order against it."""
+        opening = self.action is IntentAction.OPEN
+        return "buy" if (self.side == Side.LONG) == opening else "sell"
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: (format(v, "f") if isinstance(v, Decimal) else str(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, raw: dict) -> OrderIntent:
+        d = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        return cls(
+            action=IntentAction(d["action"]),
+            position_id=d["position_id"],
+            symbol=d["symbol"],
+            side=d["side"],
+            cl_ord_id=d["cl_ord_id"],
+            attempt=int(d.get("attempt", 1)),
+            size=Decimal(d.get("size", "0")),
+            fraction=float(d.get("fraction", 0.0)),
+            reason=d.get("reason", ""),
+            stop_px=float(d.get("stop_px", 0.0)),
+        )
+
+
+def open_intent(pos: Position, size: Decimal) -> OrderIntent:
+    attempt = max(1, pos.entry_attempt)
+    return OrderIntent(
+        IntentAction.OPEN,
+        pos.id,
+        pos.symbol,
+        pos.side.value,
+        client_order_id(pos.id, IntentAction.OPEN, attempt),
+        attempt,
+        size=size,
+    )
+
+
+def close_intent(pos: Position, attempt: int, reason: str) -> OrderIntent:
+    return OrderIntent(
+        IntentAction.CLOSE,
+        pos.id,
+        pos.symbol,
+        pos.side.value,
+        client_order_id(pos.id, IntentAction.CLOSE, attempt),
+        attempt,
+        reason=reason,
+    )
+
+
+def harvest_intent(pos: Position, attempt: int, fraction: float) -> OrderIntent:
+    return OrderIntent(
+        IntentAction.HARVEST,
+        pos.id,
+        pos.symbol,
+        pos.side.value,
+        client_order_id(pos.id, IntentAction.HARVEST, attempt),
+        attempt,
+        fraction=fraction,
+    )
+
+
+def protect_intent(pos: Position, stop_px: float) -> OrderIntent:
+    return OrderIntent(
+        IntentAction.PROTECT,
+        pos.id,
+        pos.symbol,
+        pos.side.value,
+        client_order_id(pos.id, IntentAction.PROTECT, 1),
+        1,
+        stop_px=stop_px,
+    )
+
+
+def unprotect_intent(pos: Position) -> OrderIntent:
+    return OrderIntent(
+        IntentAction.UNPROTECT,
+        pos.id,
+        pos.symbol,
+        pos.side.value,
+        client_order_id(pos.id, IntentAction.UNPROTECT, 1),
+        1,
+    )
