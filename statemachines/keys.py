@@ -5,8 +5,15 @@
     {prefix}:{SYMBOL}:state:STATE     SET     ids of the symbol's positions in STATE
     {prefix}:{SYMBOL}:positions       SET     ids of all the symbol's positions
     {prefix}:{SYMBOL}:outbox          STREAM  order intents written with their transitions (for the relay)
+    {prefix}:{SYMBOL}:ticks           STREAM  market ticks from the feed (px bid ask ts), trimmed
+    {prefix}:{SYMBOL}:history         STREAM  closed 1-minute candles for indicator warm-up (ts o h l c)
+    {prefix}:{SYMBOL}:events          STREAM  the exchange's order/position events for the symbol
     {prefix}:symbols                  SET     symbols that ever had a position
     {prefix}:pos-symbol               HASH    id -> symbol, so a position can be found by id alone
+    {prefix}:lease:SHARD              STRING  the engine that owns a symbol shard (token, with a TTL)
+    {prefix}:engine:cursor            HASH    symbol -> last tick stream id the engine has processed
+    {prefix}:exchange                 HASH    what the reconciler last knew: state ok|unknown, since, why
+    {prefix}:panic                    STRING  set by `scalper panic`: close everything, no entries
 
 The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
 so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.
@@ -56,6 +63,27 @@ class Keys:
     def outbox(self, symbol: str) -> str:
         """Order intents written with their transitions, waiting for the relay to hand them to RQ."""
         return f"{self.slot(symbol)}:outbox"
+
+    def ticks(self, symbol: str) -> str:
+        return f"{self.slot(symbol)}:ticks"
+
+    def history(self, symbol: str) -> str:
+        return f"{self.slot(symbol)}:history"
+
+    def events(self, symbol: str) -> str:
+        return f"{self.slot(symbol)}:events"
+
+    def lease(self, shard: str) -> str:
+        return f"{self.prefix}:lease:{_check_leaf('shard', shard)}"
+
+    def cursor(self) -> str:
+        return f"{self.prefix}:engine:cursor"
+
+    def exchange(self) -> str:
+        return f"{self.prefix}:exchange"
+
+    def panic(self) -> str:
+        return f"{self.prefix}:panic"
 
     def symbols(self) -> str:
         return f"{self.prefix}:symbols"

@@ -68,6 +68,7 @@ def entry_filled(
     atr: float | None,
     cfg: SymbolConfig,
     now: float,
+    fee: Decimal = Decimal(0),
 ) -> None:
     """The entry filled (a partial fill arrives here with the filled size once the rest is cancelled):
     the position opens with its ATR stop loss fixed at the fill."""
@@ -79,7 +80,7 @@ def entry_filled(
         "entry_filled",
         reason="fill",
         price=float(price),
-        fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop},
+        fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop, "fees": fee},
         intent=protect_intent(pos, catastrophe).to_fields(),
     )
 
@@ -91,6 +92,8 @@ def harvest_filled(
     remaining: Decimal,
     price: Decimal,
     cfg: SymbolConfig,
+    realized_pnl: Decimal | None = None,
+    fees: Decimal | None = None,
 ) -> None:
     """The partial close filled: the rest trails, its stop at least at breakeven plus fees."""
     level = armed_trail_stop(pos, float(price), cfg, at_least_breakeven=True)
@@ -99,7 +102,9 @@ def harvest_filled(
         "harvest_filled",
         reason="fill",
         price=float(price),
-        fields={"size": remaining, "trail_stop": level},
+        fields={"size": remaining, "trail_stop": level}
+        | ({} if realized_pnl is None else {"realized_pnl": realized_pnl})
+        | ({} if fees is None else {"fees": fees}),
     )
 
 

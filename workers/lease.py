@@ -1,0 +1,71 @@
+"""The engine's lease on a symbol shard: one owner at a time, handed over within the TTL when it dies.
+
+The owner holds a random token in `{prefix}:lease:{shard}` with a TTL and renews it well inside the TTL;
+renewal and release check the token in Lua, so a process that lost the lease (paused past the TTL) can
+neither extend nor delete the new owner's. An engine must stop stepping machines the moment `renew`
+reports the lease lost. (Transitions are compare-and-set anyway, so even a zombie owner cannot corrupt a
+position; the lease keeps two engines from doing the same work and racing for it.)
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import redis
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Lease:
+    def __init__(self, client: redis.Redis, key: str, ttl_s: float = 5.0, owner: str = "") -> None:
+        self.client = client
+        self.key = key
+        self.ttl_ms = int(ttl_s * 1000)
+        self.token = f"{owner or 'engine'}-{secrets.token_hex(8)}"
+        self.held = False
+        self._renewed_at = 0.0
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it."""
+        self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        if self.held:
+            self._renewed_at = time.monotonic()
+        return self.held
+
+    def renew(self) -> bool:
+        """Extend the lease; False means it was lost (expired and possibly taken by another engine)."""
+        self.held = bool(int(self._renew(keys=[self.key], args=[self.token, self.ttl_ms])))
+        if self.held:
+            self._renewed_at = time.monotonic()
+        return self.held
+
+    def keep(self) -> bool:
+        """Called from the engine loop: renew once a third of the TTL has passed; acquire if not held."""
+        if not self.held:
+            return self.acquire()
+        if time.monotonic() - self._renewed_at >= self.ttl_ms / 3000:
+            return self.renew()
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            self._release(keys=[self.key], args=[self.token])
+            self.held = False
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.key)
+        return None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
