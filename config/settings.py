@@ -139,6 +139,15 @@ class IndicatorSettings(BaseModel):
         return self
 
 
+class EngineSettings(BaseModel):
+    model_config = _SECTION
+    lease_ttl_s: float = Field(5.0, gt=0.5)  # a dead engine's shard is taken over within this
+    reconcile_every_s: float = Field(10.0, gt=0)
+    mark_every_s: float = Field(1.0, gt=0)  # coalesced mark-to-market writes, per position
+    # Exchange positions the bot does not know: adopt (with fresh stops), close (adopt, then close), ignore.
+    unknown_positions: Literal["adopt", "close", "ignore"] = "adopt"
+
+
 class SymbolOverrides(BaseModel):
     """Per-symbol partial overrides; keys are checked against the section's fields at load time."""
 
@@ -172,6 +181,7 @@ class Settings(BaseSettings):
     exits: ExitSettings = Field(default_factory=ExitSettings)
     smart_exit: SmartExitSettings = Field(default_factory=SmartExitSettings)
     indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     # The traded instruments (OKX instId) with optional overrides, e.g. {"BTC-USDT-SWAP": {"exits": {...}}}.
     symbols: dict[str, SymbolOverrides] = Field(
         default_factory=lambda: {"BTC-USDT-SWAP": SymbolOverrides(), "ETH-USDT-SWAP": SymbolOverrides()}

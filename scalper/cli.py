@@ -3,14 +3,89 @@
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import sys
 from collections.abc import Sequence
 
 from config.settings import ConfigError, Settings, load_settings
 
 
-def _cmd_fsm(args: argparse.Namespace) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scalper", description="Scalp perpetual futures; positions are FSMs."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start every process on this machine (embedded Redis without REDIS_URL)")
+    run.add_argument(
+        "--replay", metavar="PATH|sample", help="feed recorded ticks instead of the live OKX feed"
+    )
+    run.add_argument("--speed", type=float, default=600.0, help="replay speed (market seconds per second)")
+    run.add_argument("--workers", type=int, default=1, help="order worker processes")
+    run.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = never)")
+
+    feed = sub.add_parser("feed", help="public market data into the tick streams")
+    feed.add_argument("--replay", metavar="PATH|sample")
+    feed.add_argument("--speed", type=float, default=600.0)
+    feed.add_argument("--symbol", help="replay: the symbol the recording is fed as (default: the first)")
+    sub.add_parser("account", help="the private side: paper venue, or OKX's private stream")
+    engine = sub.add_parser("engine", help="step the position machines of a symbol shard")
+    engine.add_argument("--symbols", help="comma-separated shard (default: every configured symbol)")
+    engine.add_argument("--shard", default="", help="lease name (default: the symbols, or 'all')")
+    engine.add_argument("--clock", choices=["wall", "data"], default="wall", help="data: replay time")
+    worker = sub.add_parser("worker", help="RQ order worker (non-forking)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+
+    pos = sub.add_parser("positions", help="positions as a table")
+    pos.add_argument("--all", action="store_true", help="include closed positions")
+    pos.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one position: its fields and its transition log")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    op = sub.add_parser("open", help="manual entry (the engine applies the risk gates)")
+    op.add_argument("symbol")
+    op.add_argument("side", choices=["long", "short"])
+    close = sub.add_parser("close", help="close a position (through its closing state)")
+    close.add_argument("id")
+    panic = sub.add_parser("panic", help="close everything and stop entries")
+    panic.add_argument("--off", action="store_true", help="allow entries again")
+    rec = sub.add_parser("reconcile", help="settle positions with the exchange now")
+    rec.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
+    rec.add_argument("--json", action="store_true")
+
+    fsm = sub.add_parser("fsm", help="the position lifecycle (transition table or Mermaid diagram)")
+    fsm.add_argument("--mermaid", action="store_true", help="print a Mermaid stateDiagram of the machine")
+    cfg = sub.add_parser("config", help="configuration")
+    cfg.add_argument("action", choices=["show"], help="show: the effective configuration, secrets masked")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
+    if args.command == "fsm":
+        return _fsm(args)
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"scalper: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a clear one-line error for the operator; -v shows the traceback
+        from scalper.connect import NoRedis
+
+        if isinstance(err, NoRedis | LookupError) or not args.verbose:
+            print(f"scalper: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _fsm(args: argparse.Namespace) -> int:
     from statemachines.lifecycle import build_machine, edges, mermaid
 
     if args.mermaid:
@@ -21,30 +96,87 @@ def _cmd_fsm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(settings.masked(), indent=2, sort_keys=False))
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from scalper import processes
+
+    cmd = args.command
+    if cmd == "config":
+        print(__import__("json").dumps(settings.masked(), indent=2))
+        return 0
+    if cmd == "run":
+        from scalper.supervisor import run
+
+        return run(
+            settings, replay=args.replay, speed=args.speed, workers=args.workers, duration=args.duration
+        )
+    if cmd == "feed":
+        return processes.run_feed(settings, args.replay, args.speed, args.symbol)
+    if cmd == "account":
+        return processes.run_account_process(settings)
+    if cmd == "engine":
+        symbols = args.symbols.split(",") if args.symbols else None
+        shard = args.shard or ("-".join(symbols) if symbols else "all")
+        return processes.run_engine(settings, symbols=symbols, shard=shard, clock=args.clock)
+    if cmd == "worker":
+        return processes.run_worker(settings, burst=args.burst)
+    return _operator(args, settings)
+
+
+def _operator(args: argparse.Namespace, settings: Settings) -> int:
+    from scalper import inspect
+    from scalper.connect import redis_client
+    from statemachines.store import PositionStore
+
+    client = redis_client(settings)
+    store = PositionStore(client, settings.redis.prefix)
+    cmd = args.command
+    if cmd == "positions":
+        rows = inspect.positions(store, include_closed=args.all)
+        print(inspect.dumps(rows) if args.json else inspect.table(rows))
+    elif cmd == "show":
+        data = inspect.show(store, args.id)
+        print(inspect.dumps(data) if args.json else inspect.show_text(data))
+    elif cmd == "open":
+        if args.symbol not in settings.symbols:
+            print(f"scalper: {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        inspect.request_open(client, store.keys, args.symbol, args.side)
+        print(f"entry requested: {args.symbol} {args.side} (the engine applies the risk gates)")
+    elif cmd == "close":
+        if not inspect.request_close(client, store, args.id):
+            print(f"scalper: no live position {args.id}", file=sys.stderr)
+            return 1
+        print(f"close requested: {args.id}")
+    elif cmd == "panic":
+        closed = inspect.panic(client, store, off=args.off)
+        print("panic off: entries allowed" if args.off else f"panic: entries stopped, closing {len(closed)}")
+    elif cmd == "reconcile":
+        return _reconcile(args, settings)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scalper", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    fsm = sub.add_parser("fsm", help="the position lifecycle (transition table or Mermaid diagram)")
-    fsm.add_argument("--mermaid", action="store_true", help="print a Mermaid stateDiagram of the machine")
-    cfg = sub.add_parser("config", help="configuration")
-    cfg.add_argument("action", choices=["show"], help="show: the effective configuration, secrets masked")
-    return parser
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
 
+    from scalper import inspect
+    from scalper.processes import build_engine
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "fsm":
-        return _cmd_fsm(args)
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        print(f"scalper: {err}", file=sys.stderr)
-        return 2
-    if args.command == "config":
-        return _cmd_config(args, settings)
-    return 2
+    engine = build_engine(settings, symbols=None, shard="all", clock="wall")
+    engine.reconciler.dry_run = args.dry_run  # type: ignore[union-attr]
+    engine.bus.ensure_groups(engine.symbols)
+    for pos in engine.store.load_live():
+        if pos.symbol in engine.book:
+            engine.adopt(pos)
+    report = engine.reconciler.reconcile(engine, engine.now())  # type: ignore[union-attr]
+    data = asdict(report)
+    if args.json:
+        print(inspect.dumps(data))
+    else:
+        print(f"exchange readable: {report.exchange_known} {report.why}")
+        for pid, trig, why in report.corrections:
+            print(f"  {pid or '-':<12} {trig:<16} {why}")
+        print(
+            f"{len(report.corrections)} correction(s){' (dry run: nothing changed)' if args.dry_run else ''}"
+        )
+    return 0 if report.exchange_known else 3

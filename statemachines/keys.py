@@ -14,6 +14,7 @@
     {prefix}:engine:cursor            HASH    symbol -> last tick stream id the engine has processed
     {prefix}:exchange                 HASH    what the reconciler last knew: state ok|unknown, since, why
     {prefix}:panic                    STRING  set by `scalper panic`: close everything, no entries
+    {prefix}:control                  STREAM  operator commands for the engines (close ID, open SYMBOL SIDE)
 
 The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
 so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.
@@ -84,6 +85,10 @@ class Keys:
 
     def panic(self) -> str:
         return f"{self.prefix}:panic"
+
+    def control(self) -> str:
+        """Operator commands for the engines: manual close, manual entry."""
+        return f"{self.prefix}:control"
 
     def symbols(self) -> str:
         return f"{self.prefix}:symbols"

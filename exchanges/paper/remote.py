@@ -1,0 +1,249 @@
+"""The paper exchange as a venue the processes talk to, like a real one.
+
+`PaperVenue` is the single owner of the paper account (one writer): it runs in the `account` process, takes
+quotes from the feed's tick streams, serves requests from a Redis stream and publishes the venue's order and
+position events to the engine's event streams. `PaperClient` implements `Exchange` for the other processes
+(engine, workers) by sending requests and waiting for replies; a reply that does not come in time is an
+unknown outcome for an order and an unreadable exchange for a read, exactly as with a real venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import redis
+
+from exchanges import base
+from exchanges.base import (
+    Balance,
+    EventKind,
+    ExchangeError,
+    ExchangeEvent,
+    ExchangePosition,
+    ExchangeUnavailable,
+    Instrument,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OutcomeUnknown,
+    StopOrder,
+)
+from exchanges.paper.exchange import PaperExchange
+from statemachines.keys import Keys
+from workers.events import EventBus, order_fields, position_fields
+
+log = logging.getLogger("scalper.paper")
+
+# op -> the type its result decodes to
+RESULTS: dict[str, Any] = {
+    "instruments": list[Instrument], "balance": list[Balance], "positions": list[ExchangePosition],
+    "pending_orders": list[Order], "place_order": Order, "get_order": Order | None, "cancel_order": None,
+    "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "cancel_stop": None,
+    "stops": list[StopOrder],
+}  # fmt: skip
+READS = frozenset({"instruments", "balance", "positions", "pending_orders", "get_order", "stops"})
+_ERRORS = {
+    cls.__name__: cls for cls in vars(base).values() if isinstance(cls, type) and issubclass(cls, Exception)
+}
+
+
+def _requests(keys: Keys) -> str:
+    return f"{keys.prefix}:paper:requests"
+
+
+def _reply(keys: Keys, rid: str) -> str:
+    return f"{keys.prefix}:paper:reply:{rid}"
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class PaperVenue:
+    """Runs the PaperExchange: quotes in, requests in, events out. One instance per paper account."""
+
+    def __init__(self, client: redis.Redis, exchange: PaperExchange, keys: Keys, symbols: list[str]) -> None:
+        self.client = client
+        self.exchange = exchange
+        self.keys = keys
+        self.symbols = symbols
+        self.bus = EventBus(client, keys)
+        self.cursors = {keys.ticks(s): "$" for s in symbols}
+        self.request_cursor = "$"
+        self._events = exchange.events()
+        self.served = 0
+        self.quotes = 0
+
+    async def start(self) -> None:
+        # Resume quotes from the newest tick (a stale quote would fill at a price long gone), and serve
+        # requests sent while the venue was down that are still young enough for their caller to wait.
+        for key in list(self.cursors):
+            last = self.client.xrevrange(key, count=1)
+            self.cursors[key] = _s(last[0][0]) if last else "0-0"
+            if last:
+                await self._quote(key, last[0][1])
+        self.request_cursor = "0-0"
+
+    async def run_once(self, block_ms: int = 20) -> None:
+        streams = {**self.cursors, _requests(self.keys): self.request_cursor}
+        reply = self.client.xread(streams, count=500, block=block_ms or None)
+        for key, entries in reply or []:
+            key = _s(key)
+            if key == _requests(self.keys):
+                for entry_id, raw in entries:
+                    self.request_cursor = _s(entry_id)
+                    await self._serve({_s(k): _s(v) for k, v in raw.items()})
+                    self.client.xdel(key, entry_id)
+            else:
+                for _id, raw in entries:
+                    await self._quote(key, raw)
+                self.cursors[key] = _s(entries[-1][0])
+        self._publish_events()
+
+    async def _quote(self, key: str, raw: dict[Any, Any]) -> None:
+        f = {_s(k): _s(v) for k, v in raw.items()}
+        try:
+            px = Decimal(f["px"])
+            bid, ask = Decimal(f.get("bid") or px), Decimal(f.get("ask") or px)
+            if not (px > 0 and bid > 0 and ask >= bid):
+                return
+        except (KeyError, ArithmeticError):
+            return
+        symbol = key.split("{", 1)[1].split("}", 1)[0]
+        await self.exchange.on_quote(symbol, bid, ask, float(f.get("ts") or 0))
+        self.quotes += 1
+
+    async def _serve(self, req: dict[str, str]) -> None:
+        rid, op = req.get("id", ""), req.get("op", "")
+        if not rid or op not in RESULTS:
+            return
+        try:
+            args = msgspec.json.decode(req.get("args", "{}").encode())
+            if op == "place_order":
+                args = {"req": msgspec.convert(args["req"], OrderRequest)}
+            elif op == "place_stop":
+                args = {**args, "side": OrderSide(args["side"]), "trigger_px": Decimal(args["trigger_px"]),
+                        "size": Decimal(args["size"])}  # fmt: skip
+            elif op == "move_stop":
+                args = {**args, "trigger_px": Decimal(args["trigger_px"])}
+            result = await getattr(self.exchange, op)(**args)
+            body = {"ok": True, "result": result}
+        except OutcomeUnknown as err:  # injected: the caller must see a lost reply, so send none
+            log.info("paper: %s outcome withheld (%s)", op, err)
+            return
+        except ExchangeUnavailable:
+            return
+        except ExchangeError as err:
+            body = {"ok": False, "type": type(err).__name__, "code": err.code, "msg": err.msg}
+        except (msgspec.ValidationError, KeyError, TypeError, ValueError) as err:
+            body = {"ok": False, "type": "ExchangeError", "code": "51000", "msg": f"bad request: {err}"}
+        key = _reply(self.keys, rid)
+        pipe = self.client.pipeline()
+        pipe.lpush(key, msgspec.json.encode(body))
+        pipe.expire(key, 60)
+        pipe.execute()
+        self.served += 1
+        self._publish_events()
+
+    def _publish_events(self) -> None:
+        queue = self._events.queue  # type: ignore[attr-defined]  # the venue drains its own subscription
+        while not queue.empty():
+            event = queue.get_nowait()
+            if event is not None:
+                self.publish(event)
+
+    def publish(self, event: ExchangeEvent) -> None:
+        if event.kind is EventKind.RECONNECTED:  # events were dropped: the engines must reconcile
+            self.client.hset(self.keys.exchange(), "reconnected_at", str(event.ts_ms / 1000))
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for order in event.orders:
+            self.bus.publish(order.inst_id, order_fields(order, "paper"), pipe)
+        for pos in event.positions:
+            self.bus.publish(pos.inst_id, position_fields(pos, snapshot=event.snapshot, source="paper"), pipe)
+        pipe.execute()
+
+
+class PaperClient:
+    """`Exchange` over the venue's request stream; used by the engine and the order workers."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, timeout_s: float = 2.0) -> None:
+        self.client = client
+        self.keys = keys
+        self.timeout_s = timeout_s
+
+    def _call(self, op: str, **args: Any) -> Any:
+        rid = secrets.token_hex(8)
+        self.client.xadd(_requests(self.keys), {"id": rid, "op": op, "args": msgspec.json.encode(args)},
+                         maxlen=10_000, approximate=True)  # fmt: skip
+        got = self.client.blpop([_reply(self.keys, rid)], timeout=self.timeout_s)
+        if got is None:
+            if op in READS:
+                raise ExchangeUnavailable(f"paper venue did not answer {op} within {self.timeout_s}s")
+            raise OutcomeUnknown(f"paper venue did not answer {op} within {self.timeout_s}s")
+        body = msgspec.json.decode(got[1])
+        if not body.get("ok"):
+            cls = _ERRORS.get(body.get("type", ""), ExchangeError)
+            if not issubclass(cls, ExchangeError):
+                cls = ExchangeError
+            raise cls(body.get("code", ""), body.get("msg", ""))
+        tp = RESULTS[op]
+        return None if tp is None else msgspec.convert(body.get("result"), tp)
+
+    async def instruments(self) -> list[Instrument]:
+        return self._call("instruments")
+
+    async def balance(self) -> list[Balance]:
+        return self._call("balance")
+
+    async def positions(self) -> list[ExchangePosition]:
+        return self._call("positions")
+
+    async def pending_orders(self) -> list[Order]:
+        return self._call("pending_orders")
+
+    async def place_order(self, req: OrderRequest) -> Order:
+        return self._call("place_order", req=req)
+
+    async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
+        return self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
+
+    async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None:
+        self._call("cancel_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
+
+    async def set_leverage(
+        self, inst_id: str, lever: int, mgn_mode: str, pos_side: str | None = None
+    ) -> None:
+        self._call("set_leverage", inst_id=inst_id, lever=lever, mgn_mode=mgn_mode, pos_side=pos_side)
+
+    async def place_stop(
+        self, inst_id: str, algo_cl_ord_id: str, side: OrderSide, trigger_px: Decimal, size: Decimal,
+        pos_side: str | None = None,
+    ) -> StopOrder:  # fmt: skip
+        return self._call("place_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, side=side.value,
+                          trigger_px=str(trigger_px), size=str(size), pos_side=pos_side)  # fmt: skip
+
+    async def move_stop(self, inst_id: str, algo_cl_ord_id: str, trigger_px: Decimal) -> StopOrder:
+        return self._call(
+            "move_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, trigger_px=str(trigger_px)
+        )
+
+    async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None:
+        self._call("cancel_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)
+
+    async def stops(self) -> list[StopOrder]:
+        return self._call("stops")
+
+    async def events(self) -> AsyncIterator[ExchangeEvent]:  # the venue publishes events itself
+        await asyncio.sleep(0)
+        return
+        yield
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,52 @@
+"""Ticks into Redis: one trimmed stream per symbol, and the history stream the engine warms up from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+from statemachines.keys import Keys
+
+TICKS_MAXLEN = 50_000  # about an hour of a busy symbol; the engine reads within milliseconds
+HISTORY_MAXLEN = 500  # closed candles kept for warm-up: MACD(12,26,9) needs 34, the rest is margin
+
+
+class TickWriter:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.published = 0
+
+    def tick(
+        self, symbol: str, ts: float, px: float, bid: float | None = None, ask: float | None = None
+    ) -> None:
+        fields = {"px": repr(px), "ts": repr(ts)}
+        if bid is not None and ask is not None:
+            fields |= {"bid": repr(bid), "ask": repr(ask)}
+        self.client.xadd(self.keys.ticks(symbol), fields, maxlen=TICKS_MAXLEN, approximate=True)
+        self.published += 1
+
+    def history(self, symbol: str, candles: Iterable[tuple[float, float, float, float, float]]) -> int:
+        """Closed candles (start ts, open, high, low, close), oldest first."""
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for ts, o, h, low, c in candles:
+            pipe.xadd(
+                self.keys.history(symbol),
+                {"ts": repr(ts), "o": repr(o), "h": repr(h), "l": repr(low), "c": repr(c)},
+                maxlen=HISTORY_MAXLEN,
+                approximate=True,
+            )
+            n += 1
+        pipe.execute()
+        return n
+
+    def last_ts(self, symbol: str) -> float:
+        """Time of the newest tick or history candle, 0 if none (a replay restart continues after it)."""
+        latest = 0.0
+        for key in (self.keys.ticks(symbol), self.keys.history(symbol)):
+            last = self.client.xrevrange(key, count=1)
+            if last:
+                latest = max(latest, float(last[0][1][b"ts"]))
+        return latest

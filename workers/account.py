@@ -1,0 +1,74 @@
+"""The `account` process: the exchange's private side, into the engines' event streams.
+
+- venue `paper`: this process *is* the paper exchange (its single writer). It takes quotes from the tick
+  streams, serves the engines' and workers' requests, and publishes its order and position events.
+- venue `okx`: the private WebSocket (orders, positions, account) is relayed; after every reconnect the
+  time is noted in `{prefix}:exchange` so the engines reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import redis
+
+from config.settings import Settings
+from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
+from exchanges.paper.remote import PaperVenue
+from statemachines.keys import Keys
+from workers.events import EventBus, order_fields, position_fields
+
+log = logging.getLogger("scalper.account")
+
+
+def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
+    known = {i.inst_id for i in DEFAULT_INSTRUMENTS}
+    missing = [s for s in settings.symbols if s not in known]
+    if missing:
+        raise SystemExit(f"scalper: the paper exchange has no instrument {', '.join(missing)} "
+                         f"(it knows {', '.join(sorted(known))}); check SCALPER_SYMBOLS")  # fmt: skip
+    ex = settings.exchange
+    exchange = PaperExchange(
+        client, DEFAULT_INSTRUMENTS, prefix=settings.redis.prefix, taker_fee=ex.taker_fee,
+        maker_fee=ex.maker_fee, pos_mode="long_short" if ex.pos_mode == "long_short" else "net",
+        default_lever=settings.risk.leverage,
+    )  # fmt: skip
+    return PaperVenue(client, exchange, Keys(settings.redis.prefix), list(settings.symbols))
+
+
+def run_account(settings: Settings, client: redis.Redis, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    loop = asyncio.new_event_loop()
+    if settings.exchange.venue == "paper":
+        venue = paper_venue(settings, client)
+        loop.run_until_complete(venue.start())
+        log.info("paper venue serving %s", ", ".join(settings.symbols))
+        while not stop.is_set():
+            loop.run_until_complete(venue.run_once())
+        return
+    loop.run_until_complete(_relay_okx(settings, client, stop))
+
+
+async def _relay_okx(settings: Settings, client: redis.Redis, stop: threading.Event) -> None:
+    from scalper.connect import exchange_client
+
+    keys = Keys(settings.redis.prefix)
+    bus = EventBus(client, keys)
+    adapter = exchange_client(settings, client)
+    async for event in adapter.events():
+        if stop.is_set():
+            break
+        kind = event.kind.value
+        if kind == "reconnected":
+            client.hset(keys.exchange(), "reconnected_at", repr(time.time()))
+            continue
+        pipe = client.pipeline(transaction=False)
+        for order in event.orders:
+            bus.publish(order.inst_id, order_fields(order, "okx"), pipe)
+        for pos in event.positions:
+            bus.publish(pos.inst_id, position_fields(pos, snapshot=event.snapshot, source="okx"), pipe)
+        pipe.execute()
+    await adapter.close()

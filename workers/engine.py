@@ -1,0 +1,311 @@
+"""The engine: steps every position of its symbol shard on every tick.
+
+One loop iteration: keep the shard lease; read a batch of ticks (one XREAD for all symbols); for each
+tick update the symbol's indicators and step its positions (pure guards, Redis only on a transition);
+apply the exchange's events (consumer group, acknowledged after applying); hand new order intents to RQ;
+write coalesced marks about once a second; reconcile periodically. Only the lease holder does any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+import redis
+
+from config.settings import Settings
+from indicators.symbol import SymbolIndicators
+from statemachines.lifecycle import State
+from statemachines.machine import PositionMachine, StaleTransition
+from statemachines.position import Position
+from statemachines.snapshot import MarketSnapshot
+from statemachines.stepper import step
+from statemachines.store import PositionStore
+from workers import settlement
+from workers.events import EventBus, order_from, position_from
+from workers.lease import Lease
+from workers.relay import Relay
+
+log = logging.getLogger("scalper.engine")
+
+MARK_FIELDS = ("peak_pnl_pct", "trail_stop", "liq_price", "margin_ratio")
+
+
+class Entries(Protocol):
+    """Entry decisions (strategy + risk gates); see workers/entries.py."""
+
+    def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None: ...
+    def on_command(self, engine: Engine, fields: dict[str, str], now: float) -> None: ...
+    def on_closed(self, engine: Engine, pos: Position, now: float) -> None: ...
+
+
+class Reconciler(Protocol):
+    def reconcile(self, engine: Engine, now: float) -> Any: ...
+    def due_to_reconnect(self, engine: Engine) -> bool: ...
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        *,
+        symbols: list[str] | None = None,
+        shard: str = "all",
+        clock: Literal["wall", "data"] = "wall",
+        entries: Entries | None = None,
+        reconciler: Reconciler | None = None,
+        lease_ttl_s: float = 5.0,
+        reconcile_every_s: float = 10.0,
+        mark_every_s: float = 1.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.symbols = symbols or list(settings.symbols)
+        self.store = PositionStore(client, settings.redis.prefix)
+        self.keys = self.store.keys
+        self.pm = PositionMachine(self.store, clock=self.now)
+        self.bus = EventBus(client, self.keys)
+        self.relay = Relay(client, self.keys)
+        self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
+        self.consumer = f"engine-{shard}"
+        self.clock_mode = clock
+        self.entries = entries
+        self.reconciler = reconciler
+        self.reconcile_every_s = reconcile_every_s
+        self.mark_every_s = mark_every_s
+        self.wall = wall
+        ind = settings.indicators
+        self.ind = {
+            s: SymbolIndicators(ind.rsi_period, ind.macd_fast, ind.macd_slow, ind.macd_signal, ind.atr_period,
+                                ind.candle_seconds)
+            for s in self.symbols
+        }  # fmt: skip
+        self.cfg = {s: settings.for_symbol(s) for s in self.symbols}
+        self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in self.symbols}
+        self.book: dict[str, dict[str, Position]] = {s: {} for s in self.symbols}
+        self.cursors: dict[str, str] = {}
+        self.data_now = 0.0
+        self.panic = False
+        # Fail closed: no entries until a reconcile has read the exchange (no reconciler: trust it).
+        self.exchange_known = reconciler is None
+        self.started = False
+        self.ticks_seen = 0
+        self.dropped_ticks = 0
+        self._last_marks = 0.0
+        self._last_reconcile = 0.0
+        self._control_id = "$"
+
+    # --- clock ---
+
+    def now(self) -> float:
+        """Wall time live; in replay, the time of the data (so holding times mean market time)."""
+        return self.data_now if self.clock_mode == "data" and self.data_now else self.wall()
+
+    # --- lifecycle of the engine process ---
+
+    def start(self) -> None:
+        """On taking the lease: load the shard's live positions, warm indicators up, reconcile."""
+        self.bus.ensure_groups(self.symbols)
+        for s in self.symbols:
+            self.book[s].clear()
+        for pos in self.store.load_live():
+            if pos.symbol in self.book:
+                self.book[pos.symbol][pos.id] = self.pm.attach(pos)
+        raw = self.client.hgetall(self.keys.cursor())
+        self.cursors = {s: _s(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
+        for s in self.symbols:
+            self.cursors.setdefault(s, "0-0")
+        self._warm_up()
+        self.panic = bool(self.client.exists(self.keys.panic()))
+        self.started = True
+        log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
+        if self.reconciler is not None:
+            self.reconciler.reconcile(self, self.now())
+            self._last_reconcile = self.wall()
+
+    def _warm_up(self) -> None:
+        """Closed candles from the history stream, up to where the tick cursor starts."""
+        for s in self.symbols:
+            rows = self.client.xrange(self.keys.history(s))
+            candles = []
+            for _, f in rows:
+                d = {_s(k): float(_s(v)) for k, v in f.items()}
+                candles.append((d["ts"], d["o"], d["h"], d["l"], d["c"]))
+            if candles:
+                self.ind[s].warm_up(candles)
+
+    def run_once(self, block_ms: int = 50) -> int:
+        """One loop iteration; returns the number of ticks processed (0 when not the lease holder)."""
+        if not self.lease.keep():
+            self.started = False
+            time.sleep(min(0.2, block_ms / 1000))
+            return 0
+        if not self.started:
+            self.start()
+        n = self._ticks(block_ms)
+        self._events()
+        self._control()
+        self.relay.flush(self.symbols)
+        wall = self.wall()
+        if wall - self._last_marks >= self.mark_every_s:
+            self.flush_marks()
+            self._last_marks = wall
+        rec = self.reconciler
+        if rec is not None and (
+            wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self)
+        ):
+            rec.reconcile(self, self.now())
+            self._last_reconcile = wall
+        return n
+
+    def stop(self) -> None:
+        if self.started:
+            self.flush_marks()
+        self.lease.release()
+
+    # --- ticks ---
+
+    def _ticks(self, block_ms: int) -> int:
+        streams = {self.keys.ticks(s): self.cursors[s] for s in self.symbols}
+        reply = self.client.xread(streams, count=1000, block=block_ms or None)
+        n = 0
+        for key, entries in reply or []:
+            symbol = _s(key).split("{", 1)[1].split("}", 1)[0]
+            for _id, f in entries:
+                try:
+                    ts, px = float(f[b"ts"]), float(f[b"px"])
+                except (KeyError, ValueError):
+                    ts = px = float("nan")
+                if not (px > 0 and ts > 0 and px < float("inf")):  # NaN fails every comparison
+                    self.dropped_ticks += 1
+                    continue
+                self.on_tick(symbol, ts, px)
+                n += 1
+            self.cursors[symbol] = _s(entries[-1][0])
+        if n:
+            self.client.hset(self.keys.cursor(), mapping=self.cursors)
+        return n
+
+    def on_tick(self, symbol: str, ts: float, price: float) -> None:
+        """The hot path: indicators, then every position of the symbol, then entries."""
+        self.ticks_seen += 1
+        if ts > self.data_now:
+            self.data_now = ts
+        ind = self.ind[symbol]
+        ind.on_tick(ts, price)
+        snap = self.snap[symbol]
+        snap.price, snap.price_ts, snap.now = price, ts, self.now()
+        snap.rsi, snap.macd, snap.macd_signal, snap.atr = ind.rsi, ind.macd, ind.macd_signal, ind.atr
+        snap.panic = self.panic
+        book = self.book[symbol]
+        if book:
+            cfg = self.cfg[symbol]
+            for pos in list(book.values()):
+                try:
+                    step(self.pm, pos, snap, cfg)
+                except StaleTransition:
+                    self.reload(pos)
+        if self.entries is not None and not self.panic and self.exchange_known:
+            self.entries.on_tick(self, symbol, ind, snap.now)
+
+    # --- exchange events ---
+
+    def _events(self) -> None:
+        for symbol, entry_id, fields in self.bus.read(self.symbols, self.consumer):
+            try:
+                self.on_event(symbol, fields)
+            except (KeyError, ValueError, ArithmeticError) as err:
+                log.warning("dropped malformed event %s on %s: %s", entry_id, symbol, err)
+            self.bus.ack(symbol, entry_id)
+
+    def on_event(self, symbol: str, fields: dict[str, str]) -> None:
+        book = self.book.get(symbol, {})
+        now = self.now()
+        cfg = self.cfg[symbol]
+        if fields.get("kind") == "order":
+            order = order_from(fields)
+            pos = book.get(order.cl_ord_id[:12])
+            if pos is not None and order.cl_ord_id == settlement.in_flight_order_id(pos):
+                self.settle(pos, settlement.settle(pos, order, settlement.UNKNOWN, now, cfg), now)
+        elif fields.get("kind") == "position":
+            ex = position_from(fields)
+            mine = [p for p in book.values() if p.side.value == ex.side or ex.size == 0]
+            for pos in mine:
+                if ex.liq_px is not None:
+                    pos.liq_price = float(ex.liq_px)
+                if ex.margin_ratio is not None:
+                    pos.margin_ratio = float(ex.margin_ratio)
+            # Size checks only when the mapping is unambiguous: one bot position on this symbol.
+            if len(book) == 1 and (mine or ex.size == 0):
+                pos = next(iter(book.values()))
+                exch = None if ex.size == 0 else ex
+                if exch is not None and exch.side != pos.side.value:
+                    return
+                if pos.state in (State.CLOSING, State.OPEN, State.TRAILING):
+                    self.settle(pos, settlement.settle(pos, settlement.UNKNOWN, exch, now, cfg), now)
+
+    def settle(self, pos: Position, st: settlement.Settlement, now: float) -> None:
+        if not st.trigger:
+            return
+        try:
+            settlement.apply(self.pm, pos, st, self.cfg[pos.symbol], now=now, atr=self.ind[pos.symbol].atr)
+        except StaleTransition:
+            self.reload(pos)
+            return
+        log.info("%s %s: %s (%s)", pos.symbol, pos.id, st.trigger, st.reason)
+        if pos.state == State.CLOSED:
+            self.book[pos.symbol].pop(pos.id, None)
+            self.pm.detach(pos)
+            if self.entries is not None:
+                self.entries.on_closed(self, pos, now)
+
+    def reload(self, pos: Position) -> None:
+        """Another process moved the position: take the stored one."""
+        self.pm.detach(pos)
+        self.book[pos.symbol].pop(pos.id, None)
+        fresh = self.store.load(pos.id)
+        if fresh.state != State.CLOSED:
+            self.book[fresh.symbol][fresh.id] = self.pm.attach(fresh)
+
+    def adopt(self, pos: Position) -> None:
+        """A position created by this engine (entry) or the reconciler (adoption)."""
+        self.book[pos.symbol][pos.id] = self.pm.attach(pos)
+
+    # --- operator commands: manual close, panic, manual entry ---
+
+    def _control(self) -> None:
+        self.panic = bool(self.client.exists(self.keys.panic()))
+        reply = self.client.xread({self.keys.control(): self._control_id}, count=100)
+        for _, entries in reply or []:
+            for entry_id, raw in entries:
+                self._control_id = _s(entry_id)
+                self.on_command({_s(k): _s(v) for k, v in raw.items()})
+
+    def on_command(self, fields: dict[str, str]) -> None:
+        cmd = fields.get("cmd")
+        if cmd == "close":
+            for book in self.book.values():
+                pos = book.get(fields.get("id", ""))
+                if pos is not None:
+                    pos.close_request = fields.get("reason") or "manual"
+        elif cmd == "open" and self.entries is not None and fields.get("symbol") in self.book:
+            self.entries.on_command(self, fields, self.now())
+
+    # --- coalesced marks ---
+
+    def flush_marks(self) -> None:
+        for book in self.book.values():
+            for pos in list(book.values()):
+                if pos.state in (State.OPEN, State.TRAILING, State.HARVESTING):
+                    self.store.update_marks(pos, {f: getattr(pos, f) for f in MARK_FIELDS})
+
+    def live_positions(self) -> list[Position]:
+        return [p for book in self.book.values() for p in book.values()]

@@ -1,0 +1,112 @@
+"""Entries: the strategy's signals and the operator's `scalper open`, through the risk gates, into new
+positions. A new position and its entry intent are written by one Lua script (the outbox), so the entry
+order is sent exactly when the position exists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import redis
+
+from config.settings import Settings
+from exchanges.base import Exchange, ExchangeError, ExchangeUnavailable, Instrument, OutcomeUnknown
+from indicators.symbol import SymbolIndicators
+from statemachines import risk
+from statemachines.intents import open_intent
+from statemachines.position import Position, Side, new_position_id
+from statemachines.strategy import ScalpingStrategy, Strategy
+from workers.riskstate import RiskState
+
+if TYPE_CHECKING:
+    from workers.engine import Engine
+
+log = logging.getLogger("scalper.entries")
+
+
+class StrategyEntries:
+    def __init__(self, settings: Settings, client: redis.Redis, exchange: Exchange,
+                 strategy: Strategy | None = None, balance_every_s: float = 5.0) -> None:  # fmt: skip
+        self.settings = settings
+        self.exchange = exchange
+        self.strategy = strategy or ScalpingStrategy.from_settings(settings)
+        self.riskstate = RiskState.from_settings(client, settings)
+        self.loop = asyncio.new_event_loop()
+        self.instruments: dict[str, Instrument] = {}
+        self.available = Decimal(0)
+        self.balance_every_s = balance_every_s
+        self._balance_at = 0.0
+        self.refusals: Counter[str] = Counter()
+        self.entered = 0
+
+    def _refresh(self) -> None:
+        """Instruments once, balance every few seconds: never on the tick path's every tick."""
+        wall = time.monotonic()
+        if self.instruments and wall - self._balance_at < self.balance_every_s:
+            return
+        self._balance_at = wall
+        try:
+            if not self.instruments:
+                self.instruments = {
+                    i.inst_id: i for i in self.loop.run_until_complete(self.exchange.instruments())
+                }
+            balances = self.loop.run_until_complete(self.exchange.balance())
+            self.available = sum((b.available for b in balances if b.ccy == "USDT"), Decimal(0))
+        except (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError) as err:
+            log.warning("balance/instruments unreadable: %s", err)
+
+    def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
+        signal = self.strategy.on_tick(symbol, ind, now)
+        if signal is not None:
+            self.enter(engine, symbol, signal.side, signal.reason, now)
+
+    def on_command(self, engine: Engine, fields: dict[str, str], now: float) -> None:
+        self.enter(engine, fields["symbol"], Side(fields["side"]), "manual entry (scalper open)", now)
+
+    def on_closed(self, engine: Engine, pos: Position, now: float) -> None:
+        # Fees are negative when charged (OKX), so PnL net of fees is their sum.
+        self.riskstate.record_close(pos.symbol, pos.realized_pnl + pos.fees, now, position_id=pos.id)
+
+    def enter(self, engine: Engine, symbol: str, side: Side, reason: str, now: float) -> Position | None:
+        self._refresh()
+        inst = self.instruments.get(symbol)
+        ind = engine.ind[symbol]
+        if inst is None or not ind.price:
+            self.refusals["no_instrument_or_price"] += 1
+            return None
+        cfg = engine.cfg[symbol]
+        price = Decimal(repr(ind.price))
+        size = risk.position_size(self.available, price, inst, cfg.risk)
+        live = engine.live_positions()
+        snap = self.riskstate.snapshot(symbol, now)
+        ctx = risk.EntryContext(
+            now=now, symbol=symbol, side=side, price=price, price_ts=ind.price_ts, size=size, instrument=inst,
+            balance_available=self.available, open_positions=len(live),
+            open_positions_symbol=sum(1 for p in live if p.symbol == symbol),
+            open_notional=sum((p.size * p.entry_price * self.instruments[p.symbol].ct_val for p in live
+                               if p.symbol in self.instruments), Decimal(0)),
+            daily_pnl=snap.daily_pnl, loss_streak=snap.loss_streak, cooldown_until=snap.cooldown_until,
+            last_order_ts=snap.last_order_ts, exchange_state_known=engine.exchange_known, panic=engine.panic,
+            stop_distance_pct=risk.stop_distance_pct(side, ind.price, ind.atr, cfg.exits),
+            liq_price=risk.estimate_liq_price(side, price, cfg.risk.leverage),
+            fee_rate=self.settings.exchange.taker_fee,
+        )  # fmt: skip
+        refusal = risk.check_entry(ctx, cfg.risk)
+        if refusal is not None:
+            self.refusals[refusal.code] += 1
+            log.info("entry %s %s refused: %s", symbol, side.value, refusal)
+            return None
+        pos = Position(id=new_position_id(now), symbol=symbol, side=side, state_since=now, entry_size=size,
+                       leverage=cfg.risk.leverage, entry_attempt=1)  # fmt: skip
+        engine.store.create(
+            pos, reason=reason, price=ind.price, ts=now, intent=open_intent(pos, size).to_fields()
+        )
+        engine.adopt(pos)
+        self.riskstate.record_order(now)
+        self.entered += 1
+        log.info("entry %s %s %s: %s", symbol, side.value, size, reason)
+        return pos

@@ -1,0 +1,160 @@
+"""The reconciler: settle every live position of the engine's shard with the exchange.
+
+Runs at the engine's start, every `reconcile.interval_s`, and after every private-stream reconnect.
+Each position is settled by the rule table of workers/settlement.py; each correction is a transition,
+so it is logged in the position's stream with its reason. Fail closed: if the exchange cannot be read,
+nothing is closed or forgotten, `{prefix}:exchange` says `unknown`, and no entry is taken until a later
+pass reads it again. Exchange positions the bot does not know are adopted (with fresh stops), closed
+(adopted, then sent through `closing`: there is one close path), or ignored, by configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from exchanges.base import Exchange, ExchangeError, ExchangePosition, ExchangeUnavailable, OutcomeUnknown
+from statemachines.lifecycle import State
+from statemachines.position import Position, new_position_id
+from workers import settlement
+
+if TYPE_CHECKING:
+    from workers.engine import Engine
+
+log = logging.getLogger("scalper.reconcile")
+
+_READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
+
+
+@dataclass
+class Report:
+    exchange_known: bool = True
+    why: str = ""
+    corrections: list[tuple[str, str, str]] = field(default_factory=list)  # (position id, trigger, reason)
+    adopted: list[str] = field(default_factory=list)
+    cancelled_stops: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self, exchange: Exchange, *, unknown_positions: str = "adopt", dry_run: bool = False
+    ) -> None:
+        self.exchange = exchange
+        self.unknown_positions = unknown_positions
+        self.dry_run = dry_run
+        self.loop = asyncio.new_event_loop()
+        self.last: Report | None = None
+        self._reconnected_at = ""
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout=10))
+
+    def due_to_reconnect(self, engine: Engine) -> bool:
+        """True once after the private stream (or the paper venue) reported a reconnect."""
+        raw = engine.client.hget(engine.keys.exchange(), "reconnected_at")
+        stamp = "" if raw is None else raw.decode()
+        if stamp and stamp != self._reconnected_at:
+            self._reconnected_at = stamp
+            return True
+        return False
+
+    def reconcile(self, engine: Engine, now: float) -> Report:
+        report = Report()
+        try:
+            exch_positions = self._run(self.exchange.positions())
+        except _READ_ERRORS as err:
+            report.exchange_known, report.why = False, f"positions unreadable: {type(err).__name__}: {err}"
+            self._mark(engine, report)
+            return report
+        held = {(p.inst_id, p.side): p for p in exch_positions if p.size > 0 and p.inst_id in engine.book}
+        mine: dict[tuple[str, str], list[Position]] = {}
+        for pos in engine.live_positions():
+            mine.setdefault((pos.symbol, pos.side.value), []).append(pos)
+        for key, group in mine.items():
+            for pos in group:
+                exch: Any = held.get(key)
+                if exch is not None and len(group) > 1:
+                    exch = settlement.UNKNOWN  # several bot positions share one exchange position: no resize
+                self._settle_one(engine, pos, exch, now, report)
+        for key, ex_pos in held.items():
+            if key not in mine:
+                self._unknown(engine, ex_pos, now, report)
+        self._orphan_stops(engine, report)
+        self._mark(engine, report)
+        self.last = report
+        return report
+
+    def _settle_one(self, engine: Engine, pos: Position, exch: Any, now: float, report: Report) -> None:
+        cid = settlement.in_flight_order_id(pos)
+        order: Any = None
+        if cid:
+            try:
+                order = self._run(self.exchange.get_order(pos.symbol, cid))
+            except _READ_ERRORS:
+                order = settlement.UNKNOWN
+        st = settlement.settle(pos, order, exch, now, engine.cfg[pos.symbol])
+        if not st:
+            return
+        report.corrections.append((pos.id, st.trigger or "cancel", st.reason))
+        if self.dry_run:
+            return
+        if st.cancel_cl_ord_id:
+            try:
+                self._run(self.exchange.cancel_order(pos.symbol, st.cancel_cl_ord_id))
+            except _READ_ERRORS as err:
+                log.warning("cancel %s failed: %s", st.cancel_cl_ord_id, err)
+        if st.trigger:
+            engine.settle(pos, st, now)
+
+    def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
+        """An exchange position no bot position accounts for (manual trade, lost state)."""
+        policy = self.unknown_positions
+        report.corrections.append(
+            ("", f"unknown:{policy}", f"{ex.inst_id} {ex.side} {ex.size} @ {ex.avg_px}")
+        )
+        if policy == "ignore" or self.dry_run:
+            return
+        pos = Position(id=new_position_id(now), symbol=ex.inst_id, side=ex.side, state_since=now,  # type: ignore[arg-type]
+                       entry_size=ex.size, leverage=int(ex.lever))  # fmt: skip
+        # Adopted as an entry that already filled: the same path as our own fills, with fresh stops; no
+        # entry intent, since the position already exists at the exchange.
+        engine.store.create(pos, reason=f"adopted unknown exchange position ({policy})", ts=now)
+        engine.adopt(pos)
+        fill = settlement.Settlement("entry_filled", "adopted", {"price": ex.avg_px, "size": ex.size,
+                                                                   "fee": Decimal(0)})  # fmt: skip
+        engine.settle(pos, fill, now)
+        if policy == "close":
+            pos.close_request = "unknown exchange position"
+        report.adopted.append(pos.id)
+
+    def _orphan_stops(self, engine: Engine, report: Report) -> None:
+        """Protective stops whose position is over: cancel them (an orphaned stop could open a position)."""
+        try:
+            stops = self._run(self.exchange.stops())
+        except _READ_ERRORS:
+            return
+        live = {p.id for p in engine.live_positions() if p.state != State.CLOSED}
+        for stop in stops:
+            pid = stop.algo_cl_ord_id[:12]
+            if stop.state == "live" and stop.inst_id in engine.book and pid not in live:
+                report.cancelled_stops.append(stop.algo_cl_ord_id)
+                if not self.dry_run:
+                    try:
+                        self._run(self.exchange.cancel_stop(stop.inst_id, stop.algo_cl_ord_id))
+                    except _READ_ERRORS as err:
+                        log.warning("cancel orphan stop %s failed: %s", stop.algo_cl_ord_id, err)
+
+    def _mark(self, engine: Engine, report: Report) -> None:
+        if self.dry_run:
+            return
+        state = "ok" if report.exchange_known else "unknown"
+        engine.client.hset(engine.keys.exchange(), mapping={"state": state, "since": repr(time.time()),
+                                                           "why": report.why})  # fmt: skip
+        engine.exchange_known = report.exchange_known
+        if not report.exchange_known:
+            log.error("exchange unreadable, entries halted: %s", report.why)
