@@ -146,6 +146,8 @@ class EngineSettings(BaseModel):
     mark_every_s: float = Field(1.0, gt=0)  # coalesced mark-to-market writes, per position
     # Exchange positions the bot does not know: adopt (with fresh stops), close (adopt, then close), ignore.
     unknown_positions: Literal["adopt", "close", "ignore"] = "adopt"
+    # Where entries come from: the default scalping strategy, or only `scalper open` (manual).
+    entries: Literal["strategy", "manual"] = "strategy"
 
 
 class SymbolOverrides(BaseModel):

@@ -46,9 +46,15 @@ class TransitionStore(Protocol):
 class PositionMachine:
     """One shared `transitions` Machine for many positions (a model each, not a machine each)."""
 
-    def __init__(self, store: TransitionStore | None = None, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: TransitionStore | None = None,
+        clock: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.time,
+    ):
         self.store = store
-        self.clock = clock
+        self.clock = clock  # the engine's time: market time in a replay
+        self.wall = wall
         self.machine = build_machine(before_state_change=[self._persist])
 
     def attach(self, pos: Position) -> Position:
@@ -82,6 +88,7 @@ class PositionMachine:
         updates: dict[str, Any] = dict(kw.get("fields") or {})
         spent = pos.time_in.get(source, 0.0) + (max(0.0, now - pos.state_since) if pos.state_since else 0.0)
         updates["state_since"] = now
+        updates["wall_since"] = self.wall()
         encoded = _encode(pos, updates)
         encoded[f"t_{source}"] = repr(spent)
         if self.store is not None:

@@ -48,7 +48,8 @@ class Position:
     entry_price: Decimal = Decimal(0)  # average fill price
     created_at: float = 0.0
     opened_at: float = 0.0
-    state_since: float = 0.0
+    state_since: float = 0.0  # the engine's clock (market time in a replay)
+    wall_since: float = 0.0  # wall clock at the last transition: order timeouts are about the exchange
     stop_price: float = 0.0  # ATR stop loss level, set on entry fill
     trail_stop: float = 0.0  # trailing stop level, 0 until armed
     peak_pnl_pct: float = 0.0  # best net PnL seen, percent

@@ -71,7 +71,7 @@ class Engine:
         self.symbols = symbols or list(settings.symbols)
         self.store = PositionStore(client, settings.redis.prefix)
         self.keys = self.store.keys
-        self.pm = PositionMachine(self.store, clock=self.now)
+        self.pm = PositionMachine(self.store, clock=self.now, wall=wall)
         self.bus = EventBus(client, self.keys)
         self.relay = Relay(client, self.keys)
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
@@ -101,7 +101,7 @@ class Engine:
         self.dropped_ticks = 0
         self._last_marks = 0.0
         self._last_reconcile = 0.0
-        self._control_id = "$"
+        self._control_id = "0-0"
 
     # --- clock ---
 
@@ -125,6 +125,9 @@ class Engine:
             self.cursors.setdefault(s, "0-0")
         self._warm_up()
         self.panic = bool(self.client.exists(self.keys.panic()))
+        # Operator commands from the last minute still apply (sent while the engine restarted); older
+        # ones are stale. Closes are also persisted on the position itself, so none is ever lost.
+        self._control_id = f"{int((self.wall() - 60) * 1000)}-0"
         self.started = True
         log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
         if self.reconciler is not None:
@@ -234,7 +237,7 @@ class Engine:
             order = order_from(fields)
             pos = book.get(order.cl_ord_id[:12])
             if pos is not None and order.cl_ord_id == settlement.in_flight_order_id(pos):
-                self.settle(pos, settlement.settle(pos, order, settlement.UNKNOWN, now, cfg), now)
+                self.settle(pos, settlement.settle(pos, order, settlement.UNKNOWN, self.wall(), cfg), now)
         elif fields.get("kind") == "position":
             ex = position_from(fields)
             mine = [p for p in book.values() if p.side.value == ex.side or ex.size == 0]
@@ -250,7 +253,7 @@ class Engine:
                 if exch is not None and exch.side != pos.side.value:
                     return
                 if pos.state in (State.CLOSING, State.OPEN, State.TRAILING):
-                    self.settle(pos, settlement.settle(pos, settlement.UNKNOWN, exch, now, cfg), now)
+                    self.settle(pos, settlement.settle(pos, settlement.UNKNOWN, exch, self.wall(), cfg), now)
 
     def settle(self, pos: Position, st: settlement.Settlement, now: float) -> None:
         if not st.trigger:

@@ -28,12 +28,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("scalper.entries")
 
 
+class ManualOnly:
+    """No automatic entries: positions are opened only by `scalper open` (SCALPER_ENGINE__ENTRIES=manual)."""
+
+    def on_tick(self, symbol: str, ind: SymbolIndicators, now: float) -> None:
+        return None
+
+
 class StrategyEntries:
     def __init__(self, settings: Settings, client: redis.Redis, exchange: Exchange,
                  strategy: Strategy | None = None, balance_every_s: float = 5.0) -> None:  # fmt: skip
         self.settings = settings
         self.exchange = exchange
-        self.strategy = strategy or ScalpingStrategy.from_settings(settings)
+        if strategy is None:
+            manual = settings.engine.entries == "manual"
+            strategy = ManualOnly() if manual else ScalpingStrategy.from_settings(settings)
+        self.strategy = strategy
         self.riskstate = RiskState.from_settings(client, settings)
         self.loop = asyncio.new_event_loop()
         self.instruments: dict[str, Instrument] = {}
@@ -101,7 +111,7 @@ class StrategyEntries:
             log.info("entry %s %s refused: %s", symbol, side.value, refusal)
             return None
         pos = Position(id=new_position_id(now), symbol=symbol, side=side, state_since=now, entry_size=size,
-                       leverage=cfg.risk.leverage, entry_attempt=1)  # fmt: skip
+                       wall_since=engine.wall(), leverage=cfg.risk.leverage, entry_attempt=1)  # fmt: skip
         engine.store.create(
             pos, reason=reason, price=ind.price, ts=now, intent=open_intent(pos, size).to_fields()
         )

@@ -70,6 +70,7 @@ class Reconciler:
         except _READ_ERRORS as err:
             report.exchange_known, report.why = False, f"positions unreadable: {type(err).__name__}: {err}"
             self._mark(engine, report)
+            self.last = report  # the failed pass is the latest news, not the previous successful one
             return report
         held = {(p.inst_id, p.side): p for p in exch_positions if p.size > 0 and p.inst_id in engine.book}
         mine: dict[tuple[str, str], list[Position]] = {}
@@ -97,7 +98,7 @@ class Reconciler:
                 order = self._run(self.exchange.get_order(pos.symbol, cid))
             except _READ_ERRORS:
                 order = settlement.UNKNOWN
-        st = settlement.settle(pos, order, exch, now, engine.cfg[pos.symbol])
+        st = settlement.settle(pos, order, exch, engine.wall(), engine.cfg[pos.symbol])
         if not st:
             return
         report.corrections.append((pos.id, st.trigger or "cancel", st.reason))
@@ -119,8 +120,10 @@ class Reconciler:
         )
         if policy == "ignore" or self.dry_run:
             return
-        pos = Position(id=new_position_id(now), symbol=ex.inst_id, side=ex.side, state_since=now,  # type: ignore[arg-type]
-                       entry_size=ex.size, leverage=int(ex.lever))  # fmt: skip
+        pos = Position(
+            id=new_position_id(now), symbol=ex.inst_id, side=ex.side,  # type: ignore[arg-type]
+            state_since=now, wall_since=engine.wall(), entry_size=ex.size, leverage=int(ex.lever),
+        )  # fmt: skip
         # Adopted as an entry that already filled: the same path as our own fills, with fresh stops; no
         # entry intent, since the position already exists at the exchange.
         engine.store.create(pos, reason=f"adopted unknown exchange position ({policy})", ts=now)
@@ -129,6 +132,8 @@ class Reconciler:
                                                                    "fee": Decimal(0)})  # fmt: skip
         engine.settle(pos, fill, now)
         if policy == "close":
+            # Persisted, not only in memory: a crash before the next tick must not turn "close" into "adopt".
+            engine.store.request_close(pos.id, "unknown exchange position")
             pos.close_request = "unknown exchange position"
         report.adopted.append(pos.id)
 

@@ -74,9 +74,11 @@ def settle(
     cfg: SymbolConfig,
 ) -> Settlement:
     """`order`: the in-flight order (None = the exchange has no such order, UNKNOWN = not read);
-    `exch`: the exchange's position on this symbol and side (None = flat, UNKNOWN = not read)."""
+    `exch`: the exchange's position on this symbol and side (None = flat, UNKNOWN = not read);
+    `now`: WALL time — timeouts measure the exchange, not the market (which a replay speeds up)."""
     state = pos.state
-    age = now - pos.state_since if pos.state_since else 0.0
+    since = pos.wall_since or pos.state_since
+    age = now - since if since else 0.0
     if state == State.OPENING:
         return _opening(pos, order, age, cfg)
     if state == State.HARVESTING:

@@ -57,6 +57,12 @@ def _requests(keys: Keys) -> str:
     return f"{keys.prefix}:paper:requests"
 
 
+def faults_key(keys: Keys) -> str:
+    """A list of JSON fault specs, e.g. {"kind": "delay", "op": "place_order", "seconds": 2}: the venue
+    injects each into the paper exchange (see exchanges.paper.Fault). For tests and the chaos suite."""
+    return f"{keys.prefix}:paper:faults"
+
+
 def _reply(keys: Keys, rid: str) -> str:
     return f"{keys.prefix}:paper:reply:{rid}"
 
@@ -91,6 +97,7 @@ class PaperVenue:
         self.request_cursor = "0-0"
 
     async def run_once(self, block_ms: int = 20) -> None:
+        self._take_faults()
         streams = {**self.cursors, _requests(self.keys): self.request_cursor}
         reply = self.client.xread(streams, count=500, block=block_ms or None)
         for key, entries in reply or []:
@@ -105,6 +112,16 @@ class PaperVenue:
                     await self._quote(key, raw)
                 self.cursors[key] = _s(entries[-1][0])
         self._publish_events()
+
+    def _take_faults(self) -> None:
+        while (raw := self.client.lpop(faults_key(self.keys))) is not None:
+            try:
+                spec = dict(msgspec.json.decode(raw))
+                kind, op, count = spec.pop("kind"), spec.pop("op", None), int(spec.pop("count", 1))
+                self.exchange.inject(kind, count, op=op, **spec)
+                log.warning("paper: injected %s on %s (x%d) %s", kind, op, count, spec)
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError) as err:
+                log.warning("paper: bad fault spec %r: %s", raw, err)
 
     async def _quote(self, key: str, raw: dict[Any, Any]) -> None:
         f = {_s(k): _s(v) for k, v in raw.items()}
