@@ -835,7 +835,7 @@ MAPPED: list[tuple[frozenset[str], type[BaseException], str]] = [
     (E.RATE_LIMITED, RateLimited, r"rate limit|too many|too frequent"),
     (E.BUSY, E.ExchangeBusy, r"unavailable|busy|internal error"),
     (E.OUTCOME_UNKNOWN, OutcomeUnknown, r"timeout|timed out|system error|internal error"),
-    (E.NOTHING_TO_CLOSE, NothingToClose, r"don't have any positions"),
+    (E.NOTHING_TO_CLOSE, NothingToClose, r"don't have any positions|position doesn't exist"),
     (E.LOT_SIZE, LotSizeError, r"lot size|minimum|less than|at least 1 contract"),
     (E.INSUFFICIENT_MARGIN, InsufficientMargin, r"insufficient|balance is 0"),
     (E.DUPLICATE_CLIENT_ID, DuplicateClientId, r"already exists"),

@@ -66,7 +66,8 @@ OUTCOME_UNKNOWN = frozenset(
         "64007",  # WS: operation failed due to WebSocket internal error
     }
 )
-NOTHING_TO_CLOSE = frozenset({"51169"})  # no position in this direction to reduce or close
+# No position in this direction to reduce or close; close-position on a flat position may answer 51023.
+NOTHING_TO_CLOSE = frozenset({"51169", "51023"})
 LOT_SIZE = frozenset(
     {
         "51121",  # quantity must be a multiple of the lot size

@@ -1,0 +1,264 @@
+"""OkxExchange: `exchanges.base.Exchange` on OKX v5 (SWAP): REST for requests, the private WS for events.
+
+Orders go over REST (POST /api/v5/trade/order), not WS `op: order`. Both share one place budget, but a REST
+call has its own request/response and timeout, so each placement's outcome is decided on its own, and it
+keeps working while the private stream is reconnecting - exactly when an exit may be most urgent. (A WS
+order whose connection drops before the reply has an unknown outcome too, and would wait for the reconnect
+before it could even be queried.) Placement, rounding, position modes and the unknown-outcome rule are in
+orders.py; protective stops in stops.py; push -> event conversion in events.py.
+
+events(): ORDER / POSITION / ACCOUNT from the orders, positions and account channels; after every
+re-established private connection (re-logged-in and resubscribed) a RECONNECTED event, then an ORDER event
+with the catch-up: GET orders-pending plus GET order by clOrdId for our orders that were in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from exchanges.base import (
+    Balance,
+    EventKind,
+    ExchangeError,
+    ExchangeEvent,
+    ExchangePosition,
+    ExchangeUnavailable,
+    Instrument,
+    Order,
+    OrderNotFound,
+    OrderRequest,
+    OrderSide,
+    StopOrder,
+)
+from exchanges.okx import stops as _stops
+from exchanges.okx.auth import Credentials
+from exchanges.okx.convert import close_position_args, leverage_args, to_balances, to_instrument, to_position
+from exchanges.okx.events import EventHub, PrivatePushes, convert_all, now_ms
+from exchanges.okx.orders import CL_ORD_ID, OrderDesk
+from exchanges.okx.ratelimit import Kind, RateLimiter
+from exchanges.okx.records import (
+    AccountConfig,
+    AccountRec,
+    ClosePositionAck,
+    InstrumentRec,
+    LeverageAck,
+    PositionRec,
+)
+from exchanges.okx.rest import DEMO_REST_URL, LIVE_REST_URL, OkxRest
+from exchanges.okx.ws import DEMO_WS, LIVE_WS, WsConnection, WsOptions
+
+if TYPE_CHECKING:
+    from config.settings import ExchangeSettings
+
+PosMode = Literal["net", "long_short"]
+
+
+class OkxExchange:
+    def __init__(
+        self,
+        creds: Credentials,
+        *,
+        rest_url: str = LIVE_REST_URL,
+        ws_private_url: str = f"{LIVE_WS}/private",
+        demo: bool = False,
+        pos_mode: PosMode = "net",
+        td_mode: str = "isolated",
+        inst_type: str = "SWAP",
+        rest_timeout: float = 5.0,
+        rest_retries: int = 3,
+        ws_options: WsOptions | None = None,
+        limiter: RateLimiter | None = None,
+        unknown_queries: int = 3,
+        unknown_query_delay: float = 0.5,
+        start_timeout: float = 15.0,
+        event_backlog: int = 10_000,
+    ) -> None:
+        self.pos_mode = pos_mode
+        self.td_mode = td_mode
+        self.inst_type = inst_type
+        self.rest = OkxRest(creds, rest_url, demo=demo, timeout=rest_timeout, limiter=limiter,
+                            retries=rest_retries)  # fmt: skip
+        self.desk = OrderDesk(self.rest, self._instrument, pos_mode=pos_mode, queries=unknown_queries,
+                              query_delay=unknown_query_delay)  # fmt: skip
+        self._hub = EventHub(event_backlog)
+        subs = [
+            {"channel": "orders", "instType": inst_type},
+            {"channel": "positions", "instType": inst_type},
+            {"channel": "account"},
+        ]
+        pushes = PrivatePushes(self._hub, self.desk.track)
+        self.ws = WsConnection(ws_private_url, subs, pushes, creds=creds, options=ws_options,
+                               name="okx-private", on_ready=self._on_ready, clock=self.rest.now)  # fmt: skip
+        self._start_timeout = start_timeout
+        self._instruments: dict[str, Instrument] = {}
+        self._stops: dict[str, StopOrder] = {}  # algoClOrdId -> last known stop
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.catch_ups = 0
+
+    @classmethod
+    def from_settings(cls, settings: ExchangeSettings, **kwargs: Any) -> OkxExchange:
+        """Live or demo endpoints by `settings.demo` (URLs given in kwargs win: tests)."""
+        kwargs.setdefault("rest_url", DEMO_REST_URL if settings.demo else LIVE_REST_URL)
+        kwargs.setdefault("ws_private_url", f"{DEMO_WS if settings.demo else LIVE_WS}/private")
+        creds = Credentials.from_settings(settings)
+        return cls(creds, demo=settings.demo, pos_mode=settings.pos_mode, td_mode=settings.td_mode, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"OkxExchange(rest={self.rest!r}, ws={self.ws!r}, pos_mode={self.pos_mode!r})"
+
+    async def __aenter__(self) -> OkxExchange:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Sync the clock, check the account's position mode, load instruments, connect the private stream."""
+        await self.rest.sync_clock()
+        config = (await self.rest.get("/api/v5/account/config", AccountConfig, kind=Kind.BALANCE))[0]
+        if config.pos_mode != f"{self.pos_mode}_mode":
+            raise ExchangeError("posMode", f"account is in {config.pos_mode}, configured {self.pos_mode}")
+        await self.instruments()
+        self.ws.start()
+        if not await self.ws.wait_ready(self._start_timeout):
+            await self.ws.close()
+            raise ExchangeUnavailable("OKX private WebSocket not ready (login/subscribe)")
+
+    async def close(self) -> None:
+        await self.ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.rest.aclose()
+        self._hub.close()
+
+    def events(self) -> AsyncIterator[ExchangeEvent]:
+        return self._hub.subscribe()
+
+    # --- reads ---
+
+    async def instruments(self) -> list[Instrument]:
+        recs = await self.rest.get("/api/v5/public/instruments", InstrumentRec, {"instType": self.inst_type},
+                                   kind=Kind.INSTRUMENTS, inst_id=self.inst_type, auth=False)  # fmt: skip
+        out = convert_all(recs, to_instrument, "instrument")
+        self._instruments = {i.inst_id: i for i in out}
+        return out
+
+    async def balance(self) -> list[Balance]:
+        recs = await self.rest.get("/api/v5/account/balance", AccountRec, kind=Kind.BALANCE)
+        return [b for rec in recs for b in to_balances(rec)]
+
+    async def positions(self) -> list[ExchangePosition]:
+        """Open positions only (OKX keeps a closed one with pos "0" for a while: left out here)."""
+        recs = await self.rest.get("/api/v5/account/positions", PositionRec, {"instType": self.inst_type},
+                                   kind=Kind.POSITIONS)  # fmt: skip
+        return [p for p in convert_all(recs, to_position, "position") if p.size != 0]
+
+    async def pending_orders(self) -> list[Order]:
+        return await self.desk.pending(self.inst_type)
+
+    async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
+        return await self.desk.get(inst_id, cl_ord_id)
+
+    # --- orders ---
+
+    async def place_order(self, req: OrderRequest) -> Order:
+        return await self.desk.place(req)
+
+    async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None:
+        await self.desk.cancel(inst_id, cl_ord_id)
+
+    async def close_position(
+        self, inst_id: str, mgn_mode: str | None = None, pos_side: str | None = None, cl_ord_id: str = ""
+    ) -> None:
+        """POST close-position: market, the whole position. NothingToClose when already flat."""
+        mgn = mgn_mode or self.desk.td_modes.get(inst_id, self.td_mode)
+        side = pos_side if self.pos_mode == "long_short" else None
+        await self.rest.post("/api/v5/trade/close-position", ClosePositionAck,
+                             close_position_args(inst_id, mgn, side, cl_ord_id),
+                             kind=Kind.CLOSE_POSITION, inst_id=inst_id)  # fmt: skip
+
+    async def set_leverage(
+        self, inst_id: str, lever: int, mgn_mode: str, pos_side: str | None = None
+    ) -> None:
+        # posSide only for isolated margin in long/short mode (PROTOCOL_RULES §9)
+        side = pos_side if mgn_mode == "isolated" and self.pos_mode == "long_short" else None
+        body = leverage_args(inst_id, lever, mgn_mode, side)
+        await self.rest.post("/api/v5/account/set-leverage", LeverageAck, body, kind=Kind.SET_LEVERAGE)
+
+    # --- protective stops (conditional algo orders) ---
+
+    async def place_stop(
+        self,
+        inst_id: str,
+        algo_cl_ord_id: str,
+        side: OrderSide,
+        trigger_px: Decimal,
+        size: Decimal,
+        pos_side: str | None = None,
+    ) -> StopOrder:
+        if not CL_ORD_ID.match(algo_cl_ord_id):
+            raise ValueError("algoClOrdId must be 1-32 letters/digits")
+        inst = await self._instrument(inst_id)
+        if self.pos_mode == "long_short":
+            pos_side = pos_side or ("long" if side is OrderSide.SELL else "short")
+        else:
+            pos_side = None
+        td_mode = self.desk.td_modes.get(inst_id, self.td_mode)
+        stop = await _stops.place(self.rest, inst, algo_cl_ord_id, side, trigger_px, size, td_mode, pos_side,
+                                  self.desk.queries, self.desk.query_delay)  # fmt: skip
+        self._stops[algo_cl_ord_id] = stop
+        return stop
+
+    async def move_stop(self, inst_id: str, algo_cl_ord_id: str, trigger_px: Decimal) -> StopOrder:
+        inst = await self._instrument(inst_id)
+        known = self._stops.get(algo_cl_ord_id) or await _stops.lookup(self.rest, inst_id, algo_cl_ord_id)
+        if known is None:
+            raise OrderNotFound("51603", f"no stop {algo_cl_ord_id}")
+        stop = await _stops.move(self.rest, inst, known, trigger_px)
+        self._stops[algo_cl_ord_id] = stop
+        return stop
+
+    async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None:
+        await _stops.cancel(self.rest, inst_id, algo_cl_ord_id)
+        self._stops.pop(algo_cl_ord_id, None)
+
+    async def stops(self) -> list[StopOrder]:
+        out = await _stops.pending(self.rest, self.inst_type)
+        self._stops = {s.algo_cl_ord_id: s for s in out if s.algo_cl_ord_id}
+        return out
+
+    # --- internals ---
+
+    async def _instrument(self, inst_id: str) -> Instrument:
+        if inst_id not in self._instruments:
+            await self.instruments()
+        inst = self._instruments.get(inst_id)
+        if inst is None:
+            raise ExchangeError("51001", f"unknown instrument {inst_id[:40]}")
+        return inst
+
+    def _on_ready(self, session: int) -> None:
+        if session == 1:
+            return
+        event = ExchangeEvent(kind=EventKind.RECONNECTED, ts_ms=now_ms(), extra={"session": str(session)})
+        self._hub.publish(event)
+        task = asyncio.create_task(self._catch_up(), name="okx-catch-up")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _catch_up(self) -> None:
+        self.catch_ups += 1
+        orders = await self.desk.catch_up(self.inst_type)
+        if orders:
+            ts = max(o.u_time_ms for o in orders)
+            extra = {"source": "catch_up"}
+            self._hub.publish(
+                ExchangeEvent(kind=EventKind.ORDER, orders=tuple(orders), ts_ms=ts, extra=extra)
+            )

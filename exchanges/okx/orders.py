@@ -1,0 +1,212 @@
+"""Order placement for the OKX adapter: rounding, position modes, the unknown-outcome rule, catch-up.
+
+The unknown-outcome rule: when placing times out, the connection drops after sending, or OKX answers
+50004/51054/51149, the order may exist. It is then queried by clOrdId (a few times, spaced); found -> that
+order is returned; not found -> OutcomeUnknown. Any place() with a clOrdId this desk already sent (and OKX
+did not refuse) queries it first and returns the existing order instead of sending: no second order is
+ever sent for a clOrdId whose first one exists (OKX itself only rejects duplicates among PENDING orders).
+
+Position modes: net (reduceOnly closes; no posSide) and long_short (posSide on every order, derived from
+side and reduce_only when the request has none; reduceOnly is not sent: it does not apply there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from decimal import ROUND_DOWN, ROUND_UP
+
+from exchanges.base import (
+    DuplicateClientId,
+    ExchangeError,
+    ExchangeUnavailable,
+    Instrument,
+    LotSizeError,
+    Order,
+    OrderNotFound,
+    OrderRequest,
+    OrderSide,
+    OrderState,
+    OrderType,
+    OutcomeUnknown,
+)
+from exchanges.okx.convert import order_args, to_order
+from exchanges.okx.events import convert_all, now_ms
+from exchanges.okx.ratelimit import Kind
+from exchanges.okx.records import OrderAck, OrderRec
+from exchanges.okx.rest import OkxRest
+
+log = logging.getLogger(__name__)
+CL_ORD_ID = re.compile(r"[A-Za-z0-9]{1,32}\Z")
+
+
+class OrderDesk:
+    def __init__(
+        self,
+        rest: OkxRest,
+        instrument: Callable[[str], Awaitable[Instrument]],
+        *,
+        pos_mode: str,
+        queries: int,
+        query_delay: float,
+        sent_max: int = 100_000,
+    ) -> None:
+        self._rest = rest
+        self._instrument = instrument
+        self.pos_mode = pos_mode
+        self.queries = queries
+        self.query_delay = query_delay
+        self.inflight: dict[str, str] = {}  # clOrdId -> instId of our orders not yet seen terminal
+        # clOrdIds sent and not refused (oldest first, bounded): a repeat must query before sending
+        self.sent: OrderedDict[str, None] = OrderedDict()
+        self.sent_max = sent_max
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.td_modes: dict[str, str] = {}  # instId -> tdMode of our last order there (stops reuse it)
+
+    async def pending(self, inst_type: str) -> list[Order]:
+        recs = await self._rest.get(
+            "/api/v5/trade/orders-pending", OrderRec, {"instType": inst_type}, kind=Kind.ORDERS_PENDING
+        )
+        return self.track(convert_all(recs, to_order, "order"))
+
+    async def get(self, inst_id: str, cl_ord_id: str) -> Order | None:
+        params = {"instId": inst_id, "clOrdId": cl_ord_id}
+        try:
+            recs = await self._rest.get(
+                "/api/v5/trade/order", OrderRec, params, kind=Kind.GET_ORDER, inst_id=inst_id
+            )
+        except OrderNotFound:
+            return None
+        orders = self.track(convert_all(recs, to_order, "order"))
+        if not orders:
+            raise ExchangeUnavailable(f"OKX GET order {cl_ord_id}: no readable record")
+        return orders[0]
+
+    async def place(self, req: OrderRequest) -> Order:
+        if not CL_ORD_ID.match(req.cl_ord_id):
+            raise ValueError("clOrdId must be 1-32 letters/digits")
+        # One placement per clOrdId at a time: a concurrent retry waits, then finds the first one.
+        lock, users = self._locks.get(req.cl_ord_id, (asyncio.Lock(), 0))
+        self._locks[req.cl_ord_id] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._place(req)
+        finally:
+            lock, users = self._locks[req.cl_ord_id]
+            if users == 1:
+                del self._locks[req.cl_ord_id]
+            else:
+                self._locks[req.cl_ord_id] = (lock, users - 1)
+
+    async def _place(self, req: OrderRequest) -> Order:
+        wire_req = self.rounded(req, await self._instrument(req.inst_id))
+        cl = req.cl_ord_id
+        if cl in self.sent:  # an earlier attempt may have placed it: look before sending again
+            existing = await self._lookup(req.inst_id, cl)
+            if existing is not None:
+                return existing
+        self._remember(cl)
+        self.inflight[cl] = req.inst_id  # before sending: a reconnect catch-up must cover it
+        self.td_modes[req.inst_id] = req.td_mode
+        try:
+            acks = await self._rest.post(
+                "/api/v5/trade/order", OrderAck, order_args(wire_req), kind=Kind.PLACE, inst_id=req.inst_id
+            )
+        except OutcomeUnknown as e:
+            return await self._resolve(req.inst_id, cl, e)
+        except DuplicateClientId:
+            existing = await self._lookup(req.inst_id, cl)
+            if existing is not None:
+                return existing
+            raise
+        except asyncio.CancelledError:
+            raise  # the caller gave up mid-request: the order may exist (it stays in `sent`)
+        except Exception:
+            self.inflight.pop(cl, None)  # refused, or certainly never sent: nothing to follow
+            self.sent.pop(cl, None)
+            raise
+        return Order(
+            inst_id=req.inst_id, cl_ord_id=cl, ord_id=acks[0].ord_id, side=req.side, state=OrderState.LIVE,
+            size=wire_req.size, ord_type=req.ord_type, price=wire_req.price, reduce_only=wire_req.reduce_only,
+            pos_side=wire_req.pos_side or "net", u_time_ms=acks[0].ts or now_ms(),
+        )  # fmt: skip
+
+    async def cancel(self, inst_id: str, cl_ord_id: str) -> None:
+        body = {"instId": inst_id, "clOrdId": cl_ord_id}
+        await self._rest.post("/api/v5/trade/cancel-order", OrderAck, body, kind=Kind.CANCEL, inst_id=inst_id)
+
+    def rounded(self, req: OrderRequest, inst: Instrument) -> OrderRequest:
+        """Size down to the lot; a limit price to the tick, never worse for us; posSide/reduceOnly by mode."""
+        size = inst.round_size(req.size)
+        if size <= 0:
+            raise LotSizeError("51020", f"size {req.size} below minSz {inst.min_sz} after lot rounding")
+        price = req.price
+        if req.ord_type is OrderType.LIMIT:
+            if price is None or price <= 0:
+                raise ValueError("a limit order needs a positive price")
+            price = inst.round_price(price, ROUND_DOWN if req.side is OrderSide.BUY else ROUND_UP)
+        if self.pos_mode == "long_short":
+            # open long = buy/long, close long = sell/long, open short = sell/short, close short = buy/short
+            pos_side = req.pos_side or ("long" if (req.side is OrderSide.BUY) != req.reduce_only else "short")
+            return replace(req, size=size, price=price, pos_side=pos_side, reduce_only=False)
+        return replace(req, size=size, price=price, pos_side=None)
+
+    def track(self, orders: list[Order]) -> list[Order]:
+        for o in orders:
+            if o.state.terminal:
+                self.inflight.pop(o.cl_ord_id, None)
+        return orders
+
+    async def catch_up(self, inst_type: str) -> list[Order]:
+        """After a reconnect (the orders channel has no snapshot): the pending orders, plus each of our
+        in-flight ones by clOrdId (it may have filled or been canceled while we were away)."""
+        orders: list[Order] = []
+        try:
+            orders = await self.pending(inst_type)
+        except (ExchangeError, ExchangeUnavailable) as e:
+            log.warning("okx catch-up: orders-pending failed: %s", e)
+        seen = {o.cl_ord_id for o in orders}
+        for cl, inst_id in list(self.inflight.items()):
+            if cl in seen:
+                continue
+            try:
+                order = await self.get(inst_id, cl)
+            except (ExchangeError, ExchangeUnavailable) as e:
+                log.warning("okx catch-up: order %s: %s", cl, e)
+                continue
+            if order is None:
+                self.inflight.pop(cl, None)  # OKX says there is none (it stays in `sent`)
+            else:
+                orders.append(order)
+        return orders
+
+    async def _lookup(self, inst_id: str, cl: str) -> Order | None:
+        """get() for the unknown-outcome rule: a failed read keeps the outcome unknown."""
+        try:
+            return await self.get(inst_id, cl)
+        except ExchangeUnavailable as e:
+            raise OutcomeUnknown(f"order {cl}: outcome unknown and the query failed ({e})") from e
+
+    def _remember(self, cl: str) -> None:
+        self.sent[cl] = None
+        self.sent.move_to_end(cl)
+        while len(self.sent) > self.sent_max:
+            self.sent.popitem(last=False)
+
+    async def _resolve(self, inst_id: str, cl: str, err: OutcomeUnknown) -> Order:
+        log.warning("okx place %s: outcome unknown (%s): querying it by clOrdId", cl, err)
+        for i in range(max(1, self.queries)):
+            if i:
+                await asyncio.sleep(self.query_delay)
+            try:
+                order = await self._lookup(inst_id, cl)
+            except OutcomeUnknown:
+                continue
+            if order is not None:
+                log.info("okx place %s: found after the unknown outcome (%s)", cl, order.state.value)
+                return order
+        raise OutcomeUnknown(f"order {cl}: outcome unknown ({err}); not found by clOrdId yet") from err

@@ -1,0 +1,349 @@
+"""A fake OKX v5 server on loopback (aiohttp.web): the REST endpoints the adapter uses, with real signature
+verification, and the /ws/v5/public, /private (login checked), /business WebSockets.
+
+Orders fill from the price path the test drives (`await set_price(inst, px)`); positions and the account
+change and are pushed (orders: no snapshot on subscribe; positions/account: a snapshot on subscribe, then
+event_update pushes). Knobs: `fault()` (error codes for the next N calls, delays/timeouts that did or did
+not execute), `refuse`, `drop()`, `mute()` (stop answering pings), `notice()` (64008), `send_raw()`,
+`clock_offset` (the server's clock), `snapshot_page_size`. Observations: `requests`, `count()`, `logins`,
+`pings`, `connects`, `subscribe_requests`. Every message shape starts from a real one (templates.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakeokx import handlers as h
+from tests.fakeokx import templates as t
+from tests.fakeokx import wire
+from tests.fakeokx.engine import Engine, FOrder, FPos, Refused
+
+UID = "44123456789584"
+PRIVATE_CHANNELS = frozenset({"orders", "positions", "account"})
+PUBLIC_CHANNELS = frozenset({"tickers", "trades"})
+
+
+@dataclass
+class Fault:
+    code: str = ""  # reply with this code ("": the normal reply; 50004 after a delay without execution)
+    count: int = 1  # for the next `count` calls of the path
+    http_status: int | None = None  # default: the docs' status for the code
+    delay: float = 0.0  # seconds before replying (longer than the client's timeout = a timeout)
+    execute: bool = False  # perform the request anyway (before the delay / error reply)
+    late: float | None = None  # perform it this many seconds after it arrived (in the background)
+    method: str = ""  # only for this method ("" = any)
+
+
+@dataclass
+class Req:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    t: float  # time.monotonic() on arrival
+
+
+@dataclass(eq=False)
+class Conn:
+    kind: str
+    ws: web.WebSocketResponse
+    request: web.Request
+    conn_id: str
+    logged_in: bool = False
+    muted: bool = False
+    subs: list[dict[str, str]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class FakeOkx:
+    def __init__(self, api_key: str, secret: str, passphrase: str, *, pos_mode: str = "net_mode",
+                 demo: bool = True, cash: Decimal = Decimal(10_000)) -> None:  # fmt: skip
+        self._creds = (api_key, secret, passphrase)
+        self.demo = demo
+        self.engine = Engine(t.instruments(), pos_mode=pos_mode, cash=cash)
+        self.engine.changed = self._changed
+        self.requests: list[Req] = []
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.conns: dict[str, set[Conn]] = defaultdict(set)
+        self.connects: dict[str, int] = defaultdict(int)
+        self.refuse: set[str] = set()  # kinds whose WS handshakes are answered 503
+        self.logins = 0
+        self.login_failures = 0
+        self.pings = 0
+        self.subscribe_requests: list[tuple[str, list[dict[str, str]]]] = []
+        self.clock_offset = 0.0  # the server's clock minus ours (seconds)
+        self.snapshot_page_size = 0  # >0: positions snapshots split into pages of this many records
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._flush_lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._candles: dict[str, list[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def __repr__(self) -> str:
+        return f"FakeOkx(port={self.port})"
+
+    async def start(self) -> FakeOkx:
+        app = web.Application()
+        app.router.add_route("*", "/api/v5/{tail:.*}", self._rest)
+        app.router.add_get("/ws/v5/{kind}", self._ws)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for kind in list(self.conns):
+            self.drop(kind)  # no close handshake: a client that stopped reading must not stall shutdown
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, kind: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/v5/{kind}"
+
+    # --- knobs ---
+
+    def fault(self, path: str, **kw: Any) -> Fault:
+        f = Fault(**kw)
+        self.faults[path].append(f)
+        return f
+
+    def drop(self, kind: str) -> int:
+        """Cut every connection of this kind abruptly (no close frame)."""
+        conns = list(self.conns[kind])
+        for c in conns:
+            if c.request.transport is not None:
+                c.request.transport.abort()
+        return len(conns)
+
+    def mute(self, kind: str) -> None:
+        """The current connections of this kind stop answering pings and stop pushing (a dead link)."""
+        for c in self.conns[kind]:
+            c.muted = True
+
+    async def notice(self, kind: str, code: str = "64008") -> None:
+        msg = {**t.doc("ws_notice_service_upgrade.json"), "code": code}
+        for c in list(self.conns[kind]):
+            await self._send(c, {**msg, "connId": c.conn_id})
+
+    async def send_raw(self, kind: str, text: str) -> None:
+        for c in list(self.conns[kind]):
+            await self._send(c, text)
+
+    async def set_price(self, inst_id: str, px: Decimal | str) -> None:
+        """Move the market: fills resting orders, triggers stops, pushes tickers/trades/candles."""
+        px = Decimal(px)
+        self.engine.set_price(inst_id, px)
+        tick = Decimal(self.engine.instruments[inst_id]["tickSz"])
+        self._outbox.append(("tickers", {"data": [wire.ticker(inst_id, px, tick)], "_instId": inst_id}))
+        trade = wire.trade(inst_id, px, str(next(self._ids)))
+        self._outbox.append(("trades", {"data": [trade], "_instId": inst_id}))
+        self._outbox.append(("candle1m", {"data": [self._candle(inst_id, px)], "_instId": inst_id}))
+        await self._flush()
+
+    def count(self, method: str, path: str) -> int:
+        return len(self.calls(method, path))
+
+    def calls(self, method: str, path: str) -> list[Req]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+    # --- REST ---
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        text = await request.text()
+        path = request.path
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = None
+        self.requests.append(Req(request.method, path, dict(request.query), body, time.monotonic()))
+        if path == "/api/v5/public/time":
+            ts = str(int((time.time() + self.clock_offset) * 1000))
+            return web.json_response({"code": "0", "msg": "", "data": [{"ts": ts}]})
+        if not path.startswith(("/api/v5/public/", "/api/v5/market/")):
+            denied = h.check_rest_auth(request.headers, request.method, request.raw_path, text, self._creds,
+                                       demo=self.demo, clock_offset=self.clock_offset)  # fmt: skip
+            if denied is not None:
+                return h.error(path, denied, status=200 if denied == "50101" else 401)
+        handler = h.ROUTES.get((request.method, path))
+        if handler is None:
+            return web.json_response({"code": "404", "msg": "Not Found (fake)", "data": []}, status=404)
+        queue = self.faults.get(path)
+        if queue and queue[0].method in ("", request.method):
+            f = queue[0]
+            f.count -= 1
+            if f.count <= 0:
+                queue.popleft()
+            return await self._faulty(f, handler, path, request.query, body)
+        return await self._run(handler, path, request.query, body)
+
+    async def _run(self, handler: h.Handler, path: str, query: Any, body: Any) -> web.Response:
+        try:
+            data = handler(self.engine, query, body)
+        except Refused as e:
+            await self._flush()
+            return h.error(path, e.code, e.msg, body=body)
+        await self._flush()
+        return web.json_response({"code": "0", "msg": "", "data": data})
+
+    async def _faulty(self, f: Fault, handler: h.Handler, path: str, query: Any, body: Any) -> web.Response:
+        if f.late is not None:
+            task = asyncio.create_task(self._later(f.late, handler, path, query, body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        resp = await self._run(handler, path, query, body) if f.execute else None
+        if f.delay:
+            await asyncio.sleep(f.delay)
+        if f.code:
+            return h.error(path, f.code, body=body, status=f.http_status)
+        return resp if resp is not None else h.error(path, "50004", body=body)
+
+    async def _later(self, delay: float, handler: h.Handler, path: str, query: Any, body: Any) -> None:
+        await asyncio.sleep(delay)
+        await self._run(handler, path, query, body)
+
+    # --- pushes ---
+
+    def _changed(self, orders: list[FOrder], positions: list[FPos], account: bool) -> None:
+        """Called by the engine on every change: pushes are built now (state as of now), sent by _flush."""
+        for o in orders:
+            self._outbox.append(("orders", {"data": [wire.order(o)]}))
+        if positions:
+            data = [wire.position(self.engine, p) for p in positions]
+            self._outbox.append(("positions", {"eventType": "event_update", "data": data}))
+        if account:
+            data = [wire.account(self.engine)]
+            self._outbox.append(("account", {"eventType": "event_update", "curPage": 1, "lastPage": True,
+                                             "data": data}))  # fmt: skip
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            while self._outbox:
+                channel, msg = self._outbox.pop(0)
+                inst_id = msg.pop("_instId", None)
+                kind = "private" if channel in PRIVATE_CHANNELS else "public" if channel in PUBLIC_CHANNELS \
+                    else "business"  # fmt: skip
+                for c in list(self.conns[kind]):
+                    sub = next((s for s in c.subs if _matches(s, channel, inst_id, msg)), None)
+                    if sub is not None and not c.muted:
+                        arg = {**sub, "uid": UID} if kind == "private" else sub
+                        await self._send(c, {"arg": arg, **msg})
+
+    def _candle(self, inst_id: str, px: Decimal) -> list[Any]:
+        bar_ts = str(time.time_ns() // 60_000_000_000 * 60_000)
+        cur = self._candles.get(inst_id)
+        if cur is None or cur[0] != bar_ts:
+            cur = [bar_ts, px, px, px, px]
+        cur = self._candles[inst_id] = [bar_ts, cur[1], max(cur[2], px), min(cur[3], px), px]
+        template = t.doc("ws_candle1D_push_en.json")["data"][0]
+        return [bar_ts, *(t.num(v) for v in cur[1:5]), *template[5:8], "0"]
+
+    async def _send(self, c: Conn, msg: dict[str, Any] | str) -> None:
+        try:
+            async with c.lock:
+                await c.ws.send_str(msg if isinstance(msg, str) else json.dumps(msg))
+        except (ConnectionError, RuntimeError):
+            pass  # the client is gone: like OKX, the push is simply lost
+
+    # --- WebSocket ---
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        kind = request.match_info["kind"]
+        if kind not in ("public", "private", "business"):
+            return web.Response(status=404)
+        if kind in self.refuse:
+            return web.Response(status=503, text="refused (fake)")
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None, timeout=1.0)
+        await ws.prepare(request)
+        conn = Conn(kind, ws, request, f"{next(self._ids):08x}")
+        self.conns[kind].add(conn)
+        self.connects[kind] += 1
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if msg.data == "ping":
+                    self.pings += 1
+                    if not conn.muted:
+                        await self._send(conn, "pong")
+                    continue
+                await self._ws_request(conn, msg.data)
+        finally:
+            self.conns[kind].discard(conn)
+        return ws
+
+    async def _ws_error(self, c: Conn, code: str, msg: str) -> None:
+        await self._send(c, {"event": "error", "code": code, "msg": msg, "connId": c.conn_id})
+
+    async def _ws_request(self, c: Conn, text: str) -> None:
+        try:
+            req = json.loads(text)
+            op, args = req["op"], list(req["args"])
+        except (ValueError, KeyError, TypeError):
+            await self._ws_error(c, "60012", f"Invalid request: {text[:80]}")
+            return
+        if op == "login":
+            code = h.check_login(args[0] if args else {}, self._creds, self.clock_offset)
+            if code is None:
+                c.logged_in = True
+                self.logins += 1
+                await self._send(c, {**t.doc("ws_login_success.json"), "connId": c.conn_id})
+            else:
+                self.login_failures += 1
+                await self._send(c, {**t.doc("ws_login_failure.json"), "code": code, "connId": c.conn_id})
+        elif op == "subscribe":
+            self.subscribe_requests.append((c.kind, args))
+            for arg in args:
+                await self._subscribe(c, arg, req.get("id", ""))
+        else:
+            await self._ws_error(c, "60012", f"Invalid request: {text[:80]}")
+
+    async def _subscribe(self, c: Conn, arg: dict[str, str], req_id: str) -> None:
+        ch = arg.get("channel", "")
+        allowed = {"private": PRIVATE_CHANNELS, "public": PUBLIC_CHANNELS}.get(c.kind)
+        if not (ch in allowed if allowed is not None else ch.startswith("candle")):
+            await self._ws_error(c, "60018", f"Wrong URL or channel:{ch}, doesn't exist.")
+            return
+        if c.kind == "private" and not c.logged_in:
+            await self._ws_error(c, "60011", "Please log in")
+            return
+        c.subs.append(dict(arg))
+        ack = {"event": "subscribe", "arg": dict(arg), "connId": c.conn_id}
+        await self._send(c, {"id": req_id, **ack} if req_id else ack)
+        snap = {"arg": {**arg, "uid": UID}, "eventType": "snapshot"}
+        if ch == "positions":
+            recs = [wire.position(self.engine, p) for p in self.engine.positions.values() if p.pos]
+            size = self.snapshot_page_size or max(1, len(recs))
+            pages = [recs[i : i + size] for i in range(0, len(recs), size)] or [[]]
+            for n, page in enumerate(pages, 1):
+                await self._send(c, {**snap, "curPage": n, "lastPage": n == len(pages), "data": page})
+        elif ch == "account":
+            await self._send(c, {**snap, "curPage": 1, "lastPage": True, "data": [wire.account(self.engine)]})
+
+
+def _matches(sub: dict[str, str], channel: str, inst_id: str | None, msg: dict[str, Any]) -> bool:
+    if sub.get("channel") != channel:
+        return False
+    if inst_id is not None:
+        return sub.get("instId") == inst_id
+    if "instId" in sub:
+        return all(d.get("instId") == sub["instId"] for d in msg["data"])
+    return True
