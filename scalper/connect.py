@@ -37,6 +37,6 @@ def exchange_client(settings: Settings, client: redis.Redis) -> Exchange:
         from exchanges.paper.remote import PaperClient
 
         return PaperClient(client, Keys(settings.redis.prefix))
-    from exchanges.okx.adapter import OkxExchange  # type: ignore[import-not-found]
+    from exchanges.okx.adapter import OkxExchange
 
     return OkxExchange.from_settings(settings.exchange)  # type: ignore[no-any-return]

@@ -34,7 +34,7 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
     client = redis_client(settings)
     writer = TickWriter(client, Keys(settings.redis.prefix))
     if replay is None:
-        from feeds.live import run_live  # type: ignore[import-not-found]
+        from feeds.live import run_live
 
         return int(run_live(settings, writer, stop_on_signals()))
     path = sample_path() if replay == "sample" else Path(replay)

@@ -112,14 +112,27 @@ def harvest_failed(pm: PositionMachine, pos: Position, *, reason: str) -> None:
     pm.fire(pos, "harvest_failed", reason=reason)
 
 
-def retry_close(pm: PositionMachine, pos: Position, *, reason: str) -> None:
-    """The close order is gone but the position is not: send the next attempt (a new client order id)."""
+def retry_close(
+    pm: PositionMachine,
+    pos: Position,
+    *,
+    reason: str,
+    realized_pnl: Decimal | None = None,
+    fees: Decimal | None = None,
+) -> None:
+    """The close order is gone but the position is not: send the next attempt (a new client order id).
+    What the previous attempt filled before it was cancelled is kept in the realized PnL and fees."""
     attempt = pos.close_attempt + 1
+    fields: dict[str, object] = {"close_attempt": attempt}
+    if realized_pnl is not None:
+        fields["realized_pnl"] = realized_pnl
+    if fees is not None:
+        fields["fees"] = fees
     pm.fire(
         pos,
         "retry_close",
         reason=reason,
-        fields={"close_attempt": attempt},
+        fields=fields,
         intent=close_intent(pos, attempt, pos.exit_reason or reason).to_fields(),
     )
 

@@ -114,8 +114,10 @@ class Engine:
     def start(self) -> None:
         """On taking the lease: load the shard's live positions, warm indicators up, reconcile."""
         self.bus.ensure_groups(self.symbols)
-        for s in self.symbols:
-            self.book[s].clear()
+        for book in self.book.values():
+            for pos in book.values():
+                self.pm.detach(pos)  # the shared machine must not keep models of a stale book
+            book.clear()
         for pos in self.store.load_live():
             if pos.symbol in self.book:
                 self.book[pos.symbol][pos.id] = self.pm.attach(pos)
@@ -154,6 +156,7 @@ class Engine:
         if not self.started:
             self.start()
         n = self._ticks(block_ms)
+        self.relay.flush(self.symbols)  # first: an order decided on these ticks leaves at once
         self._events()
         self._control()
         self.relay.flush(self.symbols)
@@ -172,6 +175,7 @@ class Engine:
     def stop(self) -> None:
         if self.started:
             self.flush_marks()
+        self.started = False  # a later owner of the shard starts from Redis, not from this memory
         self.lease.release()
 
     # --- ticks ---
@@ -246,14 +250,10 @@ class Engine:
                     pos.liq_price = float(ex.liq_px)
                 if ex.margin_ratio is not None:
                     pos.margin_ratio = float(ex.margin_ratio)
-            # Size checks only when the mapping is unambiguous: one bot position on this symbol.
-            if len(book) == 1 and (mine or ex.size == 0):
-                pos = next(iter(book.values()))
-                exch = None if ex.size == 0 else ex
-                if exch is not None and exch.side != pos.side.value:
-                    return
-                if pos.state in (State.CLOSING, State.OPEN, State.TRAILING):
-                    self.settle(pos, settlement.settle(pos, settlement.UNKNOWN, exch, self.wall(), cfg), now)
+            # A flat or resized exchange position: settle it now through the reconciler, which reads the
+            # exchange whole (and finds the fill that flattened it, for the realized PnL).
+            if any(p.size != ex.size for p in mine) or (ex.size == 0 and book):
+                self._last_reconcile = 0.0
 
     def settle(self, pos: Position, st: settlement.Settlement, now: float) -> None:
         if not st.trigger:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from exchanges.base import Exchange, ExchangeError, ExchangePosition, ExchangeUnavailable, OutcomeUnknown
+from statemachines.intents import unprotect_intent
 from statemachines.lifecycle import State
 from statemachines.position import Position, new_position_id
 from workers import settlement
@@ -101,6 +102,11 @@ class Reconciler:
         st = settlement.settle(pos, order, exch, engine.wall(), engine.cfg[pos.symbol])
         if not st:
             return
+        if st.trigger in ("external_close", "close_filled") and "pnl" not in st.kwargs:
+            st = self._with_stop_fill(pos, st)
+        if not self.dry_run and not engine.lease.keep():
+            report.why = "lease lost during the pass"
+            return  # another engine owns the shard now: it settles the rest
         report.corrections.append((pos.id, st.trigger or "cancel", st.reason))
         if self.dry_run:
             return
@@ -111,6 +117,17 @@ class Reconciler:
                 log.warning("cancel %s failed: %s", st.cancel_cl_ord_id, err)
         if st.trigger:
             engine.settle(pos, st, now)
+
+    def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
+        """If our protective stop is what flattened the position, its fill carries the PnL and fee."""
+        try:
+            fill = self._run(self.exchange.get_order(pos.symbol, unprotect_intent(pos).cl_ord_id))
+        except _READ_ERRORS:
+            return st
+        if fill is None or fill.filled <= 0:
+            return st
+        kwargs = {**st.kwargs, "pnl": fill.pnl, "fee": fill.fee}
+        return settlement.Settlement(st.trigger, f"{st.reason} (protective stop filled)", kwargs)
 
     def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
         """An exchange position no bot position accounts for (manual trade, lost state)."""

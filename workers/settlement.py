@@ -154,7 +154,7 @@ def _closing(pos: Position, order: Any, exch: Any, age: float, cfg: SymbolConfig
     if order is UNKNOWN:
         return NOTHING
     if (order is None or order.state.terminal) and age > cfg.exits.close_timeout_s:
-        return Settlement("retry_close", "close order gone, position still open")
+        return Settlement("retry_close", "close order gone, position still open", pnl_fee)
     return NOTHING
 
 
@@ -188,7 +188,9 @@ def apply(
     elif trig == "harvest_failed":
         stepper.harvest_failed(pm, pos, reason=st.reason)
     elif trig == "retry_close":
-        stepper.retry_close(pm, pos, reason=st.reason)
+        stepper.retry_close(
+            pm, pos, reason=st.reason, realized_pnl=pos.realized_pnl + pnl, fees=pos.fees + fee
+        )
     elif trig == "resync":
         stepper.resync_size(pm, pos, size=kw["size"], reason=st.reason)
     elif trig in ("close_filled", "external_close", "entry_failed"):

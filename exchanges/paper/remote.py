@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -61,6 +62,12 @@ def faults_key(keys: Keys) -> str:
     """A list of JSON fault specs, e.g. {"kind": "delay", "op": "place_order", "seconds": 2}: the venue
     injects each into the paper exchange (see exchanges.paper.Fault). For tests and the chaos suite."""
     return f"{keys.prefix}:paper:faults"
+
+
+def served_key(keys: Keys) -> str:
+    """The venue's log of served requests (op, client order id, when the caller sent it, when served):
+    for latency measurements and for people; trimmed."""
+    return f"{keys.prefix}:paper:served"
 
 
 def _reply(keys: Keys, rid: str) -> str:
@@ -164,6 +171,11 @@ class PaperVenue:
         pipe = self.client.pipeline()
         pipe.lpush(key, msgspec.json.encode(body))
         pipe.expire(key, 60)
+        if op in ("place_order", "cancel_order", "place_stop", "cancel_stop"):
+            cid = req.get("cid", "")
+            pipe.xadd(served_key(self.keys), {"op": op, "cid": cid, "sent": req.get("sent", ""),
+                                              "served": repr(time.time()), "ok": "1" if body["ok"] else "0"},
+                      maxlen=10_000, approximate=True)  # fmt: skip
         pipe.execute()
         self.served += 1
         self._publish_events()
@@ -197,7 +209,10 @@ class PaperClient:
 
     def _call(self, op: str, **args: Any) -> Any:
         rid = secrets.token_hex(8)
-        self.client.xadd(_requests(self.keys), {"id": rid, "op": op, "args": msgspec.json.encode(args)},
+        req = args.get("req")
+        cid = req.cl_ord_id if isinstance(req, OrderRequest) else str(args.get("algo_cl_ord_id", ""))
+        self.client.xadd(_requests(self.keys), {"id": rid, "op": op, "args": msgspec.json.encode(args),
+                                                "cid": cid, "sent": repr(time.time())},
                          maxlen=10_000, approximate=True)  # fmt: skip
         got = self.client.blpop([_reply(self.keys, rid)], timeout=self.timeout_s)
         if got is None:

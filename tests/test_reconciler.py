@@ -1,0 +1,775 @@
+"""The reconciler against a paper exchange on a real redis-server: every row of the settlement table as it
+happens after a crash (positions written by one process, settled by a freshly started engine), unknown
+exchange positions, fail-closed reads, orphaned protective stops and dry runs.
+
+Each test builds the bot's side with the real store and machine, the exchange's side with real orders on a
+PaperExchange (on the same Redis), then starts an Engine whose Reconciler reads that exchange. Time is a
+stub clock shared by the engine, the machine and the paper venue. After every test, every stored position
+must be consistent (hash, index sets, and a log of legal transitions), which the `world` fixture checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from decimal import Decimal as D
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from rq import Queue
+
+from config.settings import Settings
+from exchanges.base import Order, OrderRequest, OrderSide, OrderState, OrderType, StopOrder
+from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
+from indicators.symbol import SymbolIndicators
+from statemachines import stepper
+from statemachines.intents import IntentAction, OrderIntent, client_order_id, open_intent
+from statemachines.machine import PositionMachine
+from statemachines.position import Position, Side, new_position_id
+from statemachines.snapshot import Action, Decision, MarketSnapshot
+from statemachines.store import PositionStore
+from workers.engine import Engine
+from workers.reconciler import Reconciler, Report
+from workers.relay import QUEUE
+
+if TYPE_CHECKING:
+    from tests.conftest import RealRedis
+
+pytestmark = pytest.mark.redis
+
+PREFIX = "rt"
+BTC, ETH = "BTC-USDT-SWAP", "ETH-USDT-SWAP"
+T0 = 1_700_000_000.0
+PX = D(50000)
+TAKER, MAKER = D("0.0005"), D("0.0002")
+
+
+class Clock:
+    """Wall time for the engine, its machine and the paper venue, moved by the test."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> float:
+        self.t += seconds
+        return self.t
+
+
+class RecordingEntries:
+    """An Entries stub that records the ticks it was offered (only offered when entries are allowed)."""
+
+    def __init__(self) -> None:
+        self.ticks: list[tuple[str, float]] = []
+
+    def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
+        self.ticks.append((symbol, now))
+
+    def on_command(self, engine: Engine, fields: dict[str, str], now: float) -> None:
+        pass
+
+    def on_closed(self, engine: Engine, pos: Position, now: float) -> None:
+        pass
+
+
+@dataclass
+class World:
+    client: redis.Redis
+    clock: Clock
+    settings: Settings
+    store: PositionStore
+    pm: PositionMachine  # the bot "before the crash": a machine of its own on the same store
+    paper: PaperExchange
+    rec: Reconciler
+
+    # --- plumbing ---
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return self.rec.loop.run_until_complete(coro)
+
+    @property
+    def cfg(self) -> Any:
+        return self.settings.for_symbol(BTC)
+
+    def engine(self, *, symbols: list[str] | None = None, entries: RecordingEntries | None = None) -> Engine:
+        """A freshly started process: nothing in memory, everything from Redis and the exchange."""
+        return Engine(
+            self.settings, self.client, symbols=symbols or [BTC], entries=entries, reconciler=self.rec,
+            clock="wall", wall=self.clock,
+        )  # fmt: skip
+
+    def start(self, engine: Engine) -> Report:
+        """engine.start() loads the live positions and reconciles; the report is the reconciler's last."""
+        self.rec.last = None
+        engine.start()
+        assert self.rec.last is not None
+        return self.rec.last
+
+    def quote(self, px: D, inst: str = BTC, spread: D = D(0)) -> None:
+        self.run(self.paper.on_quote(inst, px, px + spread, self.clock()))
+
+    def place(
+        self, cl: str, side: str, size: str, *, reduce_only: bool = False, price: D | None = None,
+        inst: str = BTC,
+    ) -> Order:  # fmt: skip
+        req = OrderRequest(
+            inst_id=inst, cl_ord_id=cl, side=OrderSide(side), size=D(size), reduce_only=reduce_only,
+            ord_type=OrderType.MARKET if price is None else OrderType.LIMIT, price=price,
+        )  # fmt: skip
+        return self.run(self.paper.place_order(req))
+
+    def order(self, cl: str, inst: str = BTC) -> Order | None:
+        return self.run(self.paper.get_order(inst, cl))
+
+    def exchange_size(self, inst: str = BTC) -> D:
+        return sum((p.size for p in self.run(self.paper.positions()) if p.inst_id == inst), D(0))
+
+    def stops(self) -> dict[str, StopOrder]:
+        """Every protective stop the venue knows, by algo client id, whatever its state."""
+        ids = [
+            k.decode().rsplit(":", 1)[1]
+            for k in self.client.scan_iter(match=self.paper.state.key("stop", "*"))
+        ]
+        return {i: s for i in ids if (s := self.paper.state.stop(i)) is not None}
+
+    # --- the bot's positions, built with the same code paths the engine uses ---
+
+    def opening(self, side: str = "long", size: str = "1", inst: str = BTC) -> Position:
+        now = self.clock()
+        pos = Position(id=new_position_id(now), symbol=inst, side=Side(side), state_since=now, wall_since=now,
+                       entry_size=D(size), leverage=5, entry_attempt=1)  # fmt: skip
+        self.store.create(pos, reason="test entry", ts=now, intent=open_intent(pos, D(size)).to_fields())
+        return self.pm.attach(pos)
+
+    def opened(
+        self, side: str = "long", size: str = "1", *, protect: bool = False, inst: str = BTC
+    ) -> Position:
+        """Entry filled at the exchange and settled by the bot; `protect`: its catastrophe stop placed."""
+        pos = self.opening(side, size, inst)
+        fill = self.place(cid(pos, IntentAction.OPEN), "buy" if side == "long" else "sell", size, inst=inst)
+        assert fill.state is OrderState.FILLED
+        stepper.entry_filled(self.pm, pos, price=fill.avg_px or D(0), size=fill.filled, atr=None,
+                             cfg=self.settings.for_symbol(inst), now=self.clock(), fee=fill.fee)  # fmt: skip
+        if protect:
+            self.protect(pos)
+        return pos
+
+    def protect(self, pos: Position) -> StopOrder:
+        """What the order worker does with the PROTECT intent the entry fill wrote."""
+        intent = next(i for i in self.outbox(pos.symbol) if i.action is IntentAction.PROTECT and
+                      i.position_id == pos.id)  # fmt: skip
+        inst = next(i for i in DEFAULT_INSTRUMENTS if i.inst_id == pos.symbol)
+        trigger = inst.round_price(D(repr(intent.stop_px)))
+        return self.run(self.paper.place_stop(pos.symbol, intent.cl_ord_id, OrderSide(intent.order_side),
+                                              trigger, pos.size))  # fmt: skip
+
+    def decide(self, pos: Position, action: Action, reason: str, fraction: float = 0.0) -> None:
+        """A tick's decision, fired exactly as the engine's stepper fires it."""
+        bid, ask, _ = self.paper.quotes[pos.symbol]
+        mid = float((bid + ask) / 2)
+        mkt = MarketSnapshot(symbol=pos.symbol, price=mid, price_ts=self.clock(), now=self.clock())
+        stepper.apply(
+            self.pm, pos, Decision(action, reason, fraction), mkt, self.settings.for_symbol(pos.symbol)
+        )
+
+    # --- what Redis holds ---
+
+    def load(self, pos: Position | str) -> Position:
+        return self.store.load(pos if isinstance(pos, str) else pos.id)
+
+    def log(self, pos: Position | str) -> list[dict[str, str]]:
+        return self.store.log(pos if isinstance(pos, str) else pos.id)
+
+    def last(self, pos: Position | str) -> tuple[str, str, str, str]:
+        """(from, to, trigger, reason) of the position's latest log entry."""
+        e = self.log(pos)[-1]
+        return e["from"], e["to"], e["trigger"], e["reason"]
+
+    def outbox(self, symbol: str = BTC) -> list[OrderIntent]:
+        return [OrderIntent.from_fields(f) for _, f in self.client.xrange(self.store.keys.outbox(symbol))]
+
+    def all_ids(self) -> list[str]:
+        return [i for s in self.store.symbols() for i in self.store.ids(s)]
+
+    def snapshot(self) -> dict[str, tuple[str, int, list[dict[str, str]]]]:
+        """(state, version, log) of every stored position."""
+        out = {}
+        for pid in self.all_ids():
+            pos = self.load(pid)
+            out[pid] = (pos.state, pos.version, self.log(pid))
+        return out
+
+    def exchange_hash(self) -> dict[str, str]:
+        raw = self.client.hgetall(self.store.keys.exchange())
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def assert_consistent(self) -> None:
+        for pid in self.all_ids():
+            assert self.store.check_consistency(pid) == [], pid
+
+
+def cid(pos: Position, action: IntentAction, attempt: int = 1) -> str:
+    return client_order_id(pos.id, action, attempt)
+
+
+def make_world(client: redis.Redis, **rec_kw: Any) -> World:
+    clock = Clock(T0)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        redis={"prefix": PREFIX},  # type: ignore[arg-type]
+        exits={"entry_timeout_s": 30, "close_timeout_s": 20},  # type: ignore[arg-type]
+        symbols={BTC: {}, ETH: {}},  # type: ignore[dict-item]
+    )
+    store = PositionStore(client, PREFIX)
+    paper = PaperExchange(client, DEFAULT_INSTRUMENTS, taker_fee=TAKER, maker_fee=MAKER, prefix=PREFIX,
+                          clock=clock)  # fmt: skip
+    w = World(client, clock, settings, store, PositionMachine(store, clock=clock, wall=clock), paper,
+              Reconciler(paper, **rec_kw))  # fmt: skip
+    w.quote(PX)
+    w.quote(D(3000), ETH)
+    return w
+
+
+@pytest.fixture
+def new_world(real_redis: RealRedis) -> Iterator[Callable[..., World]]:
+    """World(s) with the given Reconciler options; afterwards every stored position must be consistent."""
+    made: list[World] = []
+
+    def make(**rec_kw: Any) -> World:
+        made.append(make_world(real_redis.client, **rec_kw))
+        return made[-1]
+
+    yield make
+    try:
+        for w in made:
+            w.assert_consistent()
+    finally:
+        for w in made:
+            w.rec.loop.close()
+
+
+@pytest.fixture
+def world(new_world: Callable[..., World]) -> World:
+    return new_world()
+
+
+def new_intents(before: list[OrderIntent], after: list[OrderIntent]) -> list[OrderIntent]:
+    assert after[: len(before)] == before, "the outbox only grows here (no relay ran)"
+    return after[len(before) :]
+
+
+# --- opening ---
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+@pytest.mark.parametrize("partial", [False, True], ids=["filled", "partial-rest-cancelled"])
+def test_entry_filled_while_opening_opens_with_the_exchange_size_and_a_stop_intent(
+    world: World, side: str, partial: bool
+) -> None:
+    pos = world.opening(side, size="2")
+    if partial:
+        world.paper.inject("partial", fraction=0.5, rest="cancel")
+    fill = world.place(cid(pos, IntentAction.OPEN), "buy" if side == "long" else "sell", "2")
+    assert fill.state is (OrderState.CANCELED if partial else OrderState.FILLED)
+    outbox = world.outbox()
+    world.clock.advance(1)  # the bot crashed before the fill event reached it
+
+    report = world.start(world.engine())
+
+    assert report.corrections == [(pos.id, "entry_filled", "fill")] and report.exchange_known
+    got = world.load(pos)
+    assert (got.state, got.size, got.entry_price) == ("open", fill.filled, fill.avg_px)
+    assert got.size == world.exchange_size() == (D("1") if partial else D("2"))
+    assert got.fees == fill.fee < 0
+    assert got.stop_price and (got.stop_price < 50000) == (side == "long")
+    (protect,) = new_intents(outbox, world.outbox())
+    assert protect.action is IntentAction.PROTECT and protect.cl_ord_id == f"{pos.id}s1"
+    assert protect.stop_px == pytest.approx(50000 * (0.95 if side == "long" else 1.05))
+    assert world.last(pos) == ("opening", "open", "entry_filled", "fill")
+    # Settled once: a second pass finds nothing to correct.
+    assert world.start(world.engine()).corrections == []
+
+
+def test_live_entry_is_kept_then_cancelled_after_the_timeout_then_failed(world: World) -> None:
+    pos = world.opening("long", "1")
+    resting = world.place(cid(pos, IntentAction.OPEN), "buy", "1", price=D(49000))
+    assert resting.state is OrderState.LIVE
+    timeout = world.cfg.exits.entry_timeout_s
+    engine = world.engine()
+    world.clock.advance(timeout)  # at the timeout: still waiting
+
+    assert world.start(engine).corrections == []
+    assert (world.load(pos).state, world.load(pos).version) == ("opening", 1)
+
+    world.clock.advance(0.5)
+    report = world.rec.reconcile(engine, world.clock())
+    assert report.corrections == [(pos.id, "cancel", "entry timed out")]
+    assert world.order(resting.cl_ord_id).state is OrderState.CANCELED  # type: ignore[union-attr]
+    # The cancel is not a transition: the position waits for the exchange to confirm it.
+    assert (world.load(pos).state, world.load(pos).version) == ("opening", 1)
+
+    report = world.rec.reconcile(engine, world.clock())
+    assert report.corrections == [(pos.id, "entry_failed", "entry canceled, nothing filled")]
+    got = world.load(pos)
+    assert (got.state, got.exit_reason, got.size) == ("closed", "entry canceled, nothing filled", 0)
+    assert world.last(pos) == ("opening", "closed", "entry_failed", "entry canceled, nothing filled")
+    assert engine.live_positions() == []
+
+
+def test_partly_filled_entry_is_cancelled_after_the_timeout_and_opens_with_the_filled_size(
+    world: World,
+) -> None:
+    pos = world.opening("long", "2")
+    world.paper.inject("partial", fraction=0.5)  # the first fill takes half, the rest stays live
+    world.place(cid(pos, IntentAction.OPEN), "buy", "2", price=D(49900))
+    world.quote(D(49850), spread=D(50))  # the ask reaches the limit: half fills
+    entry = world.order(cid(pos, IntentAction.OPEN))
+    assert entry is not None and (entry.state, entry.filled) == (OrderState.PARTIALLY_FILLED, D("1"))
+    engine = world.engine()
+    world.clock.advance(1)
+    assert world.start(engine).corrections == []  # partly filled, still live: wait
+
+    world.clock.advance(world.cfg.exits.entry_timeout_s)
+    assert world.rec.reconcile(engine, world.clock()).corrections == [(pos.id, "cancel", "entry timed out")]
+    assert world.rec.reconcile(engine, world.clock()).corrections == [(pos.id, "entry_filled", "fill")]
+    got = world.load(pos)
+    assert (got.state, got.size, got.entry_price) == ("open", D("1"), D("49900"))
+    assert world.exchange_size() == D("1")
+    assert world.rec.reconcile(engine, world.clock()).corrections == []
+
+
+def test_entry_that_never_reached_the_exchange_fails_only_after_twice_the_timeout(world: World) -> None:
+    pos = world.opening("short", "1")
+    outbox = world.outbox()
+    engine = world.engine()
+    world.clock.advance(2 * world.cfg.exits.entry_timeout_s)
+    assert world.start(engine).corrections == []
+    assert world.load(pos).state == "opening"
+
+    world.clock.advance(0.5)
+    report = world.rec.reconcile(engine, world.clock())
+    assert report.corrections == [(pos.id, "entry_failed", "entry order never reached the exchange")]
+    got = world.load(pos)
+    assert (got.state, got.exit_reason) == ("closed", "entry order never reached the exchange")
+    assert world.last(pos) == ("opening", "closed", "entry_failed", "entry order never reached the exchange")
+    assert new_intents(outbox, world.outbox()) == []  # nothing was placed, so no stop to cancel
+
+
+# --- harvesting ---
+
+
+def test_harvest_filled_at_the_exchange_trails_with_the_rest(world: World) -> None:
+    pos = world.opened("long", "2")
+    world.quote(D(50400))
+    world.decide(pos, Action.HARVEST, "profit_harvest", 0.5)
+    assert (pos.state, pos.harvests_done) == ("harvesting", 1)
+    harvest = world.place(cid(pos, IntentAction.HARVEST), "sell", "1", reduce_only=True)
+    assert harvest.state is OrderState.FILLED and harvest.pnl == D(4)  # (50400 - 50000) * 1 * 0.01
+    entry_fee = world.load(pos).fees
+
+    report = world.start(world.engine())
+
+    assert report.corrections == [(pos.id, "harvest_filled", "fill")]
+    got = world.load(pos)
+    assert (got.state, got.size) == ("trailing", D("1"))
+    assert (got.realized_pnl, got.fees) == (D(4), entry_fee + harvest.fee)
+    assert got.trail_stop >= 50000  # at least breakeven after a harvest
+    assert world.last(pos) == ("harvesting", "trailing", "harvest_filled", "fill")
+
+
+def test_harvest_order_gone_returns_to_open_after_the_close_timeout(world: World) -> None:
+    pos = world.opened("long", "2")
+    world.quote(D(50400))
+    world.decide(pos, Action.HARVEST, "profit_harvest", 0.5)
+    engine = world.engine()
+    world.clock.advance(world.cfg.exits.close_timeout_s)
+    assert world.start(engine).corrections == []
+    world.clock.advance(0.5)
+    report = world.rec.reconcile(engine, world.clock())
+    assert report.corrections == [(pos.id, "harvest_failed", "harvest order gone, nothing filled")]
+    assert world.load(pos).state == "open"
+    assert world.last(pos) == ("harvesting", "open", "harvest_failed", "harvest order gone, nothing filled")
+
+
+# --- closing ---
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_closing_with_the_exchange_flat_is_closed_with_the_fill_pnl_and_fees(world: World, side: str) -> None:
+    pos = world.opened(side, "1", protect=True)
+    entry_fee = world.load(pos).fees
+    world.quote(D(50500))
+    world.decide(pos, Action.CLOSE, "take_profit")
+    outbox = world.outbox()
+    close = world.place(
+        cid(pos, IntentAction.CLOSE), "sell" if side == "long" else "buy", "1", reduce_only=True
+    )
+    assert close.state is OrderState.FILLED and close.pnl == (D(5) if side == "long" else D(-5))
+    world.clock.advance(1)
+
+    report = world.start(world.engine())
+
+    assert report.corrections == [(pos.id, "close_filled", "close order filled")]
+    got = world.load(pos)
+    assert (got.state, got.size, got.exit_reason) == ("closed", 0, "take_profit")
+    assert (got.realized_pnl, got.fees) == (close.pnl, entry_fee + close.fee)
+    # They are the exchange's own numbers: the fills of this position's orders.
+    fills = [f for f in world.paper.state.fills() if f["cl_ord_id"].startswith(pos.id)]
+    assert got.realized_pnl == sum(D(f["pnl"]) for f in fills)
+    assert got.fees == sum(D(f["fee"]) for f in fills)
+    assert world.last(pos) == ("closing", "closed", "close_filled", "close order filled")
+    (unprotect,) = new_intents(outbox, world.outbox())
+    assert unprotect.action is IntentAction.UNPROTECT and unprotect.cl_ord_id == f"{pos.id}s1"
+    # The stop is cancelled right away as an orphan too (the unprotect job will find nothing to do).
+    assert report.cancelled_stops == [f"{pos.id}s1"] and world.stops()[f"{pos.id}s1"].state == "canceled"
+
+
+@pytest.mark.parametrize("how", ["never_sent", "cancelled"])
+def test_closing_with_the_close_order_gone_retries_with_a_new_client_order_id(world: World, how: str) -> None:
+    pos = world.opened("long", "1")
+    world.decide(pos, Action.CLOSE, "stop_loss")
+    if how == "cancelled":  # e.g. a venue that cancelled it (self-trade prevention, MMP, ...)
+        world.place(cid(pos, IntentAction.CLOSE), "sell", "1", reduce_only=True, price=D(60000))
+        world.run(world.paper.cancel_order(BTC, cid(pos, IntentAction.CLOSE)))
+    outbox = world.outbox()
+    engine = world.engine()
+    world.clock.advance(world.cfg.exits.close_timeout_s)
+    assert world.start(engine).corrections == []  # at the timeout: the job may still be on its way
+
+    world.clock.advance(0.5)
+    report = world.rec.reconcile(engine, world.clock())
+
+    assert report.corrections == [(pos.id, "retry_close", "close order gone, position still open")]
+    got = world.load(pos)
+    assert (got.state, got.close_attempt, got.exit_reason) == ("closing", 2, "stop_loss")
+    (retry,) = new_intents(outbox, world.outbox())
+    assert (retry.action, retry.attempt, retry.cl_ord_id) == (IntentAction.CLOSE, 2, f"{pos.id}c2")
+    assert retry.cl_ord_id != cid(pos, IntentAction.CLOSE, 1) and retry.reason == "stop_loss"
+    assert world.last(pos) == ("closing", "closing", "retry_close", "close order gone, position still open")
+    # The new attempt has its own timeout: nothing more until it too is overdue.
+    assert world.rec.reconcile(engine, world.clock()).corrections == []
+
+
+# --- positions that changed outside the bot ---
+
+
+@pytest.mark.parametrize("state", ["open", "trailing"])
+@pytest.mark.parametrize("how", ["manual_close", "protective_stop"])
+def test_position_closed_outside_the_bot_is_closed_with_the_reason(
+    world: World, state: str, how: str
+) -> None:
+    pos = world.opened("long", "1", protect=True)
+    if state == "trailing":
+        world.quote(D(50600))
+        world.decide(pos, Action.ARM_TRAILING, "trailing_activated")
+        assert pos.state == "trailing"
+    stop_id = f"{pos.id}s1"
+    if how == "manual_close":  # someone closed it on the venue's web page
+        world.place("manualclose1", "sell", "1", reduce_only=True)
+    else:  # the bot was dead while the price fell through the catastrophe stop
+        world.quote(D(47000))
+        assert world.stops()[stop_id].state == "effective"
+    assert world.exchange_size() == 0
+    outbox = world.outbox()
+
+    report = world.start(world.engine())
+
+    # When our own protective stop flattened it, its fill is found and its PnL and fee are recorded.
+    reason = "exchange shows no position" + (" (protective stop filled)" if how == "protective_stop" else "")
+    assert report.corrections == [(pos.id, "external_close", reason)]
+    got = world.load(pos)
+    assert (got.state, got.exit_reason, got.size) == ("closed", reason, 0)
+    assert world.last(pos) == (state, "closed", "external_close", reason)
+    if how == "protective_stop":
+        assert got.realized_pnl < 0 and got.fees < 0  # a long stopped out at 47000 lost, and paid a fee
+    (unprotect,) = new_intents(outbox, world.outbox())
+    assert unprotect.action is IntentAction.UNPROTECT
+    # A stop still live after the manual close is an orphan now, and is cancelled; a fired one is left.
+    assert report.cancelled_stops == ([stop_id] if how == "manual_close" else [])
+    assert world.stops()[stop_id].state == ("canceled" if how == "manual_close" else "effective")
+
+
+@pytest.mark.parametrize(("state", "side", "change"), [
+    ("open", "long", "added"), ("open", "short", "reduced"), ("trailing", "long", "reduced"),
+    ("trailing", "short", "added"),
+])  # fmt: skip
+def test_size_difference_is_resynced_and_logged_with_its_reason(
+    world: World, state: str, side: str, change: str
+) -> None:
+    pos = world.opened(side, "1")
+    if state == "trailing":
+        world.quote(D(50600) if side == "long" else D(49400))
+        world.decide(pos, Action.ARM_TRAILING, "trailing_activated")
+    with_pos = "buy" if side == "long" else "sell"
+    against = "sell" if side == "long" else "buy"
+    if change == "added":
+        world.place("manualadd1", with_pos, "0.5")
+    else:
+        world.place("manualreduce1", against, "0.4", reduce_only=True)
+    theirs = world.exchange_size()
+    assert theirs == (D("1.5") if change == "added" else D("0.6"))
+    version = world.load(pos).version
+    reason = f"exchange size {theirs} != {world.load(pos).size}"
+
+    report = world.start(world.engine())
+
+    assert report.corrections == [(pos.id, "resync", reason)]
+    got = world.load(pos)
+    assert (got.state, got.size, got.version) == (state, theirs, version + 1)
+    assert world.last(pos) == (state, state, "resync", reason)
+    assert world.start(world.engine()).corrections == []
+
+
+def test_several_bot_positions_on_one_exchange_position_are_never_resized(world: World) -> None:
+    a, b = world.opened("long", "1"), world.opened("long", "1")
+    world.place("manualadd1", "buy", "0.5")  # 2.5 at the exchange: which of the two grew is unknowable
+    versions = {p.id: world.load(p).version for p in (a, b)}
+    engine = world.engine()
+    assert world.start(engine).corrections == []
+    assert {p.id: world.load(p).version for p in (a, b)} == versions
+    assert {p.size for p in (world.load(a), world.load(b))} == {D("1")}
+
+    # Flat is flat, though: both are over.
+    world.place("manualclose1", "sell", "2.5", reduce_only=True)
+    report = world.rec.reconcile(engine, world.clock())
+    assert sorted(report.corrections) == sorted(
+        [
+            (a.id, "external_close", "exchange shows no position"),
+            (b.id, "external_close", "exchange shows no position"),
+        ]
+    )
+    assert {world.load(a).state, world.load(b).state} == {"closed"}
+
+
+# --- exchange positions the bot does not know ---
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_unknown_position_is_adopted_with_fresh_stops_and_a_protect_intent(
+    new_world: Callable[..., World], side: str
+) -> None:
+    w = new_world(unknown_positions="adopt")
+    w.place("manualopen1", "buy" if side == "long" else "sell", "0.7")
+    report = w.start(w.engine())
+
+    (pid,) = report.adopted
+    assert report.corrections == [("", "unknown:adopt", f"{BTC} {side} 0.7 @ 50000")]
+    got = w.load(pid)
+    assert (got.state, got.side, got.size, got.entry_price) == ("open", side, D("0.7"), PX)
+    assert got.stop_price and (got.stop_price < 50000) == (side == "long")
+    log = w.log(pid)
+    assert [(e["trigger"], e["to"]) for e in log] == [("create", "opening"), ("entry_filled", "open")]
+    assert log[0]["reason"] == "adopted unknown exchange position (adopt)"
+    intents = w.outbox()
+    assert [(i.action, i.cl_ord_id) for i in intents] == [(IntentAction.PROTECT, f"{pid}s1")]  # no entry
+    # Known from now on: the next pass has nothing to do.
+    engine = w.engine()
+    assert w.start(engine).corrections == [] and [p.id for p in engine.live_positions()] == [pid]
+
+
+def test_unknown_position_with_policy_close_is_adopted_then_closed_on_the_next_tick(
+    new_world: Callable[..., World],
+) -> None:
+    w = new_world(unknown_positions="close")
+    w.place("manualopen1", "sell", "1")
+    engine = w.engine()
+    report = w.start(engine)
+    (pid,) = report.adopted
+    assert report.corrections == [("", "unknown:close", f"{BTC} short 1 @ 50000")]
+    assert w.load(pid).state == "open"  # adopted first: one close path, through closing
+    assert w.log(pid)[0]["reason"] == "adopted unknown exchange position (close)"
+
+    w.client.xadd(w.store.keys.ticks(BTC), {"px": "50000", "ts": repr(w.clock())})
+    assert engine.run_once(block_ms=0) == 1
+
+    got = w.load(pid)
+    assert (got.state, got.close_attempt) == ("closing", 1)
+    last = w.log(pid)[-1]
+    assert (last["from"], last["to"], last["trigger"]) == ("open", "closing", "close")
+    # The close intent went through the outbox to the order queue.
+    assert f"close-{pid}c1" in Queue(QUEUE, connection=w.client).job_ids
+
+
+def test_unknown_position_close_policy_survives_a_crash_before_the_next_tick(
+    new_world: Callable[..., World],
+) -> None:
+    w = new_world(unknown_positions="close")
+    w.place("manualopen1", "buy", "1")
+    (pid,) = w.start(w.engine()).adopted
+    # The engine dies before its next tick; the next one finds the adopted position already known.
+    engine = w.engine()
+    assert w.start(engine).corrections == []
+    assert w.load(pid).close_request == "unknown exchange position"
+    w.client.xadd(w.store.keys.ticks(BTC), {"px": "50000", "ts": repr(w.clock())})
+    engine.run_once(block_ms=0)
+    assert w.load(pid).state == "closing"
+
+
+def test_unknown_position_with_policy_ignore_creates_nothing(new_world: Callable[..., World]) -> None:
+    w = new_world(unknown_positions="ignore")
+    w.place("manualopen1", "buy", "1")
+    engine = w.engine()
+    report = w.start(engine)
+    assert report.corrections == [("", "unknown:ignore", f"{BTC} long 1 @ 50000")]
+    assert report.adopted == [] and w.all_ids() == [] and engine.live_positions() == []
+    assert w.outbox() == [] and report.exchange_known and engine.exchange_known
+
+
+def test_unknown_position_on_a_symbol_of_another_shard_is_left_alone(world: World) -> None:
+    world.place("manualopen1", "buy", "1", inst=ETH)
+    report = world.start(world.engine(symbols=[BTC]))
+    assert report.corrections == [] and report.adopted == [] and world.all_ids() == []
+
+
+# --- fail closed ---
+
+
+def crash_scene(world: World) -> dict[str, Position]:
+    """Positions in several states, each of which a successful read would correct."""
+    opening = world.opening("short", "1")  # its entry never reached the exchange
+    closing = world.opened("long", "1")  # its close order never reached the exchange
+    world.decide(closing, Action.CLOSE, "max_hold_time")
+    gone = world.opened("short", "1", inst=ETH, protect=True)  # closed on the venue by hand
+    world.place("manualclose1", "buy", "1", reduce_only=True, inst=ETH)
+    world.clock.advance(1000)  # every timeout is long past
+    return {"opening": opening, "closing": closing, "gone": gone}
+
+
+@pytest.mark.parametrize("fault", ["read_fail", "timeout"])
+def test_unreadable_exchange_closes_and_forgets_nothing_and_halts_entries(world: World, fault: str) -> None:
+    scene = crash_scene(world)
+    before, outbox = world.snapshot(), world.outbox(BTC) + world.outbox(ETH)
+    stops = world.stops()
+    entries = RecordingEntries()
+    engine = world.engine(symbols=[BTC, ETH], entries=entries)
+    world.paper.inject(fault, op="positions")
+
+    report = world.start(engine)
+
+    assert not report.exchange_known and "positions unreadable" in report.why
+    assert report.corrections == [] and report.adopted == [] and report.cancelled_stops == []
+    assert world.snapshot() == before  # every state, version and log entry as it was
+    assert world.outbox(BTC) + world.outbox(ETH) == outbox and world.stops() == stops
+    assert {p.id for p in engine.live_positions()} == {p.id for p in scene.values()}  # nothing forgotten
+    assert (
+        world.exchange_hash()["state"] == "unknown" and "positions unreadable" in world.exchange_hash()["why"]
+    )
+    assert engine.exchange_known is False
+    # Entries are refused while the exchange is unknown: the strategy is not even offered the tick.
+    world.client.xadd(world.store.keys.ticks(BTC), {"px": "50000", "ts": repr(world.clock())})
+    assert engine.run_once(block_ms=0) == 1
+    assert entries.ticks == []
+
+    # The next pass reads it: known again, and every correction is made.
+    report = world.rec.reconcile(engine, world.clock())
+    assert report.exchange_known and report.why == ""
+    assert world.exchange_hash()["state"] == "ok" and engine.exchange_known
+    assert sorted((pid, trig) for pid, trig, _ in report.corrections) == sorted([
+        (scene["opening"].id, "entry_failed"), (scene["closing"].id, "retry_close"),
+        (scene["gone"].id, "external_close"),
+    ])  # fmt: skip
+    world.client.xadd(world.store.keys.ticks(BTC), {"px": "50000", "ts": repr(world.clock())})
+    engine.run_once(block_ms=0)
+    assert entries.ticks == [(BTC, world.clock())]
+
+
+def test_unreadable_orders_leave_in_flight_positions_waiting(world: World) -> None:
+    scene = crash_scene(world)
+    world.paper.inject("read_fail", count=10, op="get_order")
+    report = world.start(world.engine(symbols=[BTC, ETH]))
+    # The positions were read: the flat ETH one is settled; the two waiting for an order are not.
+    assert report.exchange_known
+    assert report.corrections == [(scene["gone"].id, "external_close", "exchange shows no position")]
+    assert world.load(scene["opening"]).state == "opening" and world.load(scene["closing"]).state == "closing"
+
+
+def test_unreadable_stops_skip_the_orphan_sweep_only(world: World) -> None:
+    pos = world.opened("long", "1", protect=True)
+    world.decide(pos, Action.CLOSE, "manual")
+    world.place(cid(pos, IntentAction.CLOSE), "sell", "1", reduce_only=True)
+    world.paper.inject("read_fail", op="stops")
+    report = world.start(world.engine())
+    assert report.exchange_known and report.corrections == [(pos.id, "close_filled", "close order filled")]
+    assert report.cancelled_stops == [] and world.stops()[f"{pos.id}s1"].state == "live"
+    # The next pass sweeps it.
+    assert world.start(world.engine()).cancelled_stops == [f"{pos.id}s1"]
+
+
+def test_reconcile_runs_again_after_a_reconnect_and_periodically(world: World) -> None:
+    pos = world.opened("long", "1")
+    engine = world.engine()
+    assert world.start(engine).corrections == []
+    world.place("manualclose1", "sell", "1", reduce_only=True)
+    engine.run_once(block_ms=0)
+    assert world.load(pos).state == "open"  # not due yet
+    world.client.hset(world.store.keys.exchange(), "reconnected_at", "1")
+    engine.run_once(block_ms=0)
+    assert world.load(pos).state == "closed"  # the private stream came back: reconciled at once
+
+    other = world.opened("long", "1")
+    engine.adopt(world.load(other))
+    world.place("manualclose2", "sell", "1", reduce_only=True)
+    engine.run_once(block_ms=0)
+    assert world.load(other).state == "open"
+    world.clock.advance(engine.reconcile_every_s)
+    engine.run_once(block_ms=0)
+    assert world.load(other).state == "closed"
+
+
+# --- orphaned protective stops ---
+
+
+def test_orphan_protective_stop_of_a_closed_position_is_cancelled(world: World) -> None:
+    old = world.opened("long", "1", protect=True)
+    world.decide(old, Action.CLOSE, "take_profit")
+    world.place(cid(old, IntentAction.CLOSE), "sell", "1", reduce_only=True)
+    stepper.settle_closed(world.pm, old, trigger="close_filled", reason="close order filled")
+    # ...but its UNPROTECT intent was lost, so its stop is still live at the exchange.
+    world.client.delete(world.store.keys.outbox(BTC))
+    new = world.opened("long", "1", protect=True)
+    foreign = world.run(world.paper.place_stop(ETH, "zzzzzzzzzzzzs1", OrderSide.SELL, D(2000), D(1)))
+    assert {i: s.state for i, s in world.stops().items()} == {
+        f"{old.id}s1": "live", f"{new.id}s1": "live", foreign.algo_cl_ord_id: "live"}  # fmt: skip
+
+    report = world.start(world.engine(symbols=[BTC]))
+
+    assert report.cancelled_stops == [f"{old.id}s1"] and report.corrections == []
+    assert {i: s.state for i, s in world.stops().items()} == {
+        f"{old.id}s1": "canceled", f"{new.id}s1": "live", foreign.algo_cl_ord_id: "live"}  # fmt: skip
+    assert world.start(world.engine(symbols=[BTC])).cancelled_stops == []
+
+
+# --- dry run ---
+
+
+def test_dry_run_reports_every_correction_and_changes_nothing(new_world: Callable[..., World]) -> None:
+    w = new_world(dry_run=True)
+    done = w.opened("long", "1", protect=True)  # closed by the bot, its stop left live: an orphan
+    w.decide(done, Action.CLOSE, "take_profit")
+    w.place(cid(done, IntentAction.CLOSE), "sell", "1", reduce_only=True)
+    stepper.settle_closed(w.pm, done, trigger="close_filled", reason="close order filled")
+    filled = w.opening("long", "1")
+    w.place(cid(filled, IntentAction.OPEN), "buy", "1")  # would be entry_filled
+    gone = w.opened("short", "1", inst=ETH, protect=True)
+    w.place("manualclose1", "buy", "1", reduce_only=True, inst=ETH)  # would be external_close
+    w.place("manualopen1", "buy", "2", inst=ETH)  # would be adopted
+    before, outbox, stops = w.snapshot(), w.outbox(BTC) + w.outbox(ETH), w.stops()
+    engine = w.engine(symbols=[BTC, ETH])
+
+    report = w.start(engine)
+
+    assert report.exchange_known
+    assert sorted(report.corrections) == sorted([
+        (filled.id, "entry_filled", "fill"), (gone.id, "external_close", "exchange shows no position"),
+        ("", "unknown:adopt", f"{ETH} long 2 @ 3000"),
+    ])  # fmt: skip
+    assert report.cancelled_stops == [f"{done.id}s1"] and report.adopted == []
+    assert w.snapshot() == before and w.outbox(BTC) + w.outbox(ETH) == outbox and w.stops() == stops
+    assert w.exchange_hash() == {} and engine.exchange_known is False  # not even the exchange state
+
+    w.paper.inject("read_fail", op="positions")
+    report = w.rec.reconcile(engine, w.clock())
+    assert not report.exchange_known and w.exchange_hash() == {}
