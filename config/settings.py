@@ -28,6 +28,9 @@ class ExchangeSettings(BaseModel):
     demo: bool = True
     td_mode: Literal["isolated", "cross"] = "isolated"
     pos_mode: Literal["net", "long_short"] = "net"
+    # Endpoint overrides ("" = OKX's own, live or demo by `demo`): a proxy, or the test suite's fake OKX.
+    rest_url: str = ""
+    ws_url: str = ""  # the base, e.g. wss://ws.okx.com:8443/ws/v5 (/public, /private, /business appended)
     taker_fee: Decimal = Field(Decimal("0.0005"), ge=0, lt=Decimal("0.01"))
     maker_fee: Decimal = Field(Decimal("0.0002"), ge=Decimal("-0.001"), lt=Decimal("0.01"))
 

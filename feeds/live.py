@@ -9,7 +9,7 @@ import logging
 import threading
 
 from config.settings import Settings
-from exchanges.base import ExchangeUnavailable
+from exchanges.base import ExchangeError, ExchangeUnavailable
 from exchanges.okx.public import OkxPublicStream
 from exchanges.okx.ratelimit import Kind
 from exchanges.okx.records import Candle
@@ -21,8 +21,10 @@ log = logging.getLogger("scalper.feed")
 
 async def warm_history(rest: OkxRest, writer: TickWriter, symbol: str, limit: int = 300) -> int:
     """Closed 1-minute candles, oldest first (OKX returns newest first; the forming one is skipped)."""
-    rows = await rest.get("/api/v5/market/candles", Candle, {"instId": symbol, "bar": "1m", "limit": str(limit)},
-                          kind=Kind.CANDLES, inst_id=symbol, auth=False)  # fmt: skip
+    params = {"instId": symbol, "bar": "1m", "limit": str(limit)}
+    rows = await rest.get(
+        "/api/v5/market/candles", Candle, params, kind=Kind.CANDLES, inst_id=symbol, auth=False
+    )
     closed = sorted((c for c in rows if c.closed), key=lambda c: c.ts)
     candles = [(c.ts / 1000.0, float(c.open), float(c.high), float(c.low), float(c.close)) for c in closed]
     return writer.history(symbol, candles)
@@ -30,15 +32,17 @@ async def warm_history(rest: OkxRest, writer: TickWriter, symbol: str, limit: in
 
 async def _run(settings: Settings, writer: TickWriter, stop: threading.Event) -> None:
     symbols = list(settings.symbols)
-    rest = OkxRest(None, LIVE_REST_URL)
+    ex = settings.exchange
+    rest = OkxRest(None, ex.rest_url or LIVE_REST_URL)
     for symbol in symbols:
         try:
             n = await warm_history(rest, writer, symbol)
             log.info("%s: %d history candles", symbol, n)
-        except ExchangeUnavailable as err:
+        except (ExchangeUnavailable, ExchangeError) as err:
             log.warning("%s: no history candles (%s); indicators warm up from live ticks", symbol, err)
     await rest.aclose()
-    stream = OkxPublicStream(symbols, channels=("tickers", "trades"), candle_bar=None)
+    urls = {"public_url": f"{ex.ws_url.rstrip('/')}/public"} if ex.ws_url else {}
+    stream = OkxPublicStream(symbols, channels=("tickers", "trades"), candle_bar=None, **urls)
     await stream.start()
     try:
         async for tick in stream.ticks():

@@ -32,11 +32,23 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(redis_url(settings), health_check_interval=30)
 
 
-def exchange_client(settings: Settings, client: redis.Redis) -> Exchange:
+def exchange_client(settings: Settings, client: redis.Redis, *, private_stream: bool = False) -> Exchange:
+    """The venue for this process. With `private_stream` (the account process) the caller starts it."""
     if settings.exchange.venue == "paper":
         from exchanges.paper.remote import PaperClient
 
         return PaperClient(client, Keys(settings.redis.prefix))
+    from exchanges import sync
     from exchanges.okx.adapter import OkxExchange
 
-    return OkxExchange.from_settings(settings.exchange)  # type: ignore[no-any-return]
+    ex = settings.exchange
+    urls: dict[str, str] = {}
+    if ex.rest_url:
+        urls["rest_url"] = ex.rest_url
+    if ex.ws_url:
+        urls["ws_private_url"] = f"{ex.ws_url.rstrip('/')}/private"
+    adapter = OkxExchange.from_settings(ex, **urls)
+    if not private_stream:  # REST only (engine, workers): sync the clock for signing, load instruments
+        sync.run(adapter.rest.sync_clock(), 10)
+        sync.run(adapter.instruments(), 10)
+    return adapter

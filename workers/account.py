@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -16,6 +15,7 @@ import time
 import redis
 
 from config.settings import Settings
+from exchanges import sync as exchange_loop
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperVenue
 from statemachines.keys import Keys
@@ -41,7 +41,7 @@ def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
 
 def run_account(settings: Settings, client: redis.Redis, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    loop = asyncio.new_event_loop()
+    loop = exchange_loop.loop()
     if settings.exchange.venue == "paper":
         venue = paper_venue(settings, client)
         loop.run_until_complete(venue.start())
@@ -57,8 +57,11 @@ async def _relay_okx(settings: Settings, client: redis.Redis, stop: threading.Ev
 
     keys = Keys(settings.redis.prefix)
     bus = EventBus(client, keys)
-    adapter = exchange_client(settings, client)
-    async for event in adapter.events():
+    adapter = exchange_client(settings, client, private_stream=True)
+    events = adapter.events()  # subscribed before start: the first snapshots are not missed
+    await adapter.start()  # type: ignore[attr-defined]
+    log.info("OKX private stream up")
+    async for event in events:
         if stop.is_set():
             break
         kind = event.kind.value

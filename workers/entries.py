@@ -4,7 +4,6 @@ order is sent exactly when the position exists."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from config.settings import Settings
+from exchanges import sync as exchange_loop
 from exchanges.base import Exchange, ExchangeError, ExchangeUnavailable, Instrument, OutcomeUnknown
 from indicators.symbol import SymbolIndicators
 from statemachines import risk
@@ -45,7 +45,6 @@ class StrategyEntries:
             strategy = ManualOnly() if manual else ScalpingStrategy.from_settings(settings)
         self.strategy = strategy
         self.riskstate = RiskState.from_settings(client, settings)
-        self.loop = asyncio.new_event_loop()
         self.instruments: dict[str, Instrument] = {}
         self.available = Decimal(0)
         self.balance_every_s = balance_every_s
@@ -61,10 +60,8 @@ class StrategyEntries:
         self._balance_at = wall
         try:
             if not self.instruments:
-                self.instruments = {
-                    i.inst_id: i for i in self.loop.run_until_complete(self.exchange.instruments())
-                }
-            balances = self.loop.run_until_complete(self.exchange.balance())
+                self.instruments = {i.inst_id: i for i in exchange_loop.run(self.exchange.instruments(), 10)}
+            balances = exchange_loop.run(self.exchange.balance(), 10)
             self.available = sum((b.available for b in balances if b.ccy == "USDT"), Decimal(0))
         except (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError) as err:
             log.warning("balance/instruments unreadable: %s", err)

@@ -17,6 +17,7 @@ from decimal import Decimal
 import redis
 
 from config.settings import Settings, load_settings
+from exchanges import sync as exchange_loop
 from exchanges.base import (
     Exchange,
     ExchangeError,
@@ -60,7 +61,7 @@ def context() -> WorkerContext:
 
         settings = load_settings()
         client = redis_client(settings)
-        loop = asyncio.new_event_loop()
+        loop = exchange_loop.loop()
         exchange = exchange_client(settings, client)
         store = PositionStore(client, settings.redis.prefix)
         instruments = {i.inst_id: i for i in loop.run_until_complete(exchange.instruments())}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from exchanges import sync as exchange_loop
 from exchanges.base import Exchange, ExchangeError, ExchangePosition, ExchangeUnavailable, OutcomeUnknown
 from statemachines.intents import unprotect_intent
 from statemachines.lifecycle import State
@@ -48,12 +49,11 @@ class Reconciler:
         self.exchange = exchange
         self.unknown_positions = unknown_positions
         self.dry_run = dry_run
-        self.loop = asyncio.new_event_loop()
         self.last: Report | None = None
         self._reconnected_at = ""
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout=10))
+        return exchange_loop.run(coro, timeout=10)
 
     def due_to_reconnect(self, engine: Engine) -> bool:
         """True once after the private stream (or the paper venue) reported a reconnect."""

@@ -1,0 +1,114 @@
+"""End to end against the local fake OKX (real v5 protocol, signatures verified): the real processes
+— the live feed on its public WebSocket, the account process on its private one, the engine, a worker
+placing orders over REST — take a position through opening → open → trailing → closing → closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Coroutine, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statemachines.lifecycle import is_legal
+from tests.conftest import RealRedis
+from tests.fakeokx import FakeOkx
+from tests.system import System
+
+KEY, SECRET, PASSPHRASE = "e2eKey4d1c", "e2eSecret8a7b", "e2ePass2f6e"
+BTC = "BTC-USDT-SWAP"
+
+
+class FakeThread:
+    """The fake OKX server on its own event loop in a background thread of the test process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.fake: FakeOkx = self.call(FakeOkx(KEY, SECRET, PASSPHRASE).start())
+
+    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def price(self, px: str) -> None:
+        self.call(self.fake.set_price(BTC, Decimal(px)))
+
+    def close(self) -> None:
+        self.call(self.fake.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def okx() -> Iterator[FakeThread]:
+    fake = FakeThread()
+    fake.price("50000")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def system(real_redis: RealRedis, tmp_path: Path, okx: FakeThread) -> Iterator[System]:
+    port = okx.fake.port
+    sys_ = System(
+        real_redis.socket_path, tmp_path, symbols=json.dumps({BTC: {}}), engine__entries="manual",
+        engine__reconcile_every_s="1", exchange__venue="okx", exchange__api_key=KEY,
+        exchange__api_secret=SECRET, exchange__passphrase=PASSPHRASE, exchange__demo="true",
+        exchange__rest_url=f"http://127.0.0.1:{port}", exchange__ws_url=f"ws://127.0.0.1:{port}/ws/v5",
+        risk__leverage="3", exits__take_profit_pct="0", exits__harvest_pct="0", exits__max_hold_s="0",
+        exits__drawdown_activation_pct="0", smart_exit__enabled="false", exits__stop_loss_min_pct="3",
+        exits__stop_loss_max_pct="3", exits__trailing_activation_pct="0.3",
+        exits__trailing_distance_pct="0.2",
+    )  # fmt: skip
+    yield sys_
+    sys_.stop_all()
+
+
+def test_okx_end_to_end_through_the_lifecycle(system: System, okx: FakeThread) -> None:
+    system.start("account", "account")
+    system.start("engine", "engine")
+    system.start("worker", "worker")
+    system.start("feed", "feed")
+    ticks = f"scalper:{{{BTC}}}:ticks"
+    px = [50000]
+
+    def tick() -> None:  # the market keeps moving a little, as a live one does
+        okx.price(str(px[0]))
+
+    system.wait("ticks from the public WebSocket", lambda: tick() or system.client.xlen(ticks) > 3)
+    assert system.cli("open", BTC, "long").returncode == 0
+    pos = system.wait("an open position", lambda: tick() or next(
+        (p for p in system.positions() if p.state == "open"), None))  # fmt: skip
+    assert pos.entry_price > 0 and pos.size > 0
+    # The entry went to OKX over REST with our deterministic client order id, and a protective stop too.
+    entries = [r.body for r in okx.fake.calls("POST", "/api/v5/trade/order")]
+    assert [b["clOrdId"] for b in entries] == [f"{pos.id}o1"]
+    system.wait("the protective stop at OKX",
+                lambda: okx.fake.count("POST", "/api/v5/trade/order-algo") >= 1)  # fmt: skip
+
+    for up in (50100, 50200, 50300, 50400):  # +0.8%: trailing arms at +0.3%, follows 0.2% behind
+        px[0] = up
+        tick()
+    system.wait("trailing", lambda: tick() or system.position(pos.id).state == "trailing")
+    px[0] = 50250  # back through the trailing stop (~50299)
+    system.wait("closed", lambda: tick() or system.position(pos.id).state == "closed", timeout=40)
+
+    got = system.position(pos.id)
+    log = system.store.log(pos.id)
+    assert [e["to"] for e in log][:5] == ["opening", "open", "trailing", "closing", "closed"]
+    assert all(is_legal(e["from"], e["to"], e["trigger"]) for e in log[1:])
+    assert got.exit_reason == "trailing_stop" and got.realized_pnl > 0
+    assert system.store.check_consistency(pos.id) == []
+    closes = [
+        r.body for r in okx.fake.calls("POST", "/api/v5/trade/order") if r.body["clOrdId"] != f"{pos.id}o1"
+    ]
+    assert [b["clOrdId"] for b in closes] == [f"{pos.id}c1"]  # one close order, reduce-only
+    assert closes[0]["reduceOnly"] in (True, "true")
+    assert not [p for p in okx.fake.engine.positions.values() if p.pos != 0]  # flat at the exchange
+    system.wait("the protective stop cancelled",
+                lambda: okx.fake.count("POST", "/api/v5/trade/cancel-algos") >= 1)  # fmt: skip
