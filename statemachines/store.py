@@ -185,8 +185,9 @@ class PositionStore:
 
     # --- reads ---
 
-    def load(self, position_id: str) -> Position:
-        symbol = self._symbol_of(position_id)
+    def load(self, position_id: str, symbol: str | None = None) -> Position:
+        """The stored position; one round trip when the caller knows its symbol."""
+        symbol = symbol or self._symbol_of(position_id)
         raw = self.client.hgetall(self.keys.pos(symbol, position_id)) if symbol else None
         if not raw:
             raise PositionNotFound(f"no stored position {position_id}")

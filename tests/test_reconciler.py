@@ -20,6 +20,7 @@ import redis
 from rq import Queue
 
 from config.settings import Settings
+from exchanges import sync as exchange_loop
 from exchanges.base import Order, OrderRequest, OrderSide, OrderState, OrderType, StopOrder
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from indicators.symbol import SymbolIndicators
@@ -88,7 +89,7 @@ class World:
     # --- plumbing ---
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return self.rec.loop.run_until_complete(coro)
+        return exchange_loop.run(coro)  # the reconciler's own loop: the paper exchange was made on it
 
     @property
     def cfg(self) -> Any:
@@ -243,12 +244,8 @@ def new_world(real_redis: RealRedis) -> Iterator[Callable[..., World]]:
         return made[-1]
 
     yield make
-    try:
-        for w in made:
-            w.assert_consistent()
-    finally:
-        for w in made:
-            w.rec.loop.close()
+    for w in made:
+        w.assert_consistent()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import redis
 from config.settings import Settings, load_settings
 from exchanges import sync as exchange_loop
 from exchanges.base import (
+    DuplicateClientId,
     Exchange,
     ExchangeError,
     ExchangePosition,
@@ -80,7 +81,7 @@ def run_intent(fields: dict[str, str]) -> str:
 
 async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
     try:
-        pos = ctx.store.load(intent.position_id)
+        pos = ctx.store.load(intent.position_id, intent.symbol)
     except PositionNotFound:
         return f"skip: no position {intent.position_id}"
     ex = ctx.exchange
@@ -94,10 +95,15 @@ async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
               IntentAction.HARVEST: State.HARVESTING}[action]  # fmt: skip
     if pos.state != wanted or (action is IntentAction.CLOSE and pos.close_attempt != intent.attempt):
         return f"skip: position is {pos.state} (attempt {pos.close_attempt})"
-    existing = await ex.get_order(intent.symbol, intent.cl_ord_id)
-    if existing is not None:
-        ctx.bus.publish_order(existing, "worker")
-        return f"exists: {existing.state.value}"
+    # An entry or a harvest repeated would double it: ask for the client order id first. A close needs no
+    # such look-up: it is reduce-only and sized from the exchange's position read just before sending, so
+    # after a first close filled it finds nothing to close, and while the first is pending the exchange
+    # refuses the same client id (a duplicate, answered by querying it).
+    if action is not IntentAction.CLOSE:
+        existing = await ex.get_order(intent.symbol, intent.cl_ord_id)
+        if existing is not None:
+            ctx.bus.publish_order(existing, "worker")
+            return f"exists: {existing.state.value}"
     inst = ctx.instruments[intent.symbol]
     reduce_only = action is not IntentAction.OPEN
     if action is IntentAction.OPEN:
@@ -128,6 +134,11 @@ async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
     except NothingToClose:
         _publish_flat(ctx, intent)
         return "flat: exchange says nothing to close"
+    except DuplicateClientId:
+        found = await ex.get_order(intent.symbol, intent.cl_ord_id)
+        if found is None:
+            raise
+        order = found
     except ExchangeError as err:
         # Refused outright (lot size, margin, ...): report a cancelled order so the engine settles.
         log.warning("%s %s refused: %s", action.value, intent.cl_ord_id, err)
