@@ -75,6 +75,8 @@ def run(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     deadline = time.monotonic() + duration if duration else float("inf")
+    url = env.get("REDIS_URL") or (settings.redis.url.get_secret_value() if settings.redis.url else None)
+    watch = _Watch(url, settings)
     try:
         for child in children:
             _start(child, env)
@@ -92,6 +94,7 @@ def run(
                 child.restarts += 1
                 print(f"scalper: {child.name} exited with {code}; restarting ({child.restarts})")
                 _start(child, env)
+            watch.poll()
             time.sleep(0.2)
     finally:
         for child in reversed(children):
@@ -112,3 +115,42 @@ def run(
 def _start(child: Child, env: dict[str, str]) -> None:
     child.proc = subprocess.Popen(child.argv, env=env)
     child.started_at = time.monotonic()
+
+
+class _Watch:
+    """Prints every position's state changes as they happen, so the run shows the lifecycle."""
+
+    def __init__(self, url: str | None, settings: Settings) -> None:
+        import redis
+
+        from statemachines.store import PositionStore
+
+        self.store = PositionStore(redis.Redis.from_url(url), settings.redis.prefix) if url else None
+        self.seen: dict[str, int] = {}
+        self._next = 0.0
+
+    def poll(self) -> None:
+        if self.store is None or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + 1.0
+        try:
+            for symbol in self.store.symbols():
+                for pid in self.store.ids(symbol):
+                    self._show(pid)
+        except Exception as err:  # the watch is cosmetic: never let it stop the run
+            log.debug("watch: %s", err)
+
+    def _show(self, pid: str) -> None:
+        assert self.store is not None
+        done = self.seen.get(pid, 0)
+        log_ = self.store.log(pid)
+        if len(log_) <= done:
+            return
+        pos = self.store.load(pid)
+        for e in log_[done:]:
+            what = f"{e['from'] or 'new'} -> {e['to']}"
+            extra = f" ({e['reason']})" if e["reason"] else ""
+            if e["to"] == "closed":
+                extra += f"  pnl {pos.realized_pnl} fees {pos.fees}"
+            print(f"  {pid} {pos.symbol} {pos.side.value:<5} {what:<22} {e['trigger']}{extra}")
+        self.seen[pid] = len(log_)
