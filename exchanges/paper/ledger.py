@@ -197,7 +197,10 @@ def apply_fill(
         after = None
         if left:
             after = replace(
-                pos, size=left, margin=kept, realized_pnl=pos.realized_pnl + realized + fee_close,
+                pos,
+                size=left,
+                margin=kept,
+                realized_pnl=pos.realized_pnl + realized + fee_close,
                 fee=pos.fee + fee_close,
             )
     added = ZERO
@@ -205,19 +208,32 @@ def apply_fill(
         added = initial_margin(open_sz, ct_val, px, lever)
         if after is None:
             after = Pos(
-                side="long" if buy else "short", size=open_sz, avg_px=px, margin=added, lever=lever,
-                realized_pnl=fee_open, fee=fee_open,
+                side="long" if buy else "short",
+                size=open_sz,
+                avg_px=px,
+                margin=added,
+                lever=lever,
+                realized_pnl=fee_open,
+                fee=fee_open,
             )
         else:
             size = after.size + open_sz
             after = replace(
-                after, size=size, avg_px=(after.avg_px * after.size + px * open_sz) / size,
-                margin=after.margin + added, realized_pnl=after.realized_pnl + fee_open,
+                after,
+                size=size,
+                avg_px=(after.avg_px * after.size + px * open_sz) / size,
+                margin=after.margin + added,
+                realized_pnl=after.realized_pnl + fee_open,
                 fee=after.fee + fee_open,
             )
     return Fill(
-        pos=after, closed=close_sz, opened=open_sz, pnl=realized, fee=total_fee,
-        margin_released=released, margin_added=added,
+        pos=after,
+        closed=close_sz,
+        opened=open_sz,
+        pnl=realized,
+        fee=total_fee,
+        margin_released=released,
+        margin_added=added,
     )
 
 
@@ -235,9 +251,16 @@ def fmt(x: Decimal) -> str:
 
 _ID = re.compile(r"^[A-Za-z0-9]{1,32}$")  # clOrdId / algoClOrdId
 _ERRORS: dict[str, type[ExchangeError]] = {
-    "51008": InsufficientMargin, "51121": LotSizeError, "51020": LotSizeError, "51120": LotSizeError,
-    "51016": DuplicateClientId, "50071": DuplicateClientId, "51169": NothingToClose, "51603": OrderNotFound,
-    "50011": RateLimited, "50061": RateLimited,
+    "51008": InsufficientMargin,
+    "51121": LotSizeError,
+    "51020": LotSizeError,
+    "51120": LotSizeError,
+    "51016": DuplicateClientId,
+    "50071": DuplicateClientId,
+    "51169": NothingToClose,
+    "51603": OrderNotFound,
+    "50011": RateLimited,
+    "50061": RateLimited,
 }
 
 
