@@ -100,6 +100,8 @@ class Engine:
         self.ticks_seen = 0
         self.dropped_ticks = 0
         self._last_marks = 0.0
+        self._last_sweep = 0.0
+        self._intents_relayed = 0
         self._last_reconcile = 0.0
         self._control_id = "0-0"
 
@@ -156,11 +158,13 @@ class Engine:
         if not self.started:
             self.start()
         n = self._ticks(block_ms)
-        self.relay.flush(self.symbols)  # first: an order decided on these ticks leaves at once
+        self._relay()  # first: an order decided on these ticks leaves at once
+        if n:
+            self.client.hset(self.keys.cursor(), mapping=self.cursors)
         self._events()
         self._control()
-        self.relay.flush(self.symbols)
         wall = self.wall()
+        self._relay(sweep=wall - self._last_sweep >= 1.0)
         if wall - self._last_marks >= self.mark_every_s:
             self.flush_marks()
             self._last_marks = wall
@@ -197,9 +201,16 @@ class Engine:
                 self.on_tick(symbol, ts, px)
                 n += 1
             self.cursors[symbol] = _s(entries[-1][0])
-        if n:
-            self.client.hset(self.keys.cursor(), mapping=self.cursors)
         return n
+
+    def _relay(self, sweep: bool = False) -> None:
+        """Hand new intents to RQ. The outbox is read when this engine wrote an intent, and once a second
+        for intents written by other processes (the CLI's reconcile, a crash before the hand-off)."""
+        if sweep or self.pm.intents_written != self._intents_relayed:
+            self._intents_relayed = self.pm.intents_written
+            self.relay.flush(self.symbols)
+            if sweep:
+                self._last_sweep = self.wall()
 
     def on_tick(self, symbol: str, ts: float, price: float) -> None:
         """The hot path: indicators, then every position of the symbol, then entries."""
