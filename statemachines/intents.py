@@ -82,61 +82,27 @@ class OrderIntent:
         )
 
 
+def intent_for(pos: Position, action: IntentAction, attempt: int = 1, **details: object) -> OrderIntent:
+    """The intent of `action` for `pos`, with its deterministic client order id."""
+    cid = client_order_id(pos.id, action, attempt)
+    return OrderIntent(action, pos.id, pos.symbol, pos.side.value, cid, attempt, **details)  # type: ignore[arg-type]
+
+
 def open_intent(pos: Position, size: Decimal) -> OrderIntent:
-    attempt = max(1, pos.entry_attempt)
-    return OrderIntent(
-        IntentAction.OPEN,
-        pos.id,
-        pos.symbol,
-        pos.side.value,
-        client_order_id(pos.id, IntentAction.OPEN, attempt),
-        attempt,
-        size=size,
-    )
+    return intent_for(pos, IntentAction.OPEN, max(1, pos.entry_attempt), size=size)
 
 
 def close_intent(pos: Position, attempt: int, reason: str) -> OrderIntent:
-    return OrderIntent(
-        IntentAction.CLOSE,
-        pos.id,
-        pos.symbol,
-        pos.side.value,
-        client_order_id(pos.id, IntentAction.CLOSE, attempt),
-        attempt,
-        reason=reason,
-    )
+    return intent_for(pos, IntentAction.CLOSE, attempt, reason=reason)
 
 
 def harvest_intent(pos: Position, attempt: int, fraction: float) -> OrderIntent:
-    return OrderIntent(
-        IntentAction.HARVEST,
-        pos.id,
-        pos.symbol,
-        pos.side.value,
-        client_order_id(pos.id, IntentAction.HARVEST, attempt),
-        attempt,
-        fraction=fraction,
-    )
+    return intent_for(pos, IntentAction.HARVEST, attempt, fraction=fraction)
 
 
 def protect_intent(pos: Position, stop_px: float) -> OrderIntent:
-    return OrderIntent(
-        IntentAction.PROTECT,
-        pos.id,
-        pos.symbol,
-        pos.side.value,
-        client_order_id(pos.id, IntentAction.PROTECT, 1),
-        1,
-        stop_px=stop_px,
-    )
+    return intent_for(pos, IntentAction.PROTECT, stop_px=stop_px)
 
 
 def unprotect_intent(pos: Position) -> OrderIntent:
-    return OrderIntent(
-        IntentAction.UNPROTECT,
-        pos.id,
-        pos.symbol,
-        pos.side.value,
-        client_order_id(pos.id, IntentAction.UNPROTECT, 1),
-        1,
-    )
+    return intent_for(pos, IntentAction.UNPROTECT)
