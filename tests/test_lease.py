@@ -252,3 +252,17 @@ def test_a_killed_holder_is_taken_over_within_the_ttl(
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_malformed_events_are_counted_and_dropped_never_crash_the_engine(client: redis.Redis) -> None:
+    eng = engine(client)
+    tick(client)
+    assert eng.run_once(block_ms=0) == 1
+    key = eng.keys.events(BTC)
+    for bad in ({"kind": "order", "inst_id": BTC}, {"kind": "order", "cl_ord_id": "x", "side": "buy",
+                "state": "nonsense", "size": "1", "inst_id": BTC},
+                {"kind": "position", "inst_id": BTC, "side": "long", "size": "NaNx"}):  # fmt: skip
+        client.xadd(key, bad)
+    eng.run_once(block_ms=0)
+    assert eng.dropped_events == 3
+    assert client.xpending(key, "engine")["pending"] == 0  # acknowledged: not redelivered forever

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import redis
+from transitions import MachineError
 
 from config.settings import Settings
 from indicators.symbol import SymbolIndicators
@@ -99,6 +100,7 @@ class Engine:
         self.started = False
         self.ticks_seen = 0
         self.dropped_ticks = 0
+        self.dropped_events = 0
         self._last_marks = 0.0
         self._last_sweep = 0.0
         self._intents_relayed = 0
@@ -240,7 +242,8 @@ class Engine:
         for symbol, entry_id, fields in self.bus.read(self.symbols, self.consumer):
             try:
                 self.on_event(symbol, fields)
-            except (KeyError, ValueError, ArithmeticError) as err:
+            except (KeyError, ValueError, TypeError, ArithmeticError) as err:
+                self.dropped_events += 1
                 log.warning("dropped malformed event %s on %s: %s", entry_id, symbol, err)
             self.bus.ack(symbol, entry_id)
 
@@ -271,7 +274,9 @@ class Engine:
             return
         try:
             settlement.apply(self.pm, pos, st, self.cfg[pos.symbol], now=now, atr=self.ind[pos.symbol].atr)
-        except StaleTransition:
+        except (StaleTransition, MachineError) as err:
+            # Another process moved it (or this copy is behind): the stored position is the truth.
+            log.info("%s %s: %s not applied (%s); reloading", pos.symbol, pos.id, st.trigger, err)
             self.reload(pos)
             return
         log.info("%s %s: %s (%s)", pos.symbol, pos.id, st.trigger, st.reason)
