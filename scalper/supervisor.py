@@ -128,6 +128,13 @@ class _Watch:
         self.store = PositionStore(redis.Redis.from_url(url), settings.redis.prefix) if url else None
         self.seen: dict[str, int] = {}
         self._next = 0.0
+        if self.store is not None:  # positions from earlier runs: a summary, then only what is new
+            earlier = [p for s in self.store.symbols() for p in self.store.load_symbol(s)]
+            self.seen = {p.id: p.version for p in earlier}
+            if earlier:
+                live = [p for p in earlier if p.state != "closed"]
+                print(f"scalper: {len(earlier)} positions from earlier runs, {len(live)} live: "
+                      + (", ".join(f"{p.id} {p.state}" for p in live) or "none"))  # fmt: skip
 
     def poll(self) -> None:
         if self.store is None or time.monotonic() < self._next:
