@@ -728,14 +728,18 @@ def test_orphan_protective_stop_of_a_closed_position_is_cancelled(world: World) 
     world.client.delete(world.store.keys.outbox(BTC))
     new = world.opened("long", "1", protect=True)
     foreign = world.run(world.paper.place_stop(ETH, "zzzzzzzzzzzzs1", OrderSide.SELL, D(2000), D(1)))
+    # A stop the user placed by hand on the bot's own symbol: not ours, never cancelled.
+    users = world.run(world.paper.place_stop(BTC, "myownstop", OrderSide.SELL, D(40000), D(1)))
     assert {i: s.state for i, s in world.stops().items()} == {
-        f"{old.id}s1": "live", f"{new.id}s1": "live", foreign.algo_cl_ord_id: "live"}  # fmt: skip
+        f"{old.id}s1": "live", f"{new.id}s1": "live", foreign.algo_cl_ord_id: "live",
+        users.algo_cl_ord_id: "live"}  # fmt: skip
 
     report = world.start(world.engine(symbols=[BTC]))
 
     assert report.cancelled_stops == [f"{old.id}s1"] and report.corrections == []
     assert {i: s.state for i, s in world.stops().items()} == {
-        f"{old.id}s1": "canceled", f"{new.id}s1": "live", foreign.algo_cl_ord_id: "live"}  # fmt: skip
+        f"{old.id}s1": "canceled", f"{new.id}s1": "live", foreign.algo_cl_ord_id: "live",
+        users.algo_cl_ord_id: "live"}  # fmt: skip
     assert world.start(world.engine(symbols=[BTC])).cancelled_stops == []
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scalper.reconcile")
 
+# The bot's protective stops: a 12-character position id, "s", the attempt (statemachines.intents).
+OUR_STOP_ID = re.compile(r"^[0-9a-z]{12}s[0-9]+$")
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
 
 
@@ -162,6 +165,8 @@ class Reconciler:
             return
         live = {p.id for p in engine.live_positions() if p.state != State.CLOSED}
         for stop in stops:
+            if not OUR_STOP_ID.match(stop.algo_cl_ord_id):
+                continue  # not placed by the bot (a stop the user set by hand): never ours to cancel
             pid = stop.algo_cl_ord_id[:12]
             if stop.state == "live" and stop.inst_id in engine.book and pid not in live:
                 report.cancelled_stops.append(stop.algo_cl_ord_id)
