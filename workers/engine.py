@@ -83,12 +83,7 @@ class Engine:
         self.reconcile_every_s = reconcile_every_s
         self.mark_every_s = mark_every_s
         self.wall = wall
-        ind = settings.indicators
-        self.ind = {
-            s: SymbolIndicators(ind.rsi_period, ind.macd_fast, ind.macd_slow, ind.macd_signal, ind.atr_period,
-                                ind.candle_seconds)
-            for s in self.symbols
-        }  # fmt: skip
+        self.ind = {s: self._new_indicators() for s in self.symbols}
         self.cfg = {s: settings.for_symbol(s) for s in self.symbols}
         self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in self.symbols}
         self.book: dict[str, dict[str, Position]] = {s: {} for s in self.symbols}
@@ -113,6 +108,11 @@ class Engine:
         """Wall time live; in replay, the time of the data (so holding times mean market time)."""
         return self.data_now if self.clock_mode == "data" and self.data_now else self.wall()
 
+    def _new_indicators(self) -> SymbolIndicators:
+        ind = self.settings.indicators
+        return SymbolIndicators(ind.rsi_period, ind.macd_fast, ind.macd_slow, ind.macd_signal, ind.atr_period,
+                                ind.candle_seconds)  # fmt: skip
+
     # --- lifecycle of the engine process ---
 
     def start(self) -> None:
@@ -129,6 +129,9 @@ class Engine:
         self.cursors = {s: _s(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
         for s in self.symbols:
             self.cursors.setdefault(s, "0-0")
+        # Fresh indicators: after a lost and regained lease the old ones have seen live ticks, and the
+        # history is replayed into them again.
+        self.ind = {s: self._new_indicators() for s in self.symbols}
         self._warm_up()
         self.panic = bool(self.client.exists(self.keys.panic()))
         # Operator commands from the last minute still apply (sent while the engine restarted); older

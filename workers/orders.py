@@ -87,6 +87,8 @@ async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
     ex = ctx.exchange
     action = intent.action
     if action is IntentAction.PROTECT:
+        if pos.state == State.CLOSED or pos.size <= 0:
+            return f"skip: position is {pos.state}"  # it closed before its stop could be placed
         return await _protect(ctx, intent, pos.size)
     if action is IntentAction.UNPROTECT:
         return await _unprotect(ctx, intent)

@@ -105,7 +105,7 @@ class Reconciler:
         st = settlement.settle(pos, order, exch, engine.wall(), engine.cfg[pos.symbol])
         if not st:
             return
-        if st.trigger in ("external_close", "close_filled") and "pnl" not in st.kwargs:
+        if st.trigger in ("external_close", "close_filled"):
             st = self._with_stop_fill(pos, st)
         if not self.dry_run and not engine.lease.keep():
             report.why = "lease lost during the pass"
@@ -129,7 +129,9 @@ class Reconciler:
             return st
         if fill is None or fill.filled <= 0:
             return st
-        kwargs = {**st.kwargs, "pnl": fill.pnl, "fee": fill.fee}
+        # Added to what the close order filled: a partly filled close, then the stop took the rest.
+        kwargs = {**st.kwargs, "pnl": (st.kwargs.get("pnl") or Decimal(0)) + fill.pnl,
+                  "fee": (st.kwargs.get("fee") or Decimal(0)) + fill.fee}  # fmt: skip
         return settlement.Settlement(st.trigger, f"{st.reason} (protective stop filled)", kwargs)
 
     def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
