@@ -31,6 +31,7 @@ from workers.relay import Relay
 
 log = logging.getLogger("scalper.engine")
 
+_INF = float("inf")
 MARK_FIELDS = ("peak_pnl_pct", "trail_stop", "liq_price", "margin_ratio")
 
 
@@ -200,7 +201,8 @@ class Engine:
                     ts, px = float(f[b"ts"]), float(f[b"px"])
                 except (KeyError, ValueError):
                     ts = px = float("nan")
-                if not (px > 0 and ts > 0 and px < float("inf")):  # NaN fails every comparison
+                # NaN fails every comparison; an infinite time (from "inf" or "1e400") would stop the clock.
+                if not (0 < px < _INF and 0 < ts < _INF):
                     self.dropped_ticks += 1
                     continue
                 self.on_tick(symbol, ts, px)
