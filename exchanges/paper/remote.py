@@ -94,14 +94,18 @@ class PaperVenue:
         self.quotes = 0
 
     async def start(self) -> None:
-        # Resume quotes from the newest tick (a stale quote would fill at a price long gone), and serve
-        # requests sent while the venue was down that are still young enough for their caller to wait.
+        # Resume quotes from the newest tick (a stale quote would fill at a price long gone).
         for key in list(self.cursors):
             last = self.client.xrevrange(key, count=1)
             self.cursors[key] = _s(last[0][0]) if last else "0-0"
             if last:
                 await self._quote(key, last[0][1])
-        self.request_cursor = "0-0"
+        # Never replay requests from before a restart: one may have been executed just before the crash
+        # (a filled order's id is no longer "pending", so a replay would make a second order). Like a real
+        # venue, each request is executed at most once; its caller treats the lost reply as an unknown
+        # outcome and queries by client order id.
+        last = self.client.xrevrange(_requests(self.keys), count=1)
+        self.request_cursor = _s(last[0][0]) if last else "0-0"
 
     async def run_once(self, block_ms: int = 20) -> None:
         self._take_faults()

@@ -1,0 +1,49 @@
+"""The paper venue as a process: requests over Redis, executed at most once, even across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import msgspec
+
+from exchanges.base import OrderRequest, OrderSide
+from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
+from exchanges.paper.remote import PaperVenue
+from statemachines.keys import Keys
+from tests.conftest import RealRedis
+
+BTC = "BTC-USDT-SWAP"
+
+
+def _venue(real_redis: RealRedis) -> PaperVenue:
+    ex = PaperExchange(real_redis.client, DEFAULT_INSTRUMENTS, taker_fee=Decimal("0.0005"),
+                       maker_fee=Decimal("0.0002"))  # fmt: skip
+    return PaperVenue(real_redis.client, ex, Keys(), [BTC])
+
+
+def test_a_request_executed_just_before_a_crash_is_not_executed_again(real_redis: RealRedis) -> None:
+    """Regression (chaos suite, CI run): the restarted venue replayed its request backlog, and an entry
+    executed just before the kill was executed a second time, as a second order with the same id."""
+    client = real_redis.client
+    client.xadd(Keys().ticks(BTC), {"px": "50000", "ts": "1700000000"})
+    req = OrderRequest(inst_id=BTC, cl_ord_id="abc123def456o1", side=OrderSide.BUY, size=Decimal("1"))
+    args = msgspec.json.encode({"req": req})
+    fields = {"id": "r1", "op": "place_order", "args": args, "cid": req.cl_ord_id, "sent": "0"}
+    loop = asyncio.new_event_loop()
+    first = _venue(real_redis)
+    loop.run_until_complete(first.start())
+    client.xadd("scalper:paper:requests", fields)
+    # Executed, then killed before the request was removed from the stream:
+    loop.run_until_complete(
+        first._serve({k: (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()})
+    )
+    assert client.xlen("scalper:paper:requests") == 1
+
+    second = _venue(real_redis)  # the restarted venue
+    loop.run_until_complete(second.start())
+    for _ in range(3):
+        loop.run_until_complete(second.run_once(block_ms=1))
+    fills = [f for f in second.exchange.fills() if f.get("cl_ord_id") == req.cl_ord_id]
+    assert len(fills) == 1  # one order for the id, never two
+    loop.close()
