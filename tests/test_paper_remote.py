@@ -46,4 +46,13 @@ def test_a_request_executed_just_before_a_crash_is_not_executed_again(real_redis
         loop.run_until_complete(second.run_once(block_ms=1))
     fills = [f for f in second.exchange.fills() if f.get("cl_ord_id") == req.cl_ord_id]
     assert len(fills) == 1  # one order for the id, never two
+    assert client.xlen("scalper:paper:requests") == 0  # the replayed copy was skipped and removed
+
+    # A request that arrived while the venue was down, never served, is still answered after the restart.
+    waiting = {**fields, "id": "r2", "op": "positions", "args": b"{}"}
+    client.xadd("scalper:paper:requests", waiting)
+    third = _venue(real_redis)
+    loop.run_until_complete(third.start())
+    loop.run_until_complete(third.run_once(block_ms=1))
+    assert client.llen("scalper:paper:reply:r2") == 1
     loop.close()

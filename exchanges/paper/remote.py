@@ -100,12 +100,9 @@ class PaperVenue:
             self.cursors[key] = _s(last[0][0]) if last else "0-0"
             if last:
                 await self._quote(key, last[0][1])
-        # Never replay requests from before a restart: one may have been executed just before the crash
-        # (a filled order's id is no longer "pending", so a replay would make a second order). Like a real
-        # venue, each request is executed at most once; its caller treats the lost reply as an unknown
-        # outcome and queries by client order id.
-        last = self.client.xrevrange(_requests(self.keys), count=1)
-        self.request_cursor = _s(last[0][0]) if last else "0-0"
+        # Serve what is still in the request stream (a caller may be waiting); `_serve` claims each request
+        # id before executing it, so one executed just before a crash is never executed again.
+        self.request_cursor = "0-0"
 
     async def run_once(self, block_ms: int = 20) -> None:
         self._take_faults()
@@ -150,6 +147,11 @@ class PaperVenue:
     async def _serve(self, req: dict[str, str]) -> None:
         rid, op = req.get("id", ""), req.get("op", "")
         if not rid or op not in RESULTS:
+            return
+        # At most once, as at a real venue: claimed before it runs, so a crash between running it and
+        # removing it from the stream cannot run it twice (a filled order's id is no longer "pending", so a
+        # replayed entry would be a second order). A lost reply is the caller's unknown outcome.
+        if not self.client.set(f"{self.keys.prefix}:paper:served:{rid}", "1", nx=True, ex=300):
             return
         try:
             args = msgspec.json.decode(req.get("args", "{}").encode())
