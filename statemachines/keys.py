@@ -45,6 +45,13 @@ class Keys:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = _check("prefix", prefix)
 
+    @staticmethod
+    def symbol_of(key: str | bytes) -> str:
+        """The symbol in a per-symbol key (the text inside its hash tag), e.g. from a stream name XREAD
+        returns."""
+        text = key.decode() if isinstance(key, bytes) else key
+        return text.split("{", 1)[1].split("}", 1)[0]
+
     def slot(self, symbol: str) -> str:
         """The per-symbol key stem; everything starting with it hashes to the same Cluster slot."""
         return f"{self.prefix}:{{{_check('symbol', symbol)}}}"

@@ -18,6 +18,7 @@ from transitions import MachineError
 
 from config.settings import Settings
 from indicators.symbol import SymbolIndicators
+from statemachines.keys import Keys
 from statemachines.lifecycle import State
 from statemachines.machine import PositionMachine, StaleTransition
 from statemachines.position import Position
@@ -195,7 +196,7 @@ class Engine:
         reply = self.client.xread(streams, count=1000, block=block_ms or None)
         n = 0
         for key, entries in reply or []:
-            symbol = _s(key).split("{", 1)[1].split("}", 1)[0]
+            symbol = Keys.symbol_of(key)
             for _id, f in entries:
                 try:
                     ts, px = float(f[b"ts"]), float(f[b"px"])

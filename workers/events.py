@@ -101,7 +101,7 @@ class EventBus:
         for start in ("0", ">"):
             streams = {self.keys.events(s): start for s in symbols}
             for key, entries in self.client.xreadgroup(GROUP, consumer, streams, count=count) or []:
-                symbol = _s(key).split("{", 1)[1].split("}", 1)[0]
+                symbol = Keys.symbol_of(key)
                 out += [(symbol, _s(eid), {_s(k): _s(v) for k, v in f.items()}) for eid, f in entries if f]
             if out:
                 break

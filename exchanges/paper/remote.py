@@ -140,7 +140,7 @@ class PaperVenue:
                 return
         except (KeyError, ArithmeticError):
             return
-        symbol = key.split("{", 1)[1].split("}", 1)[0]
+        symbol = Keys.symbol_of(key)
         await self.exchange.on_quote(symbol, bid, ask, float(f.get("ts") or 0))
         self.quotes += 1
 
