@@ -11,7 +11,7 @@ import redis
 
 from statemachines.keys import Keys
 from statemachines.position import Position
-from statemachines.store import PositionNotFound, PositionStore
+from statemachines.store import PositionStore
 
 COLUMNS = ("id", "symbol", "side", "state", "size", "entry_price", "stop_price", "trail_stop", "peak_pnl_pct",
            "exit_reason", "realized_pnl", "fees", "opened")  # fmt: skip
@@ -101,7 +101,3 @@ def panic(client: redis.Redis, store: PositionStore, *, off: bool = False) -> li
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
-
-
-__all__ = ["PositionNotFound", "dumps", "panic", "positions", "request_close", "request_open", "show",
-           "show_text", "table"]  # fmt: skip

@@ -24,8 +24,6 @@ class State(StrEnum):
 
 STATES: tuple[str, ...] = tuple(s.value for s in State)
 LIVE_STATES: tuple[str, ...] = tuple(s for s in STATES if s != State.CLOSED)
-# States whose exchange order may be in flight: they have a timeout and must be settled after a crash.
-IN_FLIGHT_STATES: tuple[str, ...] = (State.OPENING, State.HARVESTING, State.CLOSING)
 
 OPENING, OPEN, HARVESTING, TRAILING, CLOSING, CLOSED = STATES
 

@@ -65,7 +65,3 @@ class Lease:
         if self.held:
             self._release(keys=[self.key], args=[self.token])
             self.held = False
-
-    def holder(self) -> str | None:
-        value = self.client.get(self.key)
-        return None if value is None else (value.decode() if isinstance(value, bytes) else str(value))

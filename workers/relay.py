@@ -48,6 +48,3 @@ class Relay:
                 self.client.xdel(key, entry_id)
                 moved += 1
         return moved
-
-    def pending(self, symbols: list[str]) -> int:
-        return sum(int(self.client.xlen(self.keys.outbox(s))) for s in symbols)
