@@ -55,7 +55,6 @@ class PositionMachine:
         self.store = store
         self.clock = clock  # the engine's time: market time in a replay
         self.wall = wall
-        self.intents_written = 0  # lets the engine's relay skip reading the outbox when nothing is new
         self.machine = build_machine(before_state_change=[self._persist])
 
     def attach(self, pos: Position) -> Position:
@@ -113,8 +112,6 @@ class PositionMachine:
                 setattr(pos, name, value)
         pos.time_in[source] = spent
         pos.version = version
-        if kw.get("intent"):
-            self.intents_written += 1
 
 
 def _encode(pos: Position, updates: dict[str, Any]) -> dict[str, str]:

@@ -63,6 +63,8 @@ class PositionStore:
         self._transition = client.register_script(lua.TRANSITION)
         self._update_marks = client.register_script(lua.UPDATE_MARKS)
         self._request_close = client.register_script(lua.REQUEST_CLOSE)
+        # Outbox entries this store wrote: lets the engine's relay skip reading the outbox when none is new.
+        self.intents_written = 0
 
     # --- writes ---
 
@@ -111,6 +113,8 @@ class PositionStore:
         )  # fmt: skip
         if not int(ok):
             raise PositionExists(f"position {pos.id} ({pos.symbol}) already exists")
+        if intent:
+            self.intents_written += 1
         pos.created_at, pos.state_since, pos.version = created_at, state_since, 1
 
     def apply_transition(
@@ -154,6 +158,8 @@ class PositionStore:
                 f"position {pos.id} ({pos.symbol}): {trigger} {source}->{dest} expected state {source!r} "
                 f"version {pos.version}, but {found}"
             )
+        if intent:
+            self.intents_written += 1
         return int(res[1])
 
     def update_marks(self, pos: Position, fields: Mapping[str, Any]) -> bool:

@@ -214,8 +214,8 @@ class Engine:
     def _relay(self, sweep: bool = False) -> None:
         """Hand new intents to RQ. The outbox is read when this engine wrote an intent, and once a second
         for intents written by other processes (the CLI's reconcile, a crash before the hand-off)."""
-        if sweep or self.pm.intents_written != self._intents_relayed:
-            self._intents_relayed = self.pm.intents_written
+        if sweep or self.store.intents_written != self._intents_relayed:
+            self._intents_relayed = self.store.intents_written
             self.relay.flush(self.symbols)
             if sweep:
                 self._last_sweep = self.wall()

@@ -113,7 +113,6 @@ class StrategyEntries:
             pos, reason=reason, price=ind.price, ts=now, intent=open_intent(pos, size).to_fields()
         )
         engine.adopt(pos)
-        engine.pm.intents_written += 1  # the entry intent was written by create(): relay it now
         self.riskstate.record_order(now)
         self.entered += 1
         log.info("entry %s %s %s: %s", symbol, side.value, size, reason)
