@@ -125,6 +125,7 @@ class StopOrder:
     size: Decimal
     pos_side: str = "net"
     state: str = "live"
+    order_ids: tuple[str, ...] = ()  # the orders it placed when it triggered (OKX ordIdList)
 
 
 class EventKind(StrEnum):
@@ -155,6 +156,11 @@ class Exchange(Protocol):
     async def place_order(self, req: OrderRequest) -> Order: ...
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         """The order with this client id, or None when the exchange positively says there is none."""
+        ...
+
+    async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
+        """What our protective stop executed when it triggered (filled size, PnL, fee under the stop's
+        client id), or None when it has placed no order."""
         ...
 
     async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None: ...

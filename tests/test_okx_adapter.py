@@ -329,10 +329,18 @@ async def test_protective_stop_is_placed_moved_triggered_and_canceled(venue: Ven
     await fake.set_price(BTC, "48990")  # triggers: market reduce-only close
     await events.position(lambda p: p.inst_id == BTC and p.size == 0)
     assert await ex.stops() == []
+    # What the stop executed: found through the algo's ordIdList (the order has no clOrdId of ours).
+    fill = await ex.stop_fill(BTC, "sl1")
+    [spawned] = [o for o in fake.engine.orders.values() if o.algo_cl_ord_id == "sl1"]
+    assert fill is not None and spawned.cl_ord_id == ""
+    assert (fill.cl_ord_id, fill.ord_id, fill.filled) == ("sl1", spawned.ord_id, Decimal(1))
+    assert fill.pnl == (Decimal("48990") - Decimal("50000")) * Decimal("0.01") == spawned.pnl  # ctVal 0.01
+    assert fill.fee == spawned.fee < 0
     await ex.place_order(market("st2", OrderSide.BUY, "1"))
     await ex.place_stop(BTC, "sl2", OrderSide.SELL, Decimal("40000"), Decimal("1"))
     await ex.cancel_stop(BTC, "sl2")
     assert await ex.stops() == []
+    assert await ex.stop_fill(BTC, "sl2") is None  # cancelled before it triggered: it executed nothing
     with pytest.raises(OrderNotFound):
         await ex.cancel_stop(BTC, "sl2")
 

@@ -677,10 +677,11 @@ def test_unreadable_orders_leave_in_flight_positions_waiting(world: World) -> No
     scene = crash_scene(world)
     world.paper.inject("read_fail", count=10, op="get_order")
     report = world.start(world.engine(symbols=[BTC, ETH]))
-    # The positions were read: the flat ETH one is settled; the two waiting for an order are not.
-    assert report.exchange_known
-    assert report.corrections == [(scene["gone"].id, "external_close", "exchange shows no position")]
+    # The positions were read, but no order could be: the two waiting for an order wait, and so does the flat
+    # ETH one, since settling it without its protective stop's fill would lose that fill's PnL.
+    assert report.exchange_known and report.corrections == []
     assert world.load(scene["opening"]).state == "opening" and world.load(scene["closing"]).state == "closing"
+    assert world.load(scene["gone"]).state == scene["gone"].state
 
 
 def test_unreadable_stops_skip_the_orphan_sweep_only(world: World) -> None:

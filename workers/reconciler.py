@@ -106,7 +106,11 @@ class Reconciler:
         if not st:
             return
         if st.trigger in ("external_close", "close_filled"):
-            st = self._with_stop_fill(pos, st)
+            try:
+                st = self._with_stop_fill(pos, st)
+            except _READ_ERRORS as err:  # settling without the stop's PnL would lose it: next pass
+                log.warning("%s: protective stop's fill unreadable (%s); next pass", pos.id, err)
+                return
         if not self.dry_run and not engine.lease.keep():
             report.why = "lease lost during the pass"
             return  # another engine owns the shard now: it settles the rest
@@ -123,10 +127,7 @@ class Reconciler:
 
     def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
         """If our protective stop is what flattened the position, its fill carries the PnL and fee."""
-        try:
-            fill = self._run(self.exchange.get_order(pos.symbol, unprotect_intent(pos).cl_ord_id))
-        except _READ_ERRORS:
-            return st
+        fill = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
         if fill is None or fill.filled <= 0:
             return st
         # Added to what the close order filled: a partly filled close, then the stop took the rest.

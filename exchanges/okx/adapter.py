@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -165,6 +166,23 @@ class OkxExchange:
 
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         return await self.desk.get(inst_id, cl_ord_id)
+
+    async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
+        """The orders a triggered stop placed (its ordIdList; they carry no clOrdId of ours), summed."""
+        stop = await _stops.lookup(self.rest, inst_id, algo_cl_ord_id)
+        if stop is None or not stop.order_ids:
+            return None
+        orders = []
+        for ord_id in stop.order_ids:
+            order = await self.desk.get(inst_id, ord_id=ord_id)
+            if order is None:  # the stop names an order OKX cannot show: not readable, not "none"
+                raise ExchangeUnavailable(f"OKX order {ord_id} of stop {algo_cl_ord_id} not found")
+            orders.append(order)
+        last = orders[-1]
+        return replace(last, cl_ord_id=algo_cl_ord_id, size=sum((o.size for o in orders), Decimal(0)),
+                       filled=sum((o.filled for o in orders), Decimal(0)),
+                       pnl=sum((o.pnl for o in orders), Decimal(0)),
+                       fee=sum((o.fee for o in orders), Decimal(0)))  # fmt: skip
 
     # --- orders ---
 

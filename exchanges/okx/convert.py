@@ -175,6 +175,7 @@ def to_stop(rec: AlgoOrderRec) -> StopOrder:
         size=rec.sz if rec.sz is not None else _ZERO,
         pos_side=rec.pos_side or "net",
         state=rec.state,
+        order_ids=tuple(rec.ord_id_list),
     )
 
 

@@ -73,8 +73,8 @@ class OrderDesk:
         )
         return self.track(convert_all(recs, to_order, "order"))
 
-    async def get(self, inst_id: str, cl_ord_id: str) -> Order | None:
-        params = {"instId": inst_id, "clOrdId": cl_ord_id}
+    async def get(self, inst_id: str, cl_ord_id: str = "", ord_id: str = "") -> Order | None:
+        params = {"instId": inst_id, "ordId": ord_id} if ord_id else {"instId": inst_id, "clOrdId": cl_ord_id}
         try:
             recs = await self._rest.get(
                 "/api/v5/trade/order", OrderRec, params, kind=Kind.GET_ORDER, inst_id=inst_id
@@ -83,7 +83,7 @@ class OrderDesk:
             return None
         orders = self.track(convert_all(recs, to_order, "order"))
         if not orders:
-            raise ExchangeUnavailable(f"OKX GET order {cl_ord_id}: no readable record")
+            raise ExchangeUnavailable(f"OKX GET order {cl_ord_id or ord_id}: no readable record")
         return orders[0]
 
     async def place(self, req: OrderRequest) -> Order:

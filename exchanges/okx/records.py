@@ -172,6 +172,7 @@ class AlgoOrderRec(Wire):  # GET /api/v5/trade/orders-algo-pending, WS "orders-a
     state: str  # live / pause / partially_effective / effective / canceled / order_failed
     algo_cl_ord_id: str = ""
     cl_ord_id: str = ""
+    ord_id_list: _Tup[str, ...] = ()  # the orders it placed when it triggered
     inst_type: str = ""
     pos_side: str = ""
     td_mode: str = ""

@@ -123,6 +123,9 @@ class PaperExchange:
         rec = self.state.order(cl_ord_id)
         return rec.order if rec is not None and rec.order.inst_id == inst_id else None
 
+    async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
+        return await self.get_order(inst_id, algo_cl_ord_id)  # its trigger's fills carry the stop's id
+
     @faulty("stops")
     async def stops(self) -> list[StopOrder]:
         return self.state.snapshot().stops

@@ -252,6 +252,9 @@ class PaperClient:
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         return self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
 
+    async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
+        return self._call("get_order", inst_id=inst_id, cl_ord_id=algo_cl_ord_id)  # the venue's stop fills
+
     async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None:
         self._call("cancel_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
 

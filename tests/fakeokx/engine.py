@@ -54,6 +54,8 @@ class FOrder:
     c_time: int = field(default_factory=now_ms)
     u_time: int = field(default_factory=now_ms)
     fill_time: int | None = None
+    algo_id: str = ""  # set on the order an algo (stop) placed when it triggered
+    algo_cl_ord_id: str = ""
 
 
 @dataclass
@@ -87,6 +89,7 @@ class FAlgo:
     state: str = "live"
     c_time: int = field(default_factory=now_ms)
     u_time: int = field(default_factory=now_ms)
+    ord_ids: list[str] = field(default_factory=list)  # ordIdList: the orders it placed when triggered
 
 
 Changed = Callable[[list[FOrder], list[FPos], bool], None]
@@ -137,7 +140,7 @@ class Engine:
 
     # --- orders ---
 
-    def place(self, a: dict[str, Any]) -> FOrder:
+    def place(self, a: dict[str, Any], algo: FAlgo | None = None) -> FOrder:
         inst = self.inst(a.get("instId", ""))
         cl = a.get("clOrdId", "")
         if cl and any(o.cl_ord_id == cl for o in self.pending()):
@@ -182,6 +185,9 @@ class Engine:
             reduce_only,
             lever,
         )
+        if algo is not None:  # like OKX: the triggered order names its algo, the algo lists the order
+            order.algo_id, order.algo_cl_ord_id = algo.algo_id, algo.algo_cl_ord_id
+            algo.ord_ids.append(order.ord_id)
         self.orders[order.ord_id] = order
         self.changed([order], [], False)  # the first push: live
         if ord_type == "market" or (side == "buy" and px >= last) or (side == "sell" and px <= last):
@@ -335,7 +341,7 @@ class Engine:
         else:
             args["posSide"] = algo.pos_side
         try:
-            self.place(args)
+            self.place(args, algo=algo)
         except Refused:
             algo.state = "order_failed"
 

@@ -20,7 +20,8 @@ def order(o: FOrder, *, rest: bool = False) -> dict[str, Any]:
         reduceOnly="true" if o.reduce_only else "false", lever=num(o.lever), accFillSz=num(o.acc_fill_sz),
         avgPx=num(o.avg_px), fillPx=num(o.fill_px), fillSz=num(o.fill_sz), fee=num(o.fee), feeCcy="USDT",
         pnl=num(o.pnl), tradeId=o.trade_id, cTime=str(o.c_time), uTime=str(o.u_time),
-        fillTime="" if o.fill_time is None else str(o.fill_time), algoClOrdId="", algoId="", tag="",
+        fillTime="" if o.fill_time is None else str(o.fill_time), algoClOrdId=o.algo_cl_ord_id,
+        algoId=o.algo_id, tag="",
     )  # fmt: skip
     if not rest:
         rec.update(execType=o.exec_type, fillFee=num(o.fee), fillPnl=num(o.pnl), code="0", msg="")
@@ -86,7 +87,8 @@ def algo(a: FAlgo) -> dict[str, Any]:
         sz=num(a.sz),
         slTriggerPx=num(a.sl_trigger_px), slOrdPx="-1", slTriggerPxType="last", tdMode=a.td_mode,
         posSide=a.pos_side, reduceOnly="true" if a.reduce_only else "false", state=a.state,
-        cTime=str(a.c_time), uTime=str(a.u_time), tag="",
+        cTime=str(a.c_time), uTime=str(a.u_time), tag="", ordIdList=list(a.ord_ids),
+        ordId=a.ord_ids[-1] if a.ord_ids else "",
     )  # fmt: skip
     return rec
 
