@@ -30,8 +30,10 @@ from exchanges.base import (
     OrderState,
     OrderType,
     OutcomeUnknown,
+    StopOrder,
 )
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
+from exchanges.paper.state import from_hash, to_hash
 
 if TYPE_CHECKING:
     from tests.conftest import RealRedis
@@ -510,3 +512,12 @@ async def test_state_survives_a_restart(real_redis: RealRedis) -> None:
     stop_order = await second.get_order(BTC, "rs3")
     assert stop_order is not None and stop_order.filled == D(12)
     client.close()
+
+
+@pytest.mark.parametrize("order_ids", [(), ("700000000000000001",), ("7001", "7002")])
+def test_a_stop_with_its_order_ids_survives_the_hash_codec(order_ids: tuple[str, ...]) -> None:
+    """Regression: StopOrder.order_ids (a tuple) came back from the venue's Redis hash as the string "()",
+    and every stops() reply then failed to decode in the engine and the workers."""
+    stop = StopOrder(BTC, "abc123def456s1", "42", OrderSide.SELL, D("49000.5"), D("2"),
+                     order_ids=order_ids)  # fmt: skip
+    assert from_hash(StopOrder, to_hash(stop)) == stop

@@ -95,6 +95,8 @@ def enc(value: Any) -> str:
         return fmt(value)
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, tuple):  # of ids (no commas in them)
+        return ",".join(map(str, value))
     return str(value)
 
 
@@ -117,6 +119,8 @@ def _dec(tp: Any, raw: str) -> Any:
         return int(raw)
     if isinstance(tp, type) and issubclass(tp, Enum):
         return tp(raw)
+    if typing.get_origin(tp) is tuple:
+        return tuple(raw.split(",")) if raw else ()
     return raw
 
 
