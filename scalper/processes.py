@@ -3,13 +3,18 @@ SIGTERM/SIGINT (finishes the iteration in hand, releases its lease)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import redis
+
 from config.settings import Settings
-from scalper.connect import exchange_client, redis_client
+from scalper.connect import NoRedis, exchange_client, redis_client
 from statemachines.keys import Keys
 
 log = logging.getLogger("scalper")
@@ -27,29 +32,66 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+# redis-py raises these when the server is gone, restarting (BusyLoadingError is a ConnectionError) or slow.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, cap_s: float = 5.0) -> int:
+    """Run `run` and, when Redis goes away under it, run it again from scratch (new connections, state
+    reloaded from Redis) after a capped back-off, instead of exiting: a Redis restart or failover is a pause.
+    From scratch because the restarted Redis may have lost its last second of writes; nothing in memory is
+    trusted over what Redis and the exchange say (the engine reconciles at start)."""
+    delay, ran = 0.1, False
+    while True:
+        started = time.monotonic()
+        try:
+            return run()
+        except (*REDIS_DOWN, NoRedis) as err:
+            # Unreachable at the very first start is a configuration problem: say so and exit.
+            if stop.is_set() or (isinstance(err, NoRedis) and not ran):
+                if stop.is_set():
+                    return 0
+                raise
+            ran = True
+            if time.monotonic() - started > 60:
+                delay = 0.1  # it had been running fine: a new outage, not the same one
+            log.warning("%s: Redis unavailable (%s: %s); starting again in %.1fs", name, type(err).__name__,
+                        err, delay)  # fmt: skip
+            stop.wait(delay)
+            delay = min(delay * 2, cap_s)
+
+
 def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str | None = None) -> int:
     from feeds.replay import Replay, sample_path
     from feeds.ticks import TickWriter
 
-    client = redis_client(settings)
-    writer = TickWriter(client, Keys(settings.redis.prefix))
-    if replay is None:
-        from feeds.live import run_live
+    stop = stop_on_signals()
 
-        return int(run_live(settings, writer, stop_on_signals()))
-    path = sample_path() if replay == "sample" else Path(replay)
-    target = symbol or next(iter(settings.symbols))
-    stop_on_signals()
-    n = Replay(writer, target, path, speed=speed).run()
-    log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
-    return 0
+    def once() -> int:
+        writer = TickWriter(redis_client(settings), Keys(settings.redis.prefix))
+        if replay is None:
+            from feeds.live import run_live
+
+            return int(run_live(settings, writer, stop))
+        path = sample_path() if replay == "sample" else Path(replay)
+        target = symbol or next(iter(settings.symbols))
+        n = Replay(writer, target, path, speed=speed).run()
+        log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
+        return 0
+
+    return ride_out_redis("feed", once, stop)
 
 
 def run_account_process(settings: Settings) -> int:
     from workers.account import run_account
 
-    run_account(settings, redis_client(settings), stop_on_signals())
-    return 0
+    stop = stop_on_signals()
+
+    def once() -> int:
+        run_account(settings, redis_client(settings), stop)
+        return 0
+
+    return ride_out_redis("account", once, stop)
 
 
 def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str):  # type: ignore[no-untyped-def]
@@ -69,14 +111,19 @@ def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, c
 
 
 def run_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str) -> int:
-    engine = build_engine(settings, symbols=symbols, shard=shard, clock=clock)
     stop = stop_on_signals()
-    try:
-        while not stop.is_set():
-            engine.run_once()
-    finally:
-        engine.stop()
-    return 0
+
+    def once() -> int:
+        engine = build_engine(settings, symbols=symbols, shard=shard, clock=clock)
+        try:
+            while not stop.is_set():
+                engine.run_once()
+        finally:
+            with contextlib.suppress(*REDIS_DOWN):  # releasing the lease needs Redis; its TTL covers us
+                engine.stop()
+        return 0
+
+    return ride_out_redis("engine", once, stop)
 
 
 def run_worker(settings: Settings, burst: bool = False) -> int:
