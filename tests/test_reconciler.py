@@ -775,3 +775,33 @@ def test_dry_run_reports_every_correction_and_changes_nothing(new_world: Callabl
     w.paper.inject("read_fail", op="positions")
     report = w.rec.reconcile(engine, w.clock())
     assert not report.exchange_known and w.exchange_hash() == {}
+
+
+@pytest.mark.parametrize("state", ["open", "closing"])
+def test_closes_whose_transitions_redis_lost_still_bring_their_pnl(world: World, state: str) -> None:
+    """Regression (chaos suite, Redis restarted on a file one second behind): a close was sent and filled
+    under an attempt the restored record did not know of. The position was settled "exchange position
+    gone" without that fill's PnL. Now the close ids after the record's attempt are asked for."""
+    pos = world.opened("long", "1", protect=True)
+    entry_fee = world.load(pos).fees
+    world.quote(D(50500))
+    if state == "closing":  # the record says attempt 1 (never filled); attempts 2 and 3 were lost
+        world.decide(pos, Action.CLOSE, "take_profit")
+        lost = [world.place(cid(pos, IntentAction.CLOSE, 2), "sell", "0.4", reduce_only=True)]
+        lost.append(world.place(cid(pos, IntentAction.CLOSE, 3), "sell", "0.6", reduce_only=True))
+    else:  # the record says open: the whole closing transition was lost, and its close filled
+        lost = [world.place(cid(pos, IntentAction.CLOSE, 1), "sell", "1", reduce_only=True)]
+    assert all(o.filled > 0 for o in lost) and world.exchange_size() == 0
+    world.clock.advance(60)  # past the close timeout
+
+    report = world.start(world.engine())
+
+    [(pid, trigger, reason)] = report.corrections
+    assert pid == pos.id and "unrecorded, filled" in reason
+    assert trigger == ("close_filled" if state == "closing" else "external_close")
+    got = world.load(pos)
+    assert got.state == "closed"
+    fills = [f for f in world.paper.state.fills() if f["cl_ord_id"].startswith(pos.id)]
+    assert got.realized_pnl == sum(D(f["pnl"]) for f in fills) != 0
+    assert got.fees == sum(D(f["fee"]) for f in fills) == entry_fee + sum(o.fee for o in lost)
+    world.assert_consistent()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from exchanges import sync as exchange_loop
 from exchanges.base import Exchange, ExchangeError, ExchangePosition, ExchangeUnavailable, OutcomeUnknown
-from statemachines.intents import unprotect_intent
+from statemachines.intents import IntentAction, client_order_id, unprotect_intent
 from statemachines.lifecycle import State
 from statemachines.position import Position, new_position_id
 from workers import settlement
@@ -33,6 +33,7 @@ log = logging.getLogger("scalper.reconcile")
 
 # The bot's protective stops: a 12-character position id, "s", the attempt (statemachines.intents).
 OUR_STOP_ID = re.compile(r"^[0-9a-z]{12}s[0-9]+$")
+LOST_ATTEMPTS_MAX = 5  # close attempts past the record's that are looked for (each one is one query)
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
 
 
@@ -126,14 +127,29 @@ class Reconciler:
             engine.settle(pos, st, now)
 
     def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
-        """If our protective stop is what flattened the position, its fill carries the PnL and fee."""
-        fill = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
-        if fill is None or fill.filled <= 0:
+        """The position is over at the exchange: add the fills its record does not account for. Our
+        protective stop's, if it is what flattened the position; and those of close orders sent under
+        attempts after the record's own (`close_attempt`), whose transitions a restarted Redis lost (with
+        appendfsync everysec, up to its last second): their ids are deterministic, so they are asked for
+        in turn until one is not there."""
+        fills = []
+        stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
+        if stop is not None and stop.filled > 0:
+            fills.append(("protective stop filled", stop))
+        for attempt in range(pos.close_attempt + 1, pos.close_attempt + 1 + LOST_ATTEMPTS_MAX):
+            cl_ord_id = client_order_id(pos.id, IntentAction.CLOSE, attempt)
+            order = self._run(self.exchange.get_order(pos.symbol, cl_ord_id))
+            if order is None:
+                break
+            if order.filled > 0:
+                fills.append((f"close attempt {attempt} unrecorded, filled", order))
+        if not fills:
             return st
         # Added to what the close order filled: a partly filled close, then the stop took the rest.
-        kwargs = {**st.kwargs, "pnl": (st.kwargs.get("pnl") or Decimal(0)) + fill.pnl,
-                  "fee": (st.kwargs.get("fee") or Decimal(0)) + fill.fee}  # fmt: skip
-        return settlement.Settlement(st.trigger, f"{st.reason} (protective stop filled)", kwargs)
+        kwargs = {**st.kwargs, "pnl": (st.kwargs.get("pnl") or Decimal(0)) + sum(f.pnl for _, f in fills),
+                  "fee": (st.kwargs.get("fee") or Decimal(0)) + sum(f.fee for _, f in fills)}  # fmt: skip
+        why = "; ".join(w for w, _ in fills)
+        return settlement.Settlement(st.trigger, f"{st.reason} ({why})", kwargs)
 
     def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
         """An exchange position no bot position accounts for (manual trade, lost state)."""
