@@ -805,3 +805,30 @@ def test_closes_whose_transitions_redis_lost_still_bring_their_pnl(world: World,
     assert got.realized_pnl == sum(D(f["pnl"]) for f in fills) != 0
     assert got.fees == sum(D(f["fee"]) for f in fills) == entry_fee + sum(o.fee for o in lost)
     world.assert_consistent()
+
+
+def test_a_close_from_an_earlier_attempt_that_filled_late_brings_its_pnl(world: World) -> None:
+    """Regression (chaos suite against the fake OKX): the close job of attempt 1 was stuck behind slow
+    requests, the reconciler found no order and decided attempt 2, then attempt 1's order arrived and
+    filled. The position was settled "exchange position gone" with attempt 2's (empty) PnL."""
+    pos = world.opened("long", "1", protect=True)
+    entry_fee = world.load(pos).fees
+    world.quote(D(50500))
+    world.decide(pos, Action.CLOSE, "take_profit")
+    world.clock.advance(60)  # attempt 1's order is nowhere yet, past the close timeout
+    first = world.engine()
+    [(_, trigger, _)] = world.start(first).corrections
+    assert trigger == "retry_close"
+    first.stop()
+    assert world.load(pos).close_attempt == 2
+    late = world.place(cid(pos, IntentAction.CLOSE, 1), "sell", "1", reduce_only=True)  # now it lands
+    assert late.filled == 1 and world.exchange_size() == 0
+
+    report = world.start(world.engine())
+
+    [(pid, trigger, reason)] = report.corrections
+    assert (pid, trigger) == (pos.id, "close_filled") and reason.startswith("exchange position gone")
+    got = world.load(pos)
+    assert (got.state, got.realized_pnl, got.fees) == ("closed", late.pnl, entry_fee + late.fee)
+    assert late.pnl == D(5)
+    world.assert_consistent()

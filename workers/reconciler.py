@@ -127,29 +127,38 @@ class Reconciler:
             engine.settle(pos, st, now)
 
     def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
-        """The position is over at the exchange: add the fills its record does not account for. Our
-        protective stop's, if it is what flattened the position; and those of close orders sent under
-        attempts after the record's own (`close_attempt`), whose transitions a restarted Redis lost (with
-        appendfsync everysec, up to its last second): their ids are deterministic, so they are asked for
-        in turn until one is not there."""
-        fills = []
-        stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
-        if stop is not None and stop.filled > 0:
-            fills.append(("protective stop filled", stop))
+        """The position is over at the exchange: its realized PnL and fees become the exchange's sums over
+        every order it sent, not the record's running total plus the last order. Fills the record missed
+        are in those sums: our protective stop's, when it is what flattened the position; a close from an
+        earlier attempt that arrived after its retry was decided; and closes sent under attempts after the
+        record's own, whose transitions a restarted Redis lost (appendfsync everysec: up to its last
+        second). Client ids are deterministic, so each is asked for; past the record's close attempt, in
+        turn until one is not there. A few reads, once per position, off the hot path."""
+        get = self.exchange.get_order
+        orders = [self._run(get(pos.symbol, client_order_id(pos.id, action, n)))
+                  for action, last in ((IntentAction.OPEN, pos.entry_attempt),
+                                       (IntentAction.HARVEST, pos.harvests_done),
+                                       (IntentAction.CLOSE, pos.close_attempt))
+                  for n in range(1, last + 1)]  # fmt: skip
+        notes = []
         for attempt in range(pos.close_attempt + 1, pos.close_attempt + 1 + LOST_ATTEMPTS_MAX):
-            cl_ord_id = client_order_id(pos.id, IntentAction.CLOSE, attempt)
-            order = self._run(self.exchange.get_order(pos.symbol, cl_ord_id))
+            order = self._run(get(pos.symbol, client_order_id(pos.id, IntentAction.CLOSE, attempt)))
             if order is None:
                 break
-            if order.filled > 0:
-                fills.append((f"close attempt {attempt} unrecorded, filled", order))
-        if not fills:
+            orders.append(order)
+            notes.append(f"close attempt {attempt} unrecorded, filled {order.filled}")
+        stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
+        if stop is not None and stop.filled > 0:
+            orders.append(stop)
+            notes.insert(0, "protective stop filled")
+        pnl = sum((o.pnl for o in orders if o is not None), Decimal(0))
+        fee = sum((o.fee for o in orders if o is not None), Decimal(0))
+        recorded = (pos.realized_pnl + (st.kwargs.get("pnl") or 0), pos.fees + (st.kwargs.get("fee") or 0))
+        if (pnl, fee) == recorded:
             return st
-        # Added to what the close order filled: a partly filled close, then the stop took the rest.
-        kwargs = {**st.kwargs, "pnl": (st.kwargs.get("pnl") or Decimal(0)) + sum(f.pnl for _, f in fills),
-                  "fee": (st.kwargs.get("fee") or Decimal(0)) + sum(f.fee for _, f in fills)}  # fmt: skip
-        why = "; ".join(w for w, _ in fills)
-        return settlement.Settlement(st.trigger, f"{st.reason} ({why})", kwargs)
+        notes = notes or ["fills its record missed"]
+        kwargs = {**st.kwargs, "pnl": pnl - pos.realized_pnl, "fee": fee - pos.fees}
+        return settlement.Settlement(st.trigger, f"{st.reason} ({'; '.join(notes)})", kwargs)
 
     def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
         """An exchange position no bot position accounts for (manual trade, lost state)."""
