@@ -1,8 +1,11 @@
 """The chaos suite's long run (issue 5): scalper's real processes around a private redis-server, SIGKILLed
-at random (seeded) moments with paper-venue faults injected, then settled and checked against the
-invariants of tests/chaos.py. Prints the figures; exits 1 on any violation. See RELIABILITY.md.
+at random (seeded) moments, then settled and checked against the invariants. `--venue paper` injects the
+paper venue's faults (tests/chaos.py); `--venue okx` runs against the local fake OKX with the network's
+faults (WebSocket drops, REST timeouts, rate limits, outages) and, with `--redis-p`, Redis restarts on a
+file up to a second behind (tests/chaos_okx.py). Prints the figures; exits 1 on any violation. See
+RELIABILITY.md.
 
-    python bench/chaos.py [--seed 1] [--kills 300] [--minutes 10] [--workers 2] [--keep]
+    python bench/chaos.py [--venue okx] [--seed 1] [--kills 300] [--minutes 10] [--redis-p 0.05] [--keep]
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from scalper.embedded import LocalRedis  # noqa: E402
 from tests.chaos import SETTINGS, Chaos  # noqa: E402
+from tests.chaos_okx import KEY, PASSPHRASE, SECRET, OkxChaos, okx_settings  # noqa: E402
+from tests.fakeokx.thread import FakeThread  # noqa: E402
 from tests.system import System  # noqa: E402
 
 
@@ -29,6 +34,8 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=300, help="stop the chaos after this many kills")
     ap.add_argument("--minutes", type=float, default=10.0, help="...or after this long")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--venue", choices=("paper", "okx"), default="paper")
+    ap.add_argument("--redis-p", type=float, default=0.05, help="okx: chance per step of a Redis restart")
     ap.add_argument("--settle", type=float, default=90.0, help="bound on the settling wait, seconds")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, Redis data)")
     args = ap.parse_args()
@@ -37,17 +44,29 @@ def main() -> int:
     (workdir / "redis").mkdir()
     server = LocalRedis(workdir / "redis")
     server.start()
-    system = System(server.socket_path, workdir, **SETTINGS)
+    okx = None
+    if args.venue == "okx":
+        okx = FakeThread(KEY, SECRET, PASSPHRASE)
+        okx.price("46000")
+        system = System(server.socket_path, workdir, **okx_settings(okx))
+        chaos: Chaos = OkxChaos(system, okx, args.seed, workers=args.workers, redis=server,
+                                redis_p=args.redis_p)
+    else:
+        system = System(server.socket_path, workdir, **SETTINGS)
+        chaos = Chaos(system, args.seed, workers=args.workers)
     t0 = time.monotonic()
     try:
-        report = Chaos(system, args.seed, workers=args.workers).run(
-            kills=args.kills, max_seconds=args.minutes * 60, settle_timeout=args.settle
-        )
+        report = chaos.run(kills=args.kills, max_seconds=args.minutes * 60, settle_timeout=args.settle)
     finally:
         system.stop_all()
+        if okx is not None:
+            okx.close()
         server.close()
     total = time.monotonic() - t0
-    print(f"runs: 1  {report.summary()}  total={total:.1f}s")
+    print(f"runs: 1 venue: {args.venue}  {report.summary()}  total={total:.1f}s")
+    if isinstance(chaos, OkxChaos):
+        print(f"okx: {chaos.figures()}  lost windows: {[round(w, 3) for w in chaos.lost_windows]}")
+        print(f"records lost in rewinds (adopted under a new id): {chaos.lost_records}")
     print(f"kills per process: {dict(report.kills)}")
     print(f"faults: {dict(report.faults)}")
     print(f"operator actions: {dict(report.operator)}")

@@ -195,17 +195,15 @@ class Chaos:
             kinds: tuple[str, ...] = KINDS) -> ChaosReport:  # fmt: skip
         """Up to `kills` kills within `max_seconds` of chaos, then settle and check."""
         sys_ = self.system
+        self.open_market()
         self.ensure()
         sys_.wait("ticks", lambda: sys_.client.xlen(f"scalper:{{{SYMBOL}}}:ticks") > 5, timeout=30)
         t0 = time.monotonic()
         while self.report.total_kills < kills and time.monotonic() - t0 < max_seconds:
             time.sleep(self.rng.uniform(*self.gap))
-            if self.rng.random() < self.fault_p:
-                self.fault()
+            self.disturb()
             self.operate()
-            kind = self.rng.choice(kinds)
-            name = self.rng.choice(self.workers) if kind == "worker" else kind
-            self.kill(name)
+            self.kill_one(kinds)
             # Restart after a short random down time, so a dead process also misses events.
             time.sleep(self.rng.uniform(0.0, 0.3))
             self.ensure()
@@ -214,6 +212,25 @@ class Chaos:
         self.settle(settle_timeout)
         self.report.settle_s = time.monotonic() - t1
         return self.report
+
+    # --- hooks (the OKX variant in tests/chaos_okx.py overrides them) ---
+
+    def open_market(self) -> None:
+        """Start whatever moves the market (the paper venue quotes from the feed's replay)."""
+
+    def close_market(self) -> None:
+        """Stop the market for settling: no new ticks, so no new entries."""
+        if self.system.alive("feed"):
+            self.system.kill("feed")
+        self.system.procs.pop("feed", None)
+
+    def disturb(self) -> None:
+        if self.rng.random() < self.fault_p:
+            self.fault()
+
+    def kill_one(self, kinds: tuple[str, ...]) -> None:
+        kind = self.rng.choice(kinds)
+        self.kill(self.rng.choice(self.workers) if kind == "worker" else kind)
 
     def quiet(self) -> bool:
         sys_ = self.system
@@ -228,9 +245,7 @@ class Chaos:
         hold (those about sizes are eventually consistent: the reconciler runs every second). The
         violations left at the deadline are the report's."""
         sys_ = self.system
-        if sys_.alive("feed"):
-            sys_.kill("feed")
-        sys_.procs.pop("feed", None)
+        self.close_market()
         self.ensure(feed=False)
         deadline = time.monotonic() + timeout
         settled = False

@@ -4,49 +4,24 @@ placing orders over REST — take a position through opening → open → traili
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import Coroutine, Iterator
-from decimal import Decimal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from statemachines.lifecycle import is_legal
 from tests.conftest import RealRedis
-from tests.fakeokx import FakeOkx
+from tests.fakeokx.thread import FakeThread
 from tests.system import System
 
 KEY, SECRET, PASSPHRASE = "e2eKey4d1c", "e2eSecret8a7b", "e2ePass2f6e"
 BTC = "BTC-USDT-SWAP"
 
 
-class FakeThread:
-    """The fake OKX server on its own event loop in a background thread of the test process."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.fake: FakeOkx = self.call(FakeOkx(KEY, SECRET, PASSPHRASE).start())
-
-    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    def price(self, px: str) -> None:
-        self.call(self.fake.set_price(BTC, Decimal(px)))
-
-    def close(self) -> None:
-        self.call(self.fake.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def okx() -> Iterator[FakeThread]:
-    fake = FakeThread()
+    fake = FakeThread(KEY, SECRET, PASSPHRASE)
     fake.price("50000")
     yield fake
     fake.close()

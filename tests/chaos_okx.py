@@ -1,0 +1,310 @@
+"""The chaos harness against the local fake OKX (issue 5): the same seeded kills as tests/chaos.py, with the
+exchange reached the way production reaches OKX (REST orders, private and public WebSockets, signatures
+checked), so that the faults are the network's: dropped WebSockets (private and public), REST calls
+delayed past the client's timeout (executed or not, or executed late), 50011 rate limits, 50001/503
+outages, failed position reads, and a 64008 "service upgrade" notice. Optionally Redis itself is SIGKILLed
+and restarted (append-only, fsync every second), with the lost window measured.
+
+The exchange's truth lives in the fake (in this process), not in Redis, so the invariants hold it against
+Redis even when Redis loses its last writes. The market is the shipped sample's price path, replayed
+into the fake, which pushes it to the feed process on its public WebSocket.
+
+    okx = FakeThread(KEY, SECRET, PASSPHRASE)
+    chaos = OkxChaos(System(socket, workdir, **okx_settings(okx)), okx, seed=7, redis=local_redis)
+    report = chaos.run(kills=60, max_seconds=120)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import shutil
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import redis
+
+from feeds.replay import bar_ticks, read_bars, sample_path
+from scalper.embedded import LocalRedis
+from statemachines.position import Position
+from tests.chaos import SETTINGS, SYMBOL, Chaos, check_no_transient
+from tests.fakeokx.engine import FAlgo, FOrder, FPos
+from tests.fakeokx.thread import FakeThread
+from tests.system import System
+
+KEY, SECRET, PASSPHRASE = "chaosKey3e1f", "chaosSecret6d2a", "chaosPass9b4c"
+ORDER, ALGO = "/api/v5/trade/order", "/api/v5/trade/order-algo"
+POSITIONS = "/api/v5/account/positions"
+REST_TIMEOUT_S = 5.0  # the adapter's default: a "timeout" fault replies after it
+TICK = Decimal("0.1")
+BEAT = "chaos:beat"  # the harness's own heartbeat key: what Redis kept of it measures the lost window
+
+
+def okx_settings(okx: FakeThread) -> dict[str, str]:
+    port = okx.fake.port
+    return {
+        **SETTINGS, "exchange__venue": "okx", "exchange__api_key": KEY, "exchange__api_secret": SECRET,
+        "exchange__passphrase": PASSPHRASE, "exchange__demo": "true",
+        "exchange__rest_url": f"http://127.0.0.1:{port}", "exchange__ws_url": f"ws://127.0.0.1:{port}/ws/v5",
+    }  # fmt: skip
+
+
+class OkxChaos(Chaos):
+    def __init__(self, system: System, okx: FakeThread, seed: int, *, redis: LocalRedis | None = None,
+                 redis_p: float = 0.0, drop_p: float = 0.5, ticks_per_s: float = 20.0,
+                 **kw: Any) -> None:  # fmt: skip
+        super().__init__(system, seed, **kw)
+        self.okx = okx
+        self.redis = redis
+        self.redis_p = redis_p if redis is not None else 0.0
+        self.drop_p = drop_p
+        self.ticks_per_s = ticks_per_s
+        self.lost_windows: list[float] = []  # seconds of writes lost per Redis kill
+        self.rewinds: list[tuple[float, float]] = []  # (synced copy taken, killed): wall-clock spans lost
+        self.lost_records: list[str] = []  # positions whose whole record fell in a rewind (see check_pnl)
+        self.restart_times: list[float] = []
+        self._market = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- processes: the live feed and the OKX account relay, on the fake's endpoints ---
+
+    def _args(self, name: str) -> tuple[str, ...]:
+        if name in ("feed", "account", "engine"):
+            return (name,)
+        return ("worker",)
+
+    # --- the market: the sample's prices into the fake, which pushes them on its public WebSocket ---
+
+    def open_market(self) -> None:
+        self._market.set()
+        self._threads = [threading.Thread(target=self._drive, daemon=True)]
+        if self.redis is not None:
+            self._threads.append(threading.Thread(target=self._beat, daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def close_market(self) -> None:
+        self._market.clear()
+        for t in self._threads:
+            t.join(timeout=10)
+        super().close_market()
+
+    def _drive(self) -> None:
+        prices = [Decimal(repr(px)).quantize(TICK) for _, px in bar_ticks(read_bars(sample_path()))]
+        i = 0
+        while self._market.is_set():
+            self.okx.price(prices[i % len(prices)], SYMBOL)
+            i += 1
+            time.sleep(1 / self.ticks_per_s)
+
+    def _beat(self) -> None:
+        client = self.system.client
+        while self._market.is_set():
+            with contextlib.suppress(redis.RedisError):  # Redis is down on purpose: the beat resumes after
+                client.set(BEAT, repr(time.time()))
+            time.sleep(0.01)
+
+    # --- faults ---
+
+    def fault(self) -> dict[str, Any]:
+        rng, fake = self.rng, self.okx.fake
+        kind = rng.choice(("rate_limit", "unavailable", "timeout_executed", "timeout_lost", "executed_late",
+                           "read_fail", "stop_timeout"))  # fmt: skip
+        spec: dict[str, Any]
+        if kind == "rate_limit":
+            spec = {"path": ORDER, "method": "POST", "code": "50011", "count": rng.randint(1, 3)}
+        elif kind == "unavailable":
+            spec = {"path": ORDER, "method": "POST", "code": "50001", "http_status": 503}
+        elif kind == "timeout_executed":
+            spec = {"path": ORDER, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "execute": True}
+        elif kind == "timeout_lost":
+            spec = {"path": ORDER, "method": "POST", "delay": REST_TIMEOUT_S + 0.5}
+        elif kind == "executed_late":  # no reply in time, and the order arrives while we are asking
+            spec = {"path": ORDER, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "late": 1.0}
+        elif kind == "read_fail":
+            spec = {"path": POSITIONS, "method": "GET", "code": "50001", "http_status": 503,
+                    "count": rng.randint(1, 3)}  # fmt: skip
+        else:
+            spec = {"path": ALGO, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "execute": True}
+        path = spec.pop("path")
+        self.okx.sync(fake.fault, path, **spec)
+        self.report.faults[kind] += 1
+        return spec
+
+    def disturb(self) -> None:
+        super().disturb()
+        rng = self.rng
+        if rng.random() < self.drop_p:
+            kind = rng.choice(("private", "private", "public", "notice"))
+            if kind == "notice":  # 64008: the server is about to restart; the client reconnects at once
+                self.okx.call(self.okx.fake.notice("private"))
+                self.report.faults["ws_notice_64008"] += 1
+            else:
+                self.report.faults[f"ws_drop_{kind}"] += self.okx.sync(self.okx.fake.drop, kind)
+
+    def kill_one(self, kinds: tuple[str, ...]) -> None:
+        if self.rng.random() < self.redis_p:
+            self.restart_redis()
+        else:
+            super().kill_one(kinds)
+
+    def restart_redis(self) -> None:
+        """SIGKILL redis-server and start it again on its append-only file, rewound by up to a second: a
+        SIGKILL alone loses nothing (each write has reached the OS), but a machine that crashes loses
+        what `appendfsync everysec` had not yet synced. So the file is copied, the system runs on for
+        0.2-1.0 s, and the copy is what the restarted server loads. The heartbeat that survived measures
+        the window lost; the exchange (the fake) is ahead of Redis by whatever happened in it."""
+        assert self.redis is not None
+        aof = self.redis.data_dir / "appendonly.aof"
+        synced_at = time.time()
+        shutil.copyfile(aof, self.redis.data_dir / "synced.aof")
+        time.sleep(self.rng.uniform(0.2, 1.0))
+        killed_at = time.time()
+        self.redis.kill()
+        self.rewinds.append((synced_at, killed_at))
+        shutil.copyfile(self.redis.data_dir / "synced.aof", aof)
+        time.sleep(self.rng.uniform(0.1, 0.5))
+        t0 = time.monotonic()
+        self.redis.start()
+        self.restart_times.append(time.monotonic() - t0)
+        beat = self.system.client.get(BEAT)
+        self.lost_windows.append(killed_at - float(beat) if beat else float("inf"))
+        self.report.kills["redis"] += 1
+
+    # --- invariants, against the fake's own records ---
+
+    def venue(self) -> Venue:
+        """A consistent copy of the fake's account, taken on its own loop."""
+
+        def snap() -> Venue:
+            e = self.okx.fake.engine
+            return Venue({k: copy.copy(v) for k, v in e.positions.items()},
+                         {k: copy.copy(v) for k, v in e.orders.items()},
+                         {k: copy.copy(v) for k, v in e.algos.items()})  # fmt: skip
+
+        return self.okx.sync(snap)
+
+    def eventual(self) -> list[str]:
+        positions, venue = self.system.positions(), self.venue()
+        return [*check_positions_match(venue, positions), *check_no_transient(positions),
+                *check_protective_stops(venue, positions)]  # fmt: skip
+
+    def check(self) -> list[str]:
+        sys_ = self.system
+        positions, venue = sys_.positions(), self.venue()
+        self.report.positions = len(positions)
+        self.report.closed = sum(p.state == "closed" for p in positions)
+        self.report.fills = sum(1 for o in venue.orders.values() if o.acc_fill_sz > 0)
+        self.report.triggers = Counter(e["trigger"] for p in positions for e in sys_.store.log(p.id))
+        self.report.failed_jobs = int(sys_.client.zcard("rq:failed:orders"))
+        return [
+            *check_positions_match(venue, positions),
+            *check_one_order_per_client_id(venue),
+            *check_no_transient(positions),
+            *check_protective_stops(venue, positions),
+            *self.check_pnl(venue, positions),
+            *(f"{p.id}: {problem}" for p in positions for problem in sys_.store.check_consistency(p.id)),
+        ]
+
+    def check_pnl(self, venue: Venue, positions: list[Position]) -> list[str]:
+        """check_pnl, except for one case a rewound Redis makes unavoidable, counted apart: a position
+        created (and its entry sent) inside a rewound span has no record left at all; the reconciler adopts
+        the exchange position under a new id, so the fills of the lost id belong to no record. Only ids
+        whose every order was created inside a rewound span are counted so; anything else is a violation."""
+        problems = []
+        for problem in check_pnl(venue, positions):
+            pid = problem.removeprefix("fills of unknown position ").split(":")[0]
+            created = [o.c_time / 1000 for o in venue.orders.values()
+                       if (o.cl_ord_id or o.algo_cl_ord_id)[:12] == pid]  # fmt: skip
+            if problem.startswith("fills of unknown position") and created and all(
+                any(a - 0.05 <= t <= b + 0.05 for a, b in self.rewinds) for t in created
+            ):
+                self.lost_records.append(pid)
+            else:
+                problems.append(problem)
+        return problems
+
+    def figures(self) -> dict[str, Any]:
+        fake = self.okx.fake
+        return {
+            "ws_connects": dict(fake.connects),
+            "rest_requests": len(fake.requests),
+            "redis_restarts": len(self.lost_windows),
+            "redis_lost_s_max": round(max(self.lost_windows), 3) if self.lost_windows else None,
+            "redis_start_s_max": round(max(self.restart_times), 3) if self.restart_times else None,
+            "records_lost_in_rewinds": len(self.lost_records),
+        }
+
+
+@dataclass(frozen=True)
+class Venue:
+    positions: dict[tuple[str, str], FPos]
+    orders: dict[str, FOrder]
+    algos: dict[str, FAlgo]
+
+
+def _side(pos: Decimal) -> str:
+    return "long" if pos > 0 else "short"
+
+
+def check_positions_match(venue: Venue, positions: list[Position]) -> list[str]:
+    bot: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for p in positions:
+        if p.state != "closed" and p.size:
+            bot[(p.symbol, p.side.value)] += p.size
+    held = {(k[0], _side(p.pos)): abs(p.pos) for k, p in venue.positions.items() if p.pos}
+    zero = Decimal(0)
+    return [
+        f"OKX {key[0]} {key[1]} size {held.get(key, zero)} but the bot holds {bot.get(key, zero)}"
+        for key in sorted(set(bot) | set(held))
+        if held.get(key, zero) != bot.get(key, zero)
+    ]
+
+
+def check_one_order_per_client_id(venue: Venue) -> list[str]:
+    orders = Counter(o.cl_ord_id for o in venue.orders.values() if o.cl_ord_id)
+    algos = Counter(a.algo_cl_ord_id for a in venue.algos.values() if a.algo_cl_ord_id)
+    return [f"client id {cid} produced {n} orders" for cid, n in orders.items() if n > 1] + [
+        f"stop id {cid} produced {n} stops" for cid, n in algos.items() if n > 1
+    ]
+
+
+def check_protective_stops(venue: Venue, positions: list[Position]) -> list[str]:
+    live = {a.algo_cl_ord_id for a in venue.algos.values() if a.state == "live"}
+    return [f"{p.id} {p.state} without a live protective stop at OKX"
+            for p in positions if p.state in ("open", "trailing") and f"{p.id}s1" not in live]  # fmt: skip
+
+
+def check_pnl(venue: Venue, positions: list[Position]) -> list[str]:
+    """Per position, Redis's realized PnL and fees against OKX's fills of its orders: those with its client
+    ids, and those its protective stop placed (they carry the stop's algoClOrdId)."""
+    pnl: dict[str, Decimal] = defaultdict(Decimal)
+    fee: dict[str, Decimal] = defaultdict(Decimal)
+    seen: dict[str, list[str]] = defaultdict(list)
+    problems = []
+    for o in venue.orders.values():
+        if o.acc_fill_sz <= 0:
+            continue
+        cid = o.cl_ord_id or o.algo_cl_ord_id
+        if not cid:
+            problems.append(f"fill of an order without a client id {o.ord_id}")
+            continue
+        pnl[cid[:12]] += o.pnl
+        fee[cid[:12]] += o.fee
+        seen[cid[:12]].append(f"{cid} sz {o.acc_fill_sz} pnl {o.pnl} fee {o.fee}")
+    known = {p.id for p in positions}
+    problems += [f"fills of unknown position {pid}: {seen[pid]}" for pid in sorted(set(pnl) - known)]
+    for p in positions:
+        if p.state != "opening" and (p.realized_pnl != pnl[p.id] or p.fees != fee[p.id]):
+            problems.append(f"{p.id} {p.state} ({p.exit_reason}): redis pnl {p.realized_pnl} fees {p.fees}, "
+                            f"OKX pnl {pnl[p.id]} fees {fee[p.id]}; fills: {seen[p.id]}")  # fmt: skip
+    return problems
+
+
+def summary(chaos: OkxChaos) -> str:
+    return f"{chaos.report.summary()} {json.dumps(chaos.figures())}"
