@@ -158,6 +158,11 @@ class Exchange(Protocol):
         """The order with this client id, or None when the exchange positively says there is none."""
         ...
 
+    async def recent_orders(self, inst_id: str) -> list[Order]:
+        """Completed orders on the instrument, newest first, as far back as the venue keeps them (at least a
+        day): where a record Redis lost can be found again by its client order ids."""
+        ...
+
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
         """What our protective stop executed when it triggered (filled size, PnL, fee under the stop's
         client id), or None when it has placed no order."""

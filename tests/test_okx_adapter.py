@@ -345,6 +345,18 @@ async def test_protective_stop_is_placed_moved_triggered_and_canceled(venue: Ven
         await ex.cancel_stop(BTC, "sl2")
 
 
+async def test_recent_orders_come_from_the_order_history_newest_first(venue: Venue) -> None:
+    fake, ex, _ = await venue.start()
+    await ex.place_order(market("hist1", OrderSide.BUY, "1"))
+    await ex.place_order(market("hist2", OrderSide.SELL, "1"))
+    got = await ex.recent_orders(BTC)
+    assert [(o.cl_ord_id, o.side, o.filled) for o in got] == [
+        ("hist2", OrderSide.SELL, Decimal(1)), ("hist1", OrderSide.BUY, Decimal(1))]  # fmt: skip
+    assert fake.calls("GET", "/api/v5/trade/orders-history")[-1].query == {
+        "instType": "SWAP", "instId": BTC, "limit": "100"}  # fmt: skip
+    assert await ex.recent_orders(ETH) == []
+
+
 async def test_stop_placement_timeout_is_resolved_by_algo_client_id(venue: Venue) -> None:
     fake, ex, _ = await venue.start(rest_timeout=0.3)
     await ex.place_order(market("st3", OrderSide.BUY, "1"))

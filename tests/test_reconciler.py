@@ -212,6 +212,10 @@ class World:
             assert self.store.check_consistency(pid) == [], pid
 
 
+def cid_of(position_id: str, action: IntentAction, attempt: int = 1) -> str:
+    return client_order_id(position_id, action, attempt)
+
+
 def cid(pos: Position, action: IntentAction, attempt: int = 1) -> str:
     return client_order_id(pos.id, action, attempt)
 
@@ -832,3 +836,25 @@ def test_a_close_from_an_earlier_attempt_that_filled_late_brings_its_pnl(world: 
     assert (got.state, got.realized_pnl, got.fees) == ("closed", late.pnl, entry_fee + late.fee)
     assert late.pnl == D(5)
     world.assert_consistent()
+
+
+def test_a_position_whose_record_redis_lost_is_restored_under_its_own_id(
+    new_world: Callable[..., World],
+) -> None:
+    """Regression (chaos suite, Redis restarted on a file one second behind): a position created and
+    filled within the lost second had no record left; it was adopted under a new id, and the fills of
+    its own id (the entry's fee) belonged to no record. Its entry's client order id names it."""
+    w = new_world(unknown_positions="adopt")
+    w.place("manualopen1", "sell", "0.5", inst=ETH)  # someone else's order, elsewhere: not ours to claim
+    lost = new_position_id(w.clock())
+    entry = w.place(cid_of(lost, IntentAction.OPEN, 2), "buy", "0.7")  # its second entry attempt filled
+    report = w.start(w.engine(symbols=[BTC, ETH]))
+
+    assert lost in report.adopted
+    got = w.load(lost)
+    assert (got.state, got.side, got.size, got.entry_attempt) == ("open", "long", D("0.7"), 2)
+    assert got.fees == entry.fee < 0  # the entry's fee is its own again
+    assert w.log(lost)[0]["reason"] == "record lost, restored by its entry's order id (adopt)"
+    other = next(p for p in report.adopted if p != lost)
+    assert w.log(other)[0]["reason"] == "adopted unknown exchange position (adopt)"
+    w.assert_consistent()

@@ -33,6 +33,8 @@ log = logging.getLogger("scalper.reconcile")
 
 # The bot's protective stops: a 12-character position id, "s", the attempt (statemachines.intents).
 OUR_STOP_ID = re.compile(r"^[0-9a-z]{12}s[0-9]+$")
+ENTRY_ID = re.compile(r"([0-9a-z]{12})o([0-9]+)")  # statemachines.intents.client_order_id of an entry
+LOST_RECORD_MAX_AGE_S = 3600.0  # an entry older than this is not a record Redis just lost
 LOST_ATTEMPTS_MAX = 5  # close attempts past the record's that are looked for (each one is one query)
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
 
@@ -168,22 +170,47 @@ class Reconciler:
         )
         if policy == "ignore" or self.dry_run:
             return
+        lost = self._lost_entry(engine, ex)
         pos = Position(
-            id=new_position_id(now), symbol=ex.inst_id, side=ex.side,  # type: ignore[arg-type]
+            id=lost[0] if lost else new_position_id(now), symbol=ex.inst_id, side=ex.side,  # type: ignore[arg-type]
             state_since=now, wall_since=engine.wall(), entry_size=ex.size, leverage=int(ex.lever),
+            entry_attempt=lost[1] if lost else 0,
         )  # fmt: skip
+        why = "record lost, restored by its entry's order id" if lost else "adopted unknown exchange position"
         # Adopted as an entry that already filled: the same path as our own fills, with fresh stops; no
         # entry intent, since the position already exists at the exchange.
-        engine.store.create(pos, reason=f"adopted unknown exchange position ({policy})", ts=now)
+        engine.store.create(pos, reason=f"{why} ({policy})", ts=now)
         engine.adopt(pos)
+        fee = lost[2] if lost else Decimal(0)
         fill = settlement.Settlement("entry_filled", "adopted", {"price": ex.avg_px, "size": ex.size,
-                                                                   "fee": Decimal(0)})  # fmt: skip
+                                                                   "fee": fee})  # fmt: skip
         engine.settle(pos, fill, now)
         if policy == "close":
             # Persisted, not only in memory: a crash before the next tick must not turn "close" into "adopt".
             engine.store.request_close(pos.id, "unknown exchange position")
             pos.close_request = "unknown exchange position"
         report.adopted.append(pos.id)
+
+    def _lost_entry(self, engine: Engine, ex: ExchangePosition) -> tuple[str, int, Decimal] | None:
+        """(position id, entry attempt, entry fees) of a recent filled entry of ours on this instrument and
+        side whose position has no record in Redis: a record a restarted Redis lost (appendfsync everysec
+        keeps all but the last second). Restored under its own id, its fills stay its own. None when the
+        orders cannot be read or none fits: then it is adopted under a new id, as any unknown position."""
+        try:
+            orders = self._run(self.exchange.recent_orders(ex.inst_id))
+        except _READ_ERRORS as err:
+            log.warning("recent orders on %s unreadable (%s): adopting under a new id", ex.inst_id, err)
+            return None
+        side = "buy" if ex.side == "long" else "sell"
+        since_ms = (engine.wall() - LOST_RECORD_MAX_AGE_S) * 1000
+        for order in orders:  # newest first
+            m = ENTRY_ID.fullmatch(order.cl_ord_id)
+            if (m and order.filled > 0 and order.side.value == side and order.u_time_ms >= since_ms
+                    and not engine.client.exists(engine.keys.pos(ex.inst_id, m[1]))):  # fmt: skip
+                mine = [o for o in orders if ENTRY_ID.fullmatch(o.cl_ord_id) and o.cl_ord_id[:12] == m[1]]
+                attempt = max(int(ENTRY_ID.fullmatch(o.cl_ord_id)[2]) for o in mine)  # type: ignore[index]
+                return m[1], attempt, sum((o.fee for o in mine), Decimal(0))
+        return None
 
     def _orphan_stops(self, engine: Engine, report: Report) -> None:
         """Protective stops whose position is over: cancel them (an orphaned stop could open a position)."""

@@ -73,6 +73,13 @@ class OrderDesk:
         )
         return self.track(convert_all(recs, to_order, "order"))
 
+    async def history(self, inst_id: str, inst_type: str) -> list[Order]:
+        """Completed orders on the instrument, newest first (OKX keeps 7 days; the latest 100 here)."""
+        params = {"instType": inst_type, "instId": inst_id, "limit": "100"}
+        path = "/api/v5/trade/orders-history"
+        recs = await self._rest.get(path, OrderRec, params, kind=Kind.ORDERS_HISTORY)
+        return convert_all(recs, to_order, "order")
+
     async def get(self, inst_id: str, cl_ord_id: str = "", ord_id: str = "") -> Order | None:
         params = {"instId": inst_id, "ordId": ord_id} if ord_id else {"instId": inst_id, "clOrdId": cl_ord_id}
         try:

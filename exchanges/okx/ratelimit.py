@@ -23,6 +23,7 @@ class Kind(StrEnum):
     AMEND = "amend"
     GET_ORDER = "get_order"
     ORDERS_PENDING = "orders_pending"
+    ORDERS_HISTORY = "orders_history"
     CLOSE_POSITION = "close_position"
     SET_LEVERAGE = "set_leverage"
     POSITIONS = "positions"
@@ -46,6 +47,7 @@ DEFAULT_LIMITS: Mapping[Kind, Limit] = {
     Kind.AMEND: Limit(60, 2.0),
     Kind.GET_ORDER: Limit(60, 2.0),
     Kind.ORDERS_PENDING: Limit(60, 2.0, per_instrument=False),
+    Kind.ORDERS_HISTORY: Limit(40, 2.0, per_instrument=False),
     # Per user (not per instrument) where the scope was unsure: stricter can only delay, never 50011.
     Kind.CLOSE_POSITION: Limit(20, 2.0, per_instrument=False),
     Kind.SET_LEVERAGE: Limit(20, 2.0, per_instrument=False),

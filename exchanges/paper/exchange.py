@@ -118,6 +118,10 @@ class PaperExchange:
     async def pending_orders(self) -> list[Order]:
         return [r.order for r in self.state.snapshot().orders]
 
+    @faulty("recent_orders")
+    async def recent_orders(self, inst_id: str) -> list[Order]:
+        return [rec.order for rec in self.state.recent_orders(inst_id)]
+
     @faulty("get_order")
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         rec = self.state.order(cl_ord_id)

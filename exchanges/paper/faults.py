@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.paper.ledger import venue_error
 
-READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order")
+READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order", "recent_orders")
 
 
 @dataclass

@@ -46,9 +46,10 @@ RESULTS: dict[str, Any] = {
     "instruments": list[Instrument], "balance": list[Balance], "positions": list[ExchangePosition],
     "pending_orders": list[Order], "place_order": Order, "get_order": Order | None, "cancel_order": None,
     "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "cancel_stop": None,
-    "stops": list[StopOrder],
+    "stops": list[StopOrder], "recent_orders": list[Order],
 }  # fmt: skip
-READS = frozenset({"instruments", "balance", "positions", "pending_orders", "get_order", "stops"})
+READS = frozenset({"instruments", "balance", "positions", "pending_orders", "get_order", "stops",
+                   "recent_orders"})  # fmt: skip
 _ERRORS = {
     cls.__name__: cls for cls in vars(base).values() if isinstance(cls, type) and issubclass(cls, Exception)
 }
@@ -251,6 +252,9 @@ class PaperClient:
 
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         return self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
+
+    async def recent_orders(self, inst_id: str) -> list[Order]:
+        return self._call("recent_orders", inst_id=inst_id)
 
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
         return self._call("get_order", inst_id=inst_id, cl_ord_id=algo_cl_ord_id)  # the venue's stop fills

@@ -229,6 +229,15 @@ class PaperState:
     def fills(self, count: int = 1000) -> list[dict[str, str]]:
         return [_decode(fields) for _, fields in self.client.xrange(self.key("fills"), count=count)]
 
+    def recent_orders(self, inst_id: str, count: int = 500) -> list[OrderRec]:
+        """The orders behind the latest `count` fills on the instrument, newest first."""
+        ids: dict[str, None] = {}
+        for _, raw in self.client.xrevrange(self.key("fills"), count=count):
+            fill = _decode(raw)
+            if fill.get("inst_id") == inst_id and fill.get("cl_ord_id"):
+                ids.setdefault(fill["cl_ord_id"], None)
+        return [rec for cid in ids if (rec := self.order(cid)) is not None]
+
     # --- writes ---
 
     def txn(self) -> Txn:

@@ -135,6 +135,12 @@ def _pending(e: Engine, q: Q, b: Any) -> list[Any]:
     return [wire.order(o, rest=True) for o in reversed(e.pending())]
 
 
+def _history(e: Engine, q: Q, b: Any) -> list[Any]:
+    inst = q.get("instId")
+    done = [o for o in e.orders.values() if o.state in ("filled", "canceled") and o.inst_id == inst]
+    return [wire.order(o, rest=True) for o in reversed(done)][: int(q.get("limit") or 100)]
+
+
 def _cancel(e: Engine, q: Q, b: Any) -> list[Any]:
     o = e.cancel(b.get("instId", ""), b.get("ordId", ""), b.get("clOrdId", ""))
     return [{"clOrdId": o.cl_ord_id, "ordId": o.ord_id, "ts": str(now_ms()), "sCode": "0", "sMsg": ""}]
@@ -193,6 +199,7 @@ ROUTES: Mapping[tuple[str, str], Handler] = {
     ("POST", "/api/v5/trade/order"): _place,
     ("GET", "/api/v5/trade/order"): _get_order,
     ("GET", "/api/v5/trade/orders-pending"): _pending,
+    ("GET", "/api/v5/trade/orders-history"): _history,
     ("POST", "/api/v5/trade/cancel-order"): _cancel,
     ("POST", "/api/v5/trade/close-position"): _close_position,
     ("POST", "/api/v5/trade/order-algo"): _algo_place,
