@@ -131,9 +131,14 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
 
     from workers.relay import QUEUE
 
-    client = redis_client(settings)
-    # SimpleWorker runs jobs in this process: the forking worker adds ~7 ms per job, and our jobs keep
-    # their exchange connection between runs.
-    worker = SimpleWorker([Queue(QUEUE, connection=client)], connection=client)
-    worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
-    return 0
+    def once() -> int:
+        client = redis_client(settings)
+        # SimpleWorker runs jobs in this process: the forking worker adds ~7 ms per job, and our jobs keep
+        # their exchange connection between runs.
+        worker = SimpleWorker([Queue(QUEUE, connection=client)], connection=client)
+        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        return 0
+
+    # RQ retries a lost connection while it waits for jobs, but exits when one drops during a job (it
+    # cannot record the job's failure); that job is then recovered like the job of a killed worker.
+    return ride_out_redis("worker", once, threading.Event())
