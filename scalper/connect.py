@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import redis
 
 from config.settings import Settings
@@ -11,7 +14,79 @@ from statemachines.keys import Keys
 
 
 class NoRedis(RuntimeError):
-    pass
+    """Redis cannot be used: none configured, unreachable, credentials refused, TLS failed. The message names
+    the setting and shows the URL with its password masked; it never contains the password."""
+
+
+# Query options that carry a secret (`password`, `ssl_password`): their values are masked too.
+_SECRET_OPTION = re.compile(r"(?i)([?&][^=&#]*pass[^=&#]*=)([^&#]*)")
+MASK = "***"
+
+
+def _parts(url: str) -> tuple[str, str, str, str]:
+    """(scheme + "://", userinfo, "@" or "", the rest). In a well-formed redis:// or rediss:// URL the
+    userinfo is the authority's; otherwise it runs to the last "@" of the URL, so that a password with an
+    unescaped "/", "?", "#" or "@" is still taken whole (masking too much rather than too little)."""
+    from urllib.parse import urlsplit
+
+    scheme, sep, tail = url.partition("://")
+    head = scheme + sep
+    if not sep:
+        head, tail = "", url
+    if sep and scheme.lower() in ("redis", "rediss") and not _garbled(url):
+        netloc = urlsplit(url).netloc
+        if tail.startswith(netloc):
+            userinfo, at, hostport = netloc.rpartition("@")
+            return (head, userinfo, at, hostport + tail[len(netloc) :]) if at else (head, "", "", tail)
+    userinfo, at, rest = tail.rpartition("@")
+    return (head, userinfo, at, rest) if at else (head, "", "", tail)
+
+
+def _garbled(url: str) -> bool:
+    """A redis:// URL whose password has an unescaped "/", "?" or "#": the authority ends inside the password
+    (redis://:pa/ss@host reads as host "", port "pa", path "/ss@host"), so an "@" shows up where a Redis URL
+    never has one (path, fragment, a query option's name), or the port is not a number."""
+    from urllib.parse import urlsplit
+
+    if "@" not in url.partition("://")[2] or not url.lower().startswith(("redis://", "rediss://")):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (it raises on a port that is not a number)
+    except ValueError:
+        return True
+    return "@" in parts.path + parts.fragment or any(
+        "@" in q.partition("=")[0] for q in parts.query.split("&")
+    )
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a log line or an error: the password (or a user part with no ":", which a password
+    forgotten its colon would be) and password-like query options replaced by ***."""
+    head, userinfo, at, rest = _parts(url)
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:{MASK}" if colon else MASK
+    return head + userinfo + at + _SECRET_OPTION.sub(rf"\g<1>{MASK}", rest)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret pieces of `url` as written and percent-decoded (what redis-py sends), longest first."""
+    from urllib.parse import unquote
+
+    _, userinfo, at, rest = _parts(url)
+    found = [m.group(2) for m in _SECRET_OPTION.finditer(rest)]
+    if at:
+        found.append(userinfo.partition(":")[2] if ":" in userinfo else userinfo)
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with every secret piece of `url` masked: for messages of libraries we do not control."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def redis_url(settings: Settings) -> str:
@@ -26,10 +101,53 @@ def redis_url(settings: Settings) -> str:
     return url
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings, *, check: bool = True) -> redis.Redis:
     """Bytes responses (the engine and store decode what they read); TLS and passwords come with the URL
-    (rediss://, redis://:password@host)."""
-    return redis.Redis.from_url(redis_url(settings), health_check_interval=30)
+    (rediss://, redis://:password@host, ?ssl_ca_certs=...). With `check` (start-up) one PING proves the
+    address, the password and the TLS handshake, and a failure is a NoRedis naming the setting."""
+    url = redis_url(settings)
+    if settings.redis.url is None:
+        return connect(url, f"the embedded Redis of {settings.redis.data_dir}/", check=check)
+    setting = "SCALPER_REDIS__URL" if os.environ.get("SCALPER_REDIS__URL") else "REDIS_URL"
+    return connect(url, setting, check=check)
+
+
+def connect(url: str, setting: str = "REDIS_URL", *, check: bool = True) -> redis.Redis:
+    """A client of `url`; errors name `setting` (where the URL came from) and show the URL redacted."""
+    client, problem = _open(url, setting, check)
+    if problem is not None:  # raised outside any except block: no __context__ holding a library's message
+        raise NoRedis(problem)
+    assert client is not None
+    return client
+
+
+def _open(url: str, setting: str, check: bool) -> tuple[redis.Redis | None, str | None]:
+    shown = f"{setting}={redact_url(url)}" if setting.isupper() else f"{redact_url(url)} ({setting})"
+    if _garbled(url):  # not handed on: the parser's own message would quote a piece of the password
+        return None, (f"{shown} is malformed: its port is not a port number, or its password has a / ? or # "
+                      "that must be percent-encoded (%2F %3F %23)")  # fmt: skip
+    try:
+        client = redis.Redis.from_url(url, health_check_interval=30)
+    except (ValueError, TypeError) as err:
+        return None, f"{shown} is not a Redis URL that works: {scrub(str(err), url)}"
+    if not check:
+        return client, None
+    refused = f"check the password in {setting} (redis://:PASSWORD@host:port/db, percent-encoded)"
+    try:
+        client.ping()
+    except redis.AuthenticationError as err:
+        return None, f"Redis at {shown} refused the credentials ({scrub(str(err), url)}): {refused}"
+    except redis.ConnectionError as err:
+        reason = scrub(str(err), url)
+        if "SSL" in reason or "TLS" in reason or "certificate" in reason.lower():
+            return None, (f"Redis at {shown}: the TLS handshake failed ({reason}); a private CA goes in as "
+                          "?ssl_ca_certs=/path/to/ca.pem")  # fmt: skip
+        return None, f"Redis at {shown}: cannot connect ({reason})"
+    except redis.ResponseError as err:  # NOAUTH/WRONGPASS from an older server; anything else: it answered
+        reason = scrub(str(err), url)
+        if reason.startswith(("NOAUTH", "WRONGPASS")):
+            return None, f"Redis at {shown} refused the credentials ({reason}): {refused}"
+    return client, None
 
 
 def exchange_client(settings: Settings, client: redis.Redis, *, private_stream: bool = False) -> Exchange:

@@ -121,11 +121,10 @@ class _Watch:
     """Prints every position's state changes as they happen, so the run shows the lifecycle."""
 
     def __init__(self, url: str | None, settings: Settings) -> None:
-        import redis
-
+        from scalper.connect import connect
         from statemachines.store import PositionStore
 
-        self.store = PositionStore(redis.Redis.from_url(url), settings.redis.prefix) if url else None
+        self.store = PositionStore(connect(url), settings.redis.prefix) if url else None
         self.seen: dict[str, int] = {}
         self._next = 0.0
         if self.store is not None:  # positions from earlier runs: a summary, then only what is new
