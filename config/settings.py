@@ -256,7 +256,10 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        raise ConfigError(describe_validation_error(err)) from None
+        message = describe_validation_error(err)
+    # Raised outside the except block: the ValidationError quotes every bad input (a secret under a misspelt
+    # name, SCALPER_REDIS__URLL=redis://:password@...), and `from None` would keep it as __context__.
+    raise ConfigError(message)
 
 
 def describe_validation_error(err: Any) -> str:
