@@ -1,8 +1,10 @@
 """The outbox relay: order intents written with their transitions are handed to RQ, then removed.
 
-A crash between the enqueue and the removal enqueues the intent again on the next pass; that is safe
-because the job id is the intent's (action + client order id) and every job is idempotent: it asks the
-exchange for its client order id before it sends anything.
+The enqueue is one MULTI (queue set, job hash, push: RQ's own commands), so the job reaches a worker one
+round trip after the outbox is read; the XDEL follows only once that succeeded (in the same MULTI, a
+failed push would not stop the XDEL). A crash between the enqueue and the removal enqueues the intent
+again on the next pass; that is safe because the job id is the intent's (action + client order id) and
+every job is idempotent: see workers/orders.py.
 """
 
 from __future__ import annotations
@@ -36,15 +38,18 @@ class Relay:
             key = self.keys.outbox(symbol)
             for entry_id, raw in self.client.xrange(key, count=count):
                 intent = OrderIntent.from_fields(raw)
-                self.queue.enqueue(
-                    JOB,
-                    intent.to_fields(),
-                    job_id=job_id(intent),
-                    retry=RETRY,
-                    result_ttl=3600,
-                    failure_ttl=86400,
-                    description=f"{intent.action.value} {intent.symbol} {intent.cl_ord_id}",
-                )
+                with self.queue.connection.pipeline(transaction=True) as pipe:
+                    self.queue.enqueue(
+                        JOB,
+                        intent.to_fields(),
+                        job_id=job_id(intent),
+                        retry=RETRY,
+                        result_ttl=3600,
+                        failure_ttl=86400,
+                        description=f"{intent.action.value} {intent.symbol} {intent.cl_ord_id}",
+                        pipeline=pipe,
+                    )
+                    pipe.execute()  # raises if any command of it failed: the intent stays in the outbox
                 self.client.xdel(key, entry_id)
                 moved += 1
         return moved
