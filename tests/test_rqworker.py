@@ -1,0 +1,153 @@
+"""OrderWorker (workers/rqworker.py) keeps what we rely on from RQ's SimpleWorker: the job is registered as
+started before it runs, results and failures land where RQ puts them, retries with back-off still happen,
+and a killed worker's job is still found by RQ's registry cleanup. Real redis-server throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue, Retry, SimpleWorker
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from tests.conftest import RealRedis
+from workers.rqworker import OrderWorker
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEN = "test:rqworker:seen"
+
+
+def record_state(socket_path: str) -> str:
+    """The job: what Redis says about this very job while it runs."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    assert job is not None
+    r = redis.Redis(unix_socket_path=socket_path)
+    registry = StartedJobRegistry(job.origin, connection=r)
+    worker_key = f"rq:worker:{job.worker_name}"
+    r.rpush(SEEN, f"status={r.hget(job.key, 'status').decode()}")
+    r.rpush(SEEN, f"started={job.id in registry.get_job_ids()}")
+    r.rpush(SEEN, f"current={r.hget(worker_key, 'current_job').decode()}")
+    r.rpush(SEEN, f"state={r.hget(worker_key, 'state').decode()}")
+    r.rpush(SEEN, f"intermediate={r.llen('rq:queue:orders:intermediate')}")
+    r.rpush(SEEN, f"worker_ttl={int(r.ttl(worker_key) > 0)}")
+    return "done"
+
+
+def fail() -> None:
+    raise RuntimeError("exchange busy")
+
+
+def sleep_long() -> None:
+    time.sleep(30)
+
+
+def _run(
+    worker_cls: type[SimpleWorker], real_redis: RealRedis, func: str, **kw: object
+) -> tuple[Job, list[str]]:
+    client = real_redis.client
+    queue = Queue("orders", connection=client)
+    job = queue.enqueue(func, *kw.pop("args", ()), job_id="close-abc123c1", **kw)  # type: ignore[arg-type]
+    worker_cls([queue], connection=client).work(burst=True, logging_level="WARNING")
+    seen = [v.decode() for v in client.lrange(SEEN, 0, -1)]
+    return Job.fetch(job.id, connection=client), seen
+
+
+@pytest.mark.parametrize("worker_cls", [SimpleWorker, OrderWorker])
+def test_a_job_is_registered_as_started_before_it_runs(
+    worker_cls: type[SimpleWorker], real_redis: RealRedis
+) -> None:
+    job, seen = _run(
+        worker_cls, real_redis, "tests.test_rqworker.record_state", args=(real_redis.socket_path,)
+    )
+    assert seen == ["status=started", "started=True", "current=close-abc123c1", "state=busy",
+                    "intermediate=0", "worker_ttl=1"]  # fmt: skip
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == "done"
+    assert job.started_at is not None and job.ended_at is not None and job.worker_name
+    client = real_redis.client
+    assert StartedJobRegistry("orders", connection=client).count == 0
+    assert client.llen("rq:queue:orders:intermediate") == 0
+    assert not client.keys("rq:execution:*")  # the execution record is cleaned up after the job
+
+
+def test_order_worker_writes_what_simple_worker_writes(real_redis: RealRedis) -> None:
+    """Same job, each worker in turn: the same job fields and the same keys afterwards."""
+    client = real_redis.client
+    snapshots = []
+    for cls in (SimpleWorker, OrderWorker):
+        client.flushall()
+        job, _ = _run(cls, real_redis, "tests.test_rqworker.record_state", args=(real_redis.socket_path,))
+        name = job.worker_name or ""
+        fields = sorted(k.decode() for k in client.hkeys(job.key))
+        worker = sorted(k.decode() for k in client.hkeys(f"rq:worker:{name}"))
+        keys = sorted(k.decode().replace(name, "W") for k in client.keys("rq:*") if b"scheduler" not in k)
+        snapshots.append((fields, worker, keys))
+    assert snapshots[0] == snapshots[1]
+
+
+@pytest.mark.parametrize("worker_cls", [SimpleWorker, OrderWorker])
+def test_a_failing_job_is_retried_with_back_off_then_failed(
+    worker_cls: type[SimpleWorker], real_redis: RealRedis
+) -> None:
+    client = real_redis.client
+    job, _ = _run(worker_cls, real_redis, "tests.test_rqworker.fail", retry=Retry(max=2, interval=[60, 120]))
+    # Back-off: the retry is scheduled 60 s out, not run at once.
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert job.retries_left == 1
+    assert job.id in ScheduledJobRegistry("orders", connection=client).get_job_ids()
+    # No back-off left: with retries exhausted the job ends in the FailedJobRegistry.
+    job.retries_left = 0
+    job.save()
+    client.zrem("rq:scheduled:orders", job.id)
+    Queue("orders", connection=client).enqueue_job(job)
+    OrderWorker([Queue("orders", connection=client)], connection=client).work(
+        burst=True, logging_level="WARNING"
+    )
+    assert job.get_status() == JobStatus.FAILED
+    assert job.id in FailedJobRegistry("orders", connection=client).get_job_ids()
+    assert "exchange busy" in (job.latest_result().exc_string or "")  # type: ignore[union-attr]
+
+
+WORKER = """
+import sys, redis
+from rq import Queue
+from workers.rqworker import OrderWorker
+c = redis.Redis(unix_socket_path=sys.argv[1])
+OrderWorker([Queue("orders", connection=c)], connection=c).work(logging_level="WARNING")
+"""
+
+
+def test_the_job_of_a_killed_worker_is_found_and_retried(real_redis: RealRedis) -> None:
+    client = real_redis.client
+    queue = Queue("orders", connection=client)
+    job = queue.enqueue(
+        "tests.test_rqworker.sleep_long", job_id="close-abc123c1", retry=Retry(max=3, interval=[0])
+    )
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, real_redis.socket_path],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while job.get_status(refresh=True) != JobStatus.STARTED:
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    registry = StartedJobRegistry("orders", connection=client)
+    assert job.id in registry.get_job_ids()
+    # Once its execution's heartbeat has lapsed, RQ's cleanup fails the job and, with retries left,
+    # requeues it for another worker.
+    later = time.time() + 3600
+    registry.cleanup(timestamp=int(later))
+    assert job.id not in registry.get_job_ids()
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert job.id in queue.get_job_ids()
