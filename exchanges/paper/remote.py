@@ -151,8 +151,10 @@ class PaperVenue:
             return
         # At most once, as at a real venue: claimed before it runs, so a crash between running it and
         # removing it from the stream cannot run it twice (a filled order's id is no longer "pending", so a
-        # replayed entry would be a second order). A lost reply is the caller's unknown outcome.
-        if not self.client.set(f"{self.keys.prefix}:paper:served:{rid}", "1", nx=True, ex=300):
+        # replayed entry would be a second order). A lost reply is the caller's unknown outcome. A read
+        # changes nothing, so it needs no claim: served twice, it only answers twice.
+        claim = f"{self.keys.prefix}:paper:served:{rid}"
+        if op not in READS and not self.client.set(claim, "1", nx=True, ex=300):
             return
         try:
             args = msgspec.json.decode(req.get("args", "{}").encode())
@@ -206,6 +208,51 @@ class PaperVenue:
         pipe.execute()
 
 
+class _Pending:
+    """A request written to the venue, with its BLPOP, on a connection of its own; the reply not read yet."""
+
+    def __init__(
+        self, client: redis.Redis, reply_key: str, timeout_s: float, commands: list[tuple[Any, ...]]
+    ) -> None:
+        self.client, self.reply_key, self.timeout_s = client, reply_key, timeout_s
+        self.pool = client.connection_pool
+        conn = self.conn = self.pool.get_connection()
+        packed = conn.pack_commands(commands)
+        try:
+            # After a dropped connection it is sent again, as redis-py retries a command: the copy has the
+            # same request id, and the venue executes an order request id at most once (reads are harmless).
+            conn.retry.call_with_retry(
+                lambda: conn.send_packed_command(packed), lambda _err: conn.disconnect()
+            )
+        except BaseException:
+            self.abandon()
+            raise
+
+    def receive(self) -> Any:
+        """The BLPOP's reply: [key, body], or None when the venue did not answer in time."""
+        conn, self.conn = self.conn, None
+        assert conn is not None, "receive() once"
+        try:
+            conn.read_response()  # the request's stream id; an error reply raises
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            # The request may or may not have arrived: wait for its reply as a retried BLPOP would.
+            return self.client.blpop([self.reply_key], timeout=self.timeout_s)
+        except BaseException:
+            conn.disconnect()  # a reply may still be on its way: this connection cannot be reused
+            raise
+        finally:
+            self.pool.release(conn)
+
+    def abandon(self) -> None:
+        """The caller will not wait: close the connection its reply would arrive on."""
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.pool.release(self.conn)
+            self.conn = None
+
+
 class PaperClient:
     """`Exchange` over the venue's request stream; used by the engine and the order workers."""
 
@@ -214,14 +261,30 @@ class PaperClient:
         self.keys = keys
         self.timeout_s = timeout_s
 
-    def _call(self, op: str, **args: Any) -> Any:
+    async def _call(self, op: str, **args: Any) -> Any:
+        """One request: sent at once, answered after the caller's other work of this loop turn (a worker
+        loads its position while the venue reads the exchange position for it)."""
+        pending = self._send(op, args)
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            pending.abandon()
+            raise
+        return self._answer(op, pending.receive())
+
+    def _send(self, op: str, args: dict[str, Any]) -> _Pending:
         rid = secrets.token_hex(8)
         req = args.get("req")
         cid = req.cl_ord_id if isinstance(req, OrderRequest) else str(args.get("algo_cl_ord_id", ""))
-        self.client.xadd(_requests(self.keys), {"id": rid, "op": op, "args": msgspec.json.encode(args),
-                                                "cid": cid, "sent": repr(time.time())},
-                         maxlen=10_000, approximate=True)  # fmt: skip
-        got = self.client.blpop([_reply(self.keys, rid)], timeout=self.timeout_s)
+        encoded = msgspec.json.encode(args)
+        fields = {"id": rid, "op": op, "args": encoded, "cid": cid, "sent": repr(time.time())}
+        flat = [x for kv in fields.items() for x in kv]
+        # The request and the wait for its reply in one round trip.
+        commands = [("XADD", _requests(self.keys), "MAXLEN", "~", 10_000, "*", *flat),
+                    ("BLPOP", _reply(self.keys, rid), self.timeout_s)]  # fmt: skip
+        return _Pending(self.client, _reply(self.keys, rid), self.timeout_s, commands)
+
+    def _answer(self, op: str, got: Any) -> Any:
         if got is None:
             if op in READS:
                 raise ExchangeUnavailable(f"paper venue did not answer {op} within {self.timeout_s}s")
@@ -236,54 +299,54 @@ class PaperClient:
         return None if tp is None else msgspec.convert(body.get("result"), tp)
 
     async def instruments(self) -> list[Instrument]:
-        return self._call("instruments")
+        return await self._call("instruments")
 
     async def balance(self) -> list[Balance]:
-        return self._call("balance")
+        return await self._call("balance")
 
     async def positions(self) -> list[ExchangePosition]:
-        return self._call("positions")
+        return await self._call("positions")
 
     async def pending_orders(self) -> list[Order]:
-        return self._call("pending_orders")
+        return await self._call("pending_orders")
 
     async def place_order(self, req: OrderRequest) -> Order:
-        return self._call("place_order", req=req)
+        return await self._call("place_order", req=req)
 
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
-        return self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
+        return await self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
 
     async def recent_orders(self, inst_id: str) -> list[Order]:
-        return self._call("recent_orders", inst_id=inst_id)
+        return await self._call("recent_orders", inst_id=inst_id)
 
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
-        return self._call("get_order", inst_id=inst_id, cl_ord_id=algo_cl_ord_id)  # the venue's stop fills
+        return await self._call("get_order", inst_id=inst_id, cl_ord_id=algo_cl_ord_id)  # its stop's fills
 
     async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None:
-        self._call("cancel_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
+        await self._call("cancel_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
 
     async def set_leverage(
         self, inst_id: str, lever: int, mgn_mode: str, pos_side: str | None = None
     ) -> None:
-        self._call("set_leverage", inst_id=inst_id, lever=lever, mgn_mode=mgn_mode, pos_side=pos_side)
+        await self._call("set_leverage", inst_id=inst_id, lever=lever, mgn_mode=mgn_mode, pos_side=pos_side)
 
     async def place_stop(
         self, inst_id: str, algo_cl_ord_id: str, side: OrderSide, trigger_px: Decimal, size: Decimal,
         pos_side: str | None = None,
     ) -> StopOrder:  # fmt: skip
-        return self._call("place_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, side=side.value,
-                          trigger_px=str(trigger_px), size=str(size), pos_side=pos_side)  # fmt: skip
+        return await self._call("place_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, side=side.value,
+                                trigger_px=str(trigger_px), size=str(size), pos_side=pos_side)  # fmt: skip
 
     async def move_stop(self, inst_id: str, algo_cl_ord_id: str, trigger_px: Decimal) -> StopOrder:
-        return self._call(
+        return await self._call(
             "move_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, trigger_px=str(trigger_px)
         )
 
     async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None:
-        self._call("cancel_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)
+        await self._call("cancel_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)
 
     async def stops(self) -> list[StopOrder]:
-        return self._call("stops")
+        return await self._call("stops")
 
     async def events(self) -> AsyncIterator[ExchangeEvent]:  # the venue publishes events itself
         await asyncio.sleep(0)
