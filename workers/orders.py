@@ -80,6 +80,24 @@ def run_intent(fields: dict[str, str]) -> str:
 
 
 async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
+    # A close is sized from the exchange's position: ask for it first, so the exchange reads it while the
+    # stored position loads. It is still read after the job started, and before the close is sent.
+    reading = (
+        asyncio.ensure_future(_held(ctx.exchange, intent)) if intent.action is IntentAction.CLOSE else None
+    )
+    try:
+        return await _execute(ctx, intent, reading)
+    finally:
+        if reading is not None:  # not needed after all (a skip), or failed with the job: never left pending
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+
+
+async def _execute(
+    ctx: WorkerContext, intent: OrderIntent, reading: asyncio.Future[Decimal | None] | None
+) -> str:
+    if reading is not None:
+        await asyncio.sleep(0)  # the read leaves now
     try:
         pos = ctx.store.load(intent.position_id, intent.symbol)
     except PositionNotFound:
@@ -111,7 +129,7 @@ async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
     if action is IntentAction.OPEN:
         size = inst.round_size(intent.size)
     else:
-        held = await _held(ex, intent)
+        held = await (reading if reading is not None else _held(ex, intent))
         if held is None:
             # Nothing to reduce: the position is already flat at the exchange.
             _publish_flat(ctx, intent)
