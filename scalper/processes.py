@@ -4,8 +4,11 @@ SIGTERM/SIGINT (finishes the iteration in hand, releases its lease)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,14 @@ from scalper.connect import NoRedis, exchange_client, redis_client
 from statemachines.keys import Keys
 
 log = logging.getLogger("scalper")
+
+
+def die_with_parent() -> None:
+    """For a child this process forks (RQ's scheduler): SIGTERM when this process dies, even by SIGKILL,
+    instead of living on as an orphan that holds the scheduler lock. Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def stop_on_signals() -> threading.Event:
@@ -139,6 +150,7 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
         return 0
 
+    os.register_at_fork(after_in_child=die_with_parent)  # RQ forks its scheduler
     # RQ retries a lost connection while it waits for jobs, but exits when one drops during a job (it
     # cannot record the job's failure); that job is then recovered like the job of a killed worker.
     return ride_out_redis("worker", once, threading.Event())

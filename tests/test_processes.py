@@ -3,13 +3,21 @@ real thing, Redis SIGKILLed under the running processes, is in tests/test_chaos_
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import redis
 
 from scalper.connect import NoRedis
+from scalper.embedded import alive
 from scalper.processes import ride_out_redis
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _flaky(errors: list[Exception]) -> tuple[list[int], object]:
@@ -49,3 +57,30 @@ def test_other_errors_are_not_swallowed() -> None:
     _calls, run = _flaky([ValueError("a bug")])
     with pytest.raises(ValueError):
         ride_out_redis("t", run, threading.Event())  # type: ignore[arg-type]
+
+
+def test_a_forked_child_dies_with_its_parent_even_by_sigkill(tmp_path: Path) -> None:
+    """Regression (chaos suite): each SIGKILLed worker left RQ's forked scheduler running as an orphan."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from scalper.processes import die_with_parent
+        os.register_at_fork(after_in_child=die_with_parent)
+        child = os.fork()
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        time.sleep(60)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert alive(child)
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(child)
