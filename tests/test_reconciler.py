@@ -858,3 +858,27 @@ def test_a_position_whose_record_redis_lost_is_restored_under_its_own_id(
     other = next(p for p in report.adopted if p != lost)
     assert w.log(other)[0]["reason"] == "adopted unknown exchange position (adopt)"
     w.assert_consistent()
+
+
+def test_a_position_opened_and_closed_inside_the_lost_second_is_restored_closed(world: World) -> None:
+    """Redis restarted one second behind: a position created, filled and closed within that second has no
+    record and nothing open to adopt. Its orders at the exchange name it; it comes back, closed, with the
+    exchange's PnL and fees. Only when the engine takes the shard (one read of recent orders)."""
+    kept = world.opened("long", "1")  # has a record: not touched
+    world.place(cid(kept, IntentAction.CLOSE), "sell", "1", reduce_only=True)
+    lost = new_position_id(world.clock())
+    entry = world.place(cid_of(lost, IntentAction.OPEN), "sell", "0.5")
+    world.quote(D(49500))
+    close = world.place(cid_of(lost, IntentAction.CLOSE), "buy", "0.5", reduce_only=True)
+    assert world.exchange_size() == 0
+
+    report = world.start(world.engine())
+
+    assert (lost, "restored", "record lost; flat at the exchange") in report.corrections
+    got = world.load(lost)
+    assert (got.state, got.side, got.entry_size) == ("closed", "short", D("0.5"))
+    assert (got.realized_pnl, got.fees) == (close.pnl, entry.fee + close.fee) and close.pnl > 0
+    assert [e["trigger"] for e in world.log(lost)] == ["create", "entry_filled", "external_close"]
+    # A periodic pass does not look again: nothing more to restore, no second read.
+    assert world.rec.reconcile(world.engine(), world.clock()).corrections == []
+    world.assert_consistent()

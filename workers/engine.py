@@ -45,7 +45,7 @@ class Entries(Protocol):
 
 
 class Reconciler(Protocol):
-    def reconcile(self, engine: Engine, now: float) -> Any: ...
+    def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Any: ...
     def due_to_reconnect(self, engine: Engine) -> bool: ...
 
 
@@ -142,7 +142,7 @@ class Engine:
         self.started = True
         log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
         if self.reconciler is not None:
-            self.reconciler.reconcile(self, self.now())
+            self.reconciler.reconcile(self, self.now(), at_start=True)
             self._last_reconcile = self.wall()
 
     def _warm_up(self) -> None:
@@ -208,6 +208,8 @@ class Engine:
                     continue
                 self.on_tick(symbol, ts, px)
                 n += 1
+                if self.store.intents_written != self._intents_relayed:
+                    self._relay()  # an order decided on this tick leaves now, not after the rest of the batch
             self.cursors[symbol] = _s(entries[-1][0])
         return n
 

@@ -20,10 +20,18 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from exchanges import sync as exchange_loop
-from exchanges.base import Exchange, ExchangeError, ExchangePosition, ExchangeUnavailable, OutcomeUnknown
+from exchanges.base import (
+    Exchange,
+    ExchangeError,
+    ExchangePosition,
+    ExchangeUnavailable,
+    Order,
+    OrderSide,
+    OutcomeUnknown,
+)
 from statemachines.intents import IntentAction, client_order_id, unprotect_intent
 from statemachines.lifecycle import State
-from statemachines.position import Position, new_position_id
+from statemachines.position import Position, Side, new_position_id
 from workers import settlement
 
 if TYPE_CHECKING:
@@ -57,6 +65,7 @@ class Reconciler:
         self.dry_run = dry_run
         self.last: Report | None = None
         self._reconnected_at = ""
+        self._lost_sweep_due = False  # look for positions whose records Redis lost (set on taking a shard)
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return exchange_loop.run(coro, timeout=10)
@@ -70,8 +79,10 @@ class Reconciler:
             return True
         return False
 
-    def reconcile(self, engine: Engine, now: float) -> Report:
+    def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Report:
+        """One pass. `at_start` (the engine took the shard): also look for records Redis lost."""
         report = Report()
+        self._lost_sweep_due |= at_start
         try:
             exch_positions = self._run(self.exchange.positions())
         except _READ_ERRORS as err:
@@ -92,6 +103,12 @@ class Reconciler:
         for key, ex_pos in held.items():
             if key not in mine:
                 self._unknown(engine, ex_pos, now, report)
+        if self._lost_sweep_due and not self.dry_run:
+            try:
+                self._restore_closed_records(engine, set(held), now, report)
+                self._lost_sweep_due = False
+            except _READ_ERRORS as err:  # due again on the next pass
+                log.warning("recent orders unreadable (%s): the sweep for lost records waits", err)
         self._orphan_stops(engine, report)
         self._mark(engine, report)
         self.last = report
@@ -211,6 +228,38 @@ class Reconciler:
                 attempt = max(int(ENTRY_ID.fullmatch(o.cl_ord_id)[2]) for o in mine)  # type: ignore[index]
                 return m[1], attempt, sum((o.fee for o in mine), Decimal(0))
         return None
+
+    def _restore_closed_records(self, engine: Engine, held: set[tuple[str, str]], now: float,
+                                report: Report) -> None:  # fmt: skip
+        """Positions opened and closed inside the second a restarted Redis lost have no record, and nothing
+        open at the exchange to adopt; their orders there still name them. Each is restored, closed, with
+        the exchange's PnL and fees, so that no fill of ours belongs to no record (and the daily loss and
+        loss streak count it). One read of recent orders per symbol, when the engine takes the shard."""
+        since_ms = (engine.wall() - LOST_RECORD_MAX_AGE_S) * 1000
+        for symbol in list(engine.book):
+            orders = self._run(self.exchange.recent_orders(symbol))
+            entries: dict[str, list[Order]] = {}
+            for order in orders:
+                m = ENTRY_ID.fullmatch(order.cl_ord_id)
+                if m and order.filled > 0 and order.u_time_ms >= since_ms:
+                    entries.setdefault(m[1], []).append(order)
+            for pid, filled in entries.items():
+                side = Side.LONG if filled[0].side is OrderSide.BUY else Side.SHORT
+                if (symbol, side.value) in held or engine.client.exists(engine.keys.pos(symbol, pid)):
+                    continue  # still open (adopted above), or not lost
+                size = sum((o.filled for o in filled), Decimal(0))
+                pos = Position(id=pid, symbol=symbol, side=side, state_since=now, wall_since=engine.wall(),
+                               entry_size=size, leverage=engine.cfg[symbol].risk.leverage,
+                               entry_attempt=max(int(ENTRY_ID.fullmatch(o.cl_ord_id)[2])  # type: ignore[index]
+                                                 for o in filled))  # fmt: skip
+                engine.store.create(pos, reason="record lost, restored from its orders", ts=now)
+                engine.adopt(pos)
+                fee = sum((o.fee for o in filled), Decimal(0))
+                engine.settle(pos, settlement.Settlement("entry_filled", "restored", {
+                    "price": filled[0].avg_px or Decimal(0), "size": size, "fee": fee}), now)  # fmt: skip
+                gone = settlement.Settlement("external_close", "record lost; flat at the exchange")
+                engine.settle(pos, self._with_stop_fill(pos, gone), now)
+                report.corrections.append((pid, "restored", "record lost; flat at the exchange"))
 
     def _orphan_stops(self, engine: Engine, report: Report) -> None:
         """Protective stops whose position is over: cancel them (an orphaned stop could open a position)."""
