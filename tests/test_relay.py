@@ -3,6 +3,8 @@ has it. Real redis-server."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import redis
 from rq import Queue
@@ -10,6 +12,7 @@ from rq.job import Job, JobStatus
 
 from statemachines.intents import IntentAction, OrderIntent, client_order_id
 from statemachines.keys import Keys
+from tests import test_lease as lease_test
 from tests.conftest import RealRedis
 from workers.relay import JOB, QUEUE, RETRY, Relay, job_id
 
@@ -50,3 +53,40 @@ def test_an_intent_rq_did_not_take_stays_in_the_outbox(real_redis: RealRedis) ->
     assert Relay(client, keys).flush([SYM]) == 1
     assert client.xlen(keys.outbox(SYM)) == 0
     assert Queue(QUEUE, connection=client).get_job_ids() == [job_id(_intent())]
+
+
+def test_one_round_trip_reads_every_outbox(real_redis: RealRedis) -> None:
+    client, keys = real_redis.client, Keys()
+    eth = "ETH-USDT-SWAP"
+    client.xadd(keys.outbox(eth), replace(_intent("xyz789uvw012"), symbol=eth).to_fields())
+    client.xadd(keys.outbox(SYM), _intent().to_fields())
+    assert Relay(client, keys).flush([SYM, eth, "SOL-USDT-SWAP"]) == 2
+    assert Queue(QUEUE, connection=client).get_job_ids() == [
+        job_id(_intent()),
+        job_id(_intent("xyz789uvw012")),
+    ]
+    assert client.xlen(keys.outbox(SYM)) == client.xlen(keys.outbox(eth)) == 0
+
+
+def test_the_engine_hands_an_intent_over_on_the_tick_that_wrote_it(real_redis: RealRedis) -> None:
+    """Not after the rest of its batch of ticks: the first of five ticks closes the position."""
+    client = real_redis.client
+    pos = lease_test.open_position(client, close_request="manual")
+    eng = lease_test.engine(client)
+    eng.run_once(block_ms=0)  # takes the lease, starts, hands over the entry's intents
+    seen_at_flush: list[int] = []
+    flush = eng.relay.flush
+
+    def spy(symbols: list[str], count: int = 100) -> int:
+        moved = flush(symbols, count)
+        if moved:
+            seen_at_flush.append(eng.ticks_seen)
+        return moved
+
+    eng.relay.flush = spy  # type: ignore[method-assign]
+    before = eng.ticks_seen
+    for _ in range(5):
+        lease_test.tick(client)
+    assert eng.run_once(block_ms=0) == 5
+    assert eng.store.load(pos.id).state == "closing"
+    assert seen_at_flush == [before + 1]

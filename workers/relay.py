@@ -34,11 +34,14 @@ class Relay:
     def flush(self, symbols: list[str], count: int = 100) -> int:
         """Move every pending intent of `symbols` to RQ; returns how many were handed over."""
         moved = 0
-        for symbol in symbols:
-            key = self.keys.outbox(symbol)
-            for entry_id, raw in self.client.xrange(key, count=count):
+        keys = [self.keys.outbox(s) for s in symbols]
+        pipe = self.client.pipeline(transaction=False)  # every outbox in one round trip
+        for key in keys:
+            pipe.xrange(key, count=count)
+        for key, entries in zip(keys, pipe.execute() if keys else [], strict=True):
+            for entry_id, raw in entries:
                 intent = OrderIntent.from_fields(raw)
-                with self.queue.connection.pipeline(transaction=True) as pipe:
+                with self.queue.connection.pipeline(transaction=True) as txn:
                     self.queue.enqueue(
                         JOB,
                         intent.to_fields(),
@@ -47,9 +50,9 @@ class Relay:
                         result_ttl=3600,
                         failure_ttl=86400,
                         description=f"{intent.action.value} {intent.symbol} {intent.cl_ord_id}",
-                        pipeline=pipe,
+                        pipeline=txn,
                     )
-                    pipe.execute()  # raises if any command of it failed: the intent stays in the outbox
+                    txn.execute()  # raises if any command of it failed: the intent stays in the outbox
                 self.client.xdel(key, entry_id)
                 moved += 1
         return moved
