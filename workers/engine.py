@@ -210,8 +210,6 @@ class Engine:
                 n += 1
                 if self.store.intents_written != self._intents_relayed:
                     self._relay()  # an order decided on this tick leaves now, not after the rest of the batch
-                if self.store.intents_written != self._intents_relayed:
-                    self._relay()  # an order decided on this tick leaves now, not after the rest of the batch
             self.cursors[symbol] = _s(entries[-1][0])
         return n
 
