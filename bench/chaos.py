@@ -66,7 +66,6 @@ def main() -> int:
     print(f"runs: 1 venue: {args.venue}  {report.summary()}  total={total:.1f}s")
     if isinstance(chaos, OkxChaos):
         print(f"okx: {chaos.figures()}  lost windows: {[round(w, 3) for w in chaos.lost_windows]}")
-        print(f"records lost in rewinds (adopted under a new id): {chaos.lost_records}")
     print(f"kills per process: {dict(report.kills)}")
     print(f"faults: {dict(report.faults)}")
     print(f"operator actions: {dict(report.operator)}")
