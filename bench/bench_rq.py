@@ -1,7 +1,8 @@
-"""RQ's own floor on this machine: enqueue cost and enqueue → job running, with a trivial job and a
-SimpleWorker in another process, against a real redis-server on a unix socket.
+"""RQ's own floor on this machine: enqueue cost and enqueue → job running, with a trivial job and a worker in
+another process, against a real redis-server on a unix socket: RQ's SimpleWorker, and our OrderWorker
+(workers/rqworker.py: the same bookkeeping in fewer round trips), each in turn.
 
-    python bench/bench_rq.py [--jobs 200]
+    python bench/bench_rq.py [--jobs 200] [--worker simple|order|both]
 """
 
 from __future__ import annotations
@@ -25,19 +26,18 @@ from scalper.embedded import LocalRedis  # noqa: E402
 WORKER = """
 import redis, sys
 from rq import Queue, SimpleWorker
+from workers.rqworker import OrderWorker
 c = redis.Redis(unix_socket_path=sys.argv[1])
-SimpleWorker([Queue('bench', connection=c)], connection=c).work(logging_level='WARNING')
+cls = OrderWorker if sys.argv[2] == "order" else SimpleWorker
+cls([Queue('bench', connection=c)], connection=c).work(logging_level='WARNING')
 """
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--jobs", type=int, default=200)
-    n = ap.parse_args().jobs
+def run(kind: str, n: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalRedis(Path(tmp))
         server.start()
-        worker = subprocess.Popen([sys.executable, "-c", WORKER, server.socket_path],
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, server.socket_path, kind],
                                   env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
         try:
             time.sleep(1.5)
@@ -54,11 +54,24 @@ def main() -> None:
             worker.terminate()
             worker.wait()
             server.close()
-    q = statistics.quantiles(running, n=100)
-    print(
-        f"RQ over {n} jobs: enqueue p50 {statistics.median(enqueue) * 1e3:.2f} ms; enqueue -> job running "
-        f"p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms"
-    )
+    return enqueue, running
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--worker", choices=["simple", "order", "both"], default="both")
+    args = ap.parse_args()
+    print(f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for kind in ("simple", "order") if args.worker == "both" else (args.worker,):
+        enqueue, running = run(kind, args.jobs)
+        q = statistics.quantiles(running, n=100)
+        name = {"simple": "SimpleWorker", "order": "OrderWorker"}[kind]
+        print(
+            f"RQ over {args.jobs} jobs, {name}: enqueue p50 {statistics.median(enqueue) * 1e3:.2f} ms; "
+            f"enqueue -> job running p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms"
+        )
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
