@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from scalper.connect import NoRedis
-from scalper.embedded import alive
+from scalper.embedded import LocalRedis, alive
 from scalper.processes import ride_out_redis
+from workers.engine import RedisRestarted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,3 +85,20 @@ def test_a_forked_child_dies_with_its_parent_even_by_sigkill(tmp_path: Path) -> 
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(child)
+
+
+def test_an_engine_notices_a_redis_that_restarted_between_two_commands(local_redis: LocalRedis) -> None:
+    """The client reconnects on its own, so a quick Redis restart raises nothing; but the restarted server
+    may have lost its last second, and the engine's positions in memory would be ahead of it. The engine
+    checks the server's run_id before each reconcile and starts again (via ride_out_redis) on a change."""
+    from tests.test_lease import engine as make_engine
+
+    local_redis.start()
+    eng = make_engine(local_redis.client())
+    eng.start()
+    eng.check_same_redis()  # the same server: nothing
+    local_redis.stop()
+    local_redis.start()
+    with pytest.raises(RedisRestarted) as caught:
+        eng.check_same_redis()
+    assert isinstance(caught.value, redis.ConnectionError)  # what ride_out_redis starts again on

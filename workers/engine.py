@@ -44,6 +44,10 @@ class Entries(Protocol):
     def on_closed(self, engine: Engine, pos: Position, now: float) -> None: ...
 
 
+class RedisRestarted(redis.ConnectionError):
+    """Redis is a new server (restarted): state in memory may be ahead of it."""
+
+
 class Reconciler(Protocol):
     def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Any: ...
     def due_to_reconnect(self, engine: Engine) -> bool: ...
@@ -103,6 +107,7 @@ class Engine:
         self._intents_relayed = 0
         self._last_reconcile = 0.0
         self._control_id = "0-0"
+        self._redis_run_id = ""  # the server this engine loaded its state from
 
     # --- clock ---
 
@@ -119,6 +124,7 @@ class Engine:
 
     def start(self) -> None:
         """On taking the lease: load the shard's live positions, warm indicators up, reconcile."""
+        self._redis_run_id = self._server_run_id()
         self.bus.ensure_groups(self.symbols)
         for book in self.book.values():
             for pos in book.values():
@@ -179,9 +185,20 @@ class Engine:
         if rec is not None and (
             wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self)
         ):
+            self.check_same_redis()
             rec.reconcile(self, self.now())
             self._last_reconcile = wall
         return n
+
+    def _server_run_id(self) -> str:
+        return str(self.client.info("server").get("run_id", ""))
+
+    def check_same_redis(self) -> None:
+        """A Redis restarted between two commands goes unnoticed by the client (it reconnects), yet it may
+        have come back without its last second of writes: this engine's positions in memory would be ahead
+        of the store. Seen by the server's run_id; the process then starts again from what Redis kept."""
+        if self.started and self._server_run_id() != self._redis_run_id:
+            raise RedisRestarted("Redis restarted under the engine: starting again from what it kept")
 
     def stop(self) -> None:
         if self.started:
