@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import redis
 
-from exchanges.base import ExchangeUnavailable, OrderRequest, OrderSide, OrderState, OutcomeUnknown
+from exchanges.base import ExchangeUnavailable, OrderRequest, OrderSide, OrderState, OrderType, OutcomeUnknown
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperClient, PaperVenue
 from statemachines.keys import Keys
@@ -134,3 +134,27 @@ def test_the_venue_answers_a_replayed_read_but_never_executes_an_order_twice(rea
     assert client.llen("scalper:paper:reply:r1") == 2
     assert client.llen("scalper:paper:reply:r2") == 1
     assert len([f for f in venue.exchange.fills() if f.get("cl_ord_id") == "abc123def456o1"]) == 1
+
+
+def test_the_lean_positions_read_matches_the_snapshot(real_redis: RealRedis) -> None:
+    """`positions` (the read every close job makes) reads the positions alone, and finds what the full
+    snapshot finds, with pending orders and stops around."""
+    client = real_redis.client
+    venue = _venue(client)
+    ex, loop = venue.exchange, asyncio.new_event_loop()
+    assert ex.state.positions() == []
+    loop.run_until_complete(ex.on_quote(BTC, Decimal(50000), Decimal(50000), time.time()))
+    loop.run_until_complete(ex.on_quote("ETH-USDT-SWAP", Decimal(3000), Decimal(3000), time.time()))
+    loop.run_until_complete(ex.place_order(_buy("abc123def456o1")))
+    loop.run_until_complete(ex.place_order(OrderRequest(inst_id="ETH-USDT-SWAP", cl_ord_id="xyz789uvw012o1",
+                                                        side=OrderSide.SELL, size=Decimal(3))))  # fmt: skip
+    loop.run_until_complete(ex.place_stop(BTC, "abc123def456s1", OrderSide.SELL, Decimal(40000), Decimal(1)))
+    limit = OrderRequest(inst_id=BTC, cl_ord_id="abc123def456h1", side=OrderSide.SELL, size=Decimal(1),
+                         ord_type=OrderType.LIMIT, price=Decimal(60000), reduce_only=True)  # fmt: skip
+    loop.run_until_complete(ex.place_order(limit))
+    snap = ex.state.snapshot()
+    assert snap.orders and snap.stops
+    assert ex.state.positions() == list(snap.positions.values())
+    assert [(p.inst_id, p.side, p.size) for p in loop.run_until_complete(ex.positions())] == [
+        (BTC, "long", Decimal(1)), ("ETH-USDT-SWAP", "short", Decimal(3))]  # fmt: skip
+    loop.close()

@@ -112,7 +112,7 @@ class PaperExchange:
 
     @faulty("positions")
     async def positions(self) -> list[ExchangePosition]:
-        return [self.matcher.position(p) for p in self.state.snapshot().positions.values()]
+        return [self.matcher.position(p) for p in self.state.positions()]
 
     @faulty("pending_orders")
     async def pending_orders(self) -> list[Order]:

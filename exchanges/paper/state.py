@@ -226,6 +226,17 @@ class PaperState:
             stops=sorted(stops, key=lambda s: int(s.algo_id)),
         )
 
+    def positions(self) -> list[PosRec]:
+        """The open positions alone, as in `snapshot()` (a positions read needs nothing else): no account,
+        orders or stops to fetch and parse."""
+        ids = sorted(_s(x) for x in self.client.smembers(self.key("positions")))
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for pid in ids:
+            pipe.hgetall(self.key("pos", pid))
+        return [pos_rec(r) for r in (_decode(raw) for raw in pipe.execute()) if r]
+
     def fills(self, count: int = 1000) -> list[dict[str, str]]:
         return [_decode(fields) for _, fields in self.client.xrange(self.key("fills"), count=count)]
 
