@@ -33,6 +33,7 @@ from statemachines.intents import IntentAction, client_order_id, unprotect_inten
 from statemachines.lifecycle import State
 from statemachines.position import Position, Side, new_position_id
 from workers import settlement
+from workers.relay import job_in_flight
 
 if TYPE_CHECKING:
     from workers.engine import Engine
@@ -43,6 +44,7 @@ log = logging.getLogger("scalper.reconcile")
 OUR_STOP_ID = re.compile(r"^[0-9a-z]{12}s[0-9]+$")
 ENTRY_ID = re.compile(r"([0-9a-z]{12})o([0-9]+)")  # statemachines.intents.client_order_id of an entry
 LOST_RECORD_MAX_AGE_S = 3600.0  # an entry older than this is not a record Redis just lost
+GONE_TRIGGERS = frozenset({"entry_failed", "harvest_failed", "retry_close"})  # "the order is not there"
 LOST_ATTEMPTS_MAX = 5  # close attempts past the record's that are looked for (each one is one query)
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
 
@@ -125,6 +127,8 @@ class Reconciler:
         st = settlement.settle(pos, order, exch, engine.wall(), engine.cfg[pos.symbol])
         if not st:
             return
+        if st.trigger in GONE_TRIGGERS and order is None and self._job_in_flight(engine, pos, cid):
+            return  # "never reached the exchange" cannot be concluded while its request may still land
         if st.trigger in ("external_close", "close_filled"):
             try:
                 st = self._with_stop_fill(pos, st)
@@ -144,6 +148,10 @@ class Reconciler:
                 log.warning("cancel %s failed: %s", st.cancel_cl_ord_id, err)
         if st.trigger:
             engine.settle(pos, st, now)
+
+    def _job_in_flight(self, engine: Engine, pos: Position, cl_ord_id: str) -> bool:
+        action = {"o": IntentAction.OPEN, "h": IntentAction.HARVEST, "c": IntentAction.CLOSE}[cl_ord_id[12]]
+        return job_in_flight(engine.client, engine.keys.outbox(pos.symbol), action, cl_ord_id, time.time())
 
     def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
         """The position is over at the exchange: its realized PnL and fees become the exchange's sums over

@@ -11,18 +11,45 @@ from __future__ import annotations
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
-from statemachines.intents import OrderIntent
+from statemachines.intents import IntentAction, OrderIntent
 from statemachines.keys import Keys
 
 QUEUE = "orders"
 JOB = "workers.orders.run_intent"
+# A live job settles its order within about 10 s (a 5 s REST timeout, then queries): one started longer ago
+# than this was abandoned by a dead worker.
+IN_FLIGHT_S = 30.0
 # A job that raised (exchange busy, unknown outcome still unknown) runs again after these pauses.
 RETRY = Retry(max=6, interval=[0.2, 0.5, 1, 2, 5, 10])
 
 
 def job_id(intent: OrderIntent) -> str:
-    return f"{intent.action.value}-{intent.cl_ord_id}"
+    return client_job_id(intent.action, intent.cl_ord_id)
+
+
+def client_job_id(action: IntentAction, cl_ord_id: str) -> str:
+    return f"{action.value}-{cl_ord_id}"
+
+
+def job_in_flight(client: redis.Redis, outbox: str, action: IntentAction, cl_ord_id: str, now: float) -> bool:
+    """The order for this client id may still be sent: its intent waits in the outbox, or its job is
+    queued, waiting for a retry, or started less than IN_FLIGHT_S ago. Its absence at the exchange then
+    proves nothing yet. (A job started longer ago belongs to a worker that died; RQ's registries deal
+    with it.)"""
+    if any(OrderIntent.from_fields(raw).cl_ord_id == cl_ord_id for _, raw in client.xrange(outbox)):
+        return True
+    try:
+        job = Job.fetch(client_job_id(action, cl_ord_id), connection=client)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return True
+    started = job.started_at
+    return status == JobStatus.STARTED and started is not None and now - started.timestamp() < IN_FLIGHT_S
 
 
 class Relay:
