@@ -68,6 +68,7 @@ class OkxChaos(Chaos):
         self.restart_times: list[float] = []
         self.restored = 0  # positions whose record Redis lost, restored from the exchange's orders
         self._market = threading.Event()
+        self._beat_paused = threading.Event()  # while Redis restarts: read what it kept before new beats
         self._threads: list[threading.Thread] = []
 
     # --- processes: the live feed and the OKX account relay, on the fake's endpoints ---
@@ -104,8 +105,9 @@ class OkxChaos(Chaos):
     def _beat(self) -> None:
         client = self.system.client
         while self._market.is_set():
-            with contextlib.suppress(redis.RedisError):  # Redis is down on purpose: the beat resumes after
-                client.set(BEAT, repr(time.time()))
+            if not self._beat_paused.is_set():
+                with contextlib.suppress(redis.RedisError):  # Redis is down on purpose
+                    client.set(BEAT, repr(time.time()))
             time.sleep(0.01)
 
     # --- faults ---
@@ -162,6 +164,8 @@ class OkxChaos(Chaos):
         aof = self.redis.data_dir / "appendonly.aof"
         shutil.copyfile(aof, self.redis.data_dir / "synced.aof")
         time.sleep(self.rng.uniform(0.2, 1.0))
+        self._beat_paused.set()
+        time.sleep(0.02)  # a beat being written lands before the kill, not after the restart
         killed_at = time.time()
         self.redis.kill()
         shutil.copyfile(self.redis.data_dir / "synced.aof", aof)
@@ -170,6 +174,7 @@ class OkxChaos(Chaos):
         self.redis.start()
         self.restart_times.append(time.monotonic() - t0)
         beat = self.system.client.get(BEAT)
+        self._beat_paused.clear()
         self.lost_windows.append(killed_at - float(beat) if beat else float("inf"))
         self.report.kills["redis"] += 1
 
