@@ -127,7 +127,7 @@ class Reconciler:
         st = settlement.settle(pos, order, exch, engine.wall(), engine.cfg[pos.symbol])
         if not st:
             return
-        if st.trigger in GONE_TRIGGERS and order is None and self._job_in_flight(engine, pos, cid):
+        if st.trigger in GONE_TRIGGERS and order is None and self._job_in_flight(engine, cid):
             return  # "never reached the exchange" cannot be concluded while its request may still land
         if st.trigger in ("external_close", "close_filled"):
             try:
@@ -149,9 +149,9 @@ class Reconciler:
         if st.trigger:
             engine.settle(pos, st, now)
 
-    def _job_in_flight(self, engine: Engine, pos: Position, cl_ord_id: str) -> bool:
+    def _job_in_flight(self, engine: Engine, cl_ord_id: str) -> bool:
         action = {"o": IntentAction.OPEN, "h": IntentAction.HARVEST, "c": IntentAction.CLOSE}[cl_ord_id[12]]
-        return job_in_flight(engine.client, engine.keys.outbox(pos.symbol), action, cl_ord_id, time.time())
+        return job_in_flight(engine.client, action, cl_ord_id, time.time())
 
     def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
         """The position is over at the exchange: its realized PnL and fees become the exchange's sums over

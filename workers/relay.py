@@ -34,19 +34,19 @@ def client_job_id(action: IntentAction, cl_ord_id: str) -> str:
     return f"{action.value}-{cl_ord_id}"
 
 
-def job_in_flight(client: redis.Redis, outbox: str, action: IntentAction, cl_ord_id: str, now: float) -> bool:
-    """The order for this client id may still be sent: its intent waits in the outbox, or its job is
-    queued, waiting for a retry, or started less than IN_FLIGHT_S ago. Its absence at the exchange then
-    proves nothing yet. (A job started longer ago belongs to a worker that died; RQ's registries deal
-    with it.)"""
-    if any(OrderIntent.from_fields(raw).cl_ord_id == cl_ord_id for _, raw in client.xrange(outbox)):
-        return True
+def job_in_flight(client: redis.Redis, action: IntentAction, cl_ord_id: str, now: float) -> bool:
+    """A request for this client id may be on its way to the exchange: its job is sending it (started
+    less than IN_FLIGHT_S ago), or an earlier run of it had an unknown outcome and it waits for its retry
+    (scheduled, or queued with retries used). Its absence at the exchange then proves nothing yet.
+    A job that has not run yet is not in flight: it loads the position first, and skips if the position
+    moved on. (A job started longer ago belongs to a worker that died; RQ's registries deal with it.)"""
     try:
         job = Job.fetch(client_job_id(action, cl_ord_id), connection=client)
     except NoSuchJobError:
         return False
     status = job.get_status(refresh=False)
-    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+    retried = job.retries_left is not None and RETRY.max is not None and job.retries_left < RETRY.max
+    if status == JobStatus.SCHEDULED or (status == JobStatus.QUEUED and retried):
         return True
     started = job.started_at
     return status == JobStatus.STARTED and started is not None and now - started.timestamp() < IN_FLIGHT_S
