@@ -43,6 +43,8 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+MAINTENANCE_S = 5  # seconds between an order worker's RQ maintenance passes (see run_worker)
+
 # redis-py raises these when the server is gone, restarting (BusyLoadingError is a ConnectionError) or slow.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
@@ -147,7 +149,11 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         client = redis_client(settings)
         # A SimpleWorker runs jobs in this process: the forking worker adds ~7 ms per job, and our jobs keep
         # their exchange connection between runs. OrderWorker trims its round trips before each job.
-        worker = OrderWorker([Queue(QUEUE, connection=client)], connection=client)
+        # Maintenance every few seconds, not RQ's ten minutes: it is where a worker takes over the scheduler
+        # (which runs the retries) from one that died, and hands a dead worker's started jobs back. It runs
+        # between dequeues, whose wait RQ derives from the worker TTL (TTL - 15 s; 405 s by default).
+        worker = OrderWorker([Queue(QUEUE, connection=client)], connection=client,
+                             maintenance_interval=MAINTENANCE_S, worker_ttl=MAINTENANCE_S + 15)  # fmt: skip
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
         return 0
 

@@ -15,7 +15,9 @@ import redis
 
 from scalper.connect import NoRedis
 from scalper.embedded import LocalRedis, alive
-from scalper.processes import ride_out_redis
+from scalper.processes import MAINTENANCE_S, ride_out_redis
+from tests.conftest import RealRedis
+from tests.system import System
 from workers.engine import RedisRestarted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,3 +104,25 @@ def test_an_engine_notices_a_redis_that_restarted_between_two_commands(local_red
     with pytest.raises(RedisRestarted) as caught:
         eng.check_same_redis()
     assert isinstance(caught.value, redis.ConnectionError)  # what ride_out_redis starts again on
+
+
+@pytest.mark.redis
+def test_a_worker_takes_over_the_retry_scheduler_within_seconds_of_its_holder_dying(
+    real_redis: RealRedis, tmp_path: Path
+) -> None:
+    """Regression (chaos suite): RQ hands the scheduler over in its maintenance pass, every ten minutes by
+    default; after the worker holding it died, retries (an unknown outcome's re-query) waited that long,
+    and an entry waiting on its retry stayed in opening. Order workers run maintenance every few seconds."""
+    system = System(real_redis.socket_path, tmp_path)
+    lock = "rq:scheduler-lock:orders"
+    try:
+        system.start("worker1", "worker")
+        holder = system.wait("a scheduler", lambda: real_redis.client.get(lock), timeout=20)
+        system.start("worker2", "worker")
+        time.sleep(1.0)  # worker2 is up, without the scheduler
+        system.kill("worker1")
+        t0 = time.monotonic()
+        system.wait("another scheduler", lambda: real_redis.client.get(lock) not in (None, holder), 30)
+        assert time.monotonic() - t0 < MAINTENANCE_S + 10
+    finally:
+        system.stop_all()
