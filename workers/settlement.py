@@ -12,9 +12,11 @@ they arrive; the reconciler applies it at start, periodically, and after every p
 | opening    | no such order, past twice the entry timeout              | entry_failed                      |
 | harvesting | harvest filled (or cancelled after a partial fill)       | harvest_filled with what is left  |
 | harvesting | harvest cancelled/unknown, nothing filled, timed out     | harvest_failed                    |
+| harvesting | harvest still live past the close timeout                | cancel it (then harvest_failed)   |
 | closing    | exchange position gone                                   | close_filled                      |
 | closing    | close order gone (cancelled/unknown), position still on, | retry_close (next attempt id)     |
 |            | past the close timeout                                   |                                   |
+| closing    | close order still live past the close timeout            | cancel it (then retry_close)      |
 | open, trailing, harvesting | exchange position gone                   | external_close                    |
 | open, trailing | exchange size differs                                | resync (adopt the exchange's size)|
 | any        | the exchange could not be read                           | nothing (unknown is never flat)   |
@@ -42,7 +44,7 @@ class Settlement:
     trigger: str = ""  # "" = nothing to do
     reason: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    cancel_cl_ord_id: str = ""  # an order to cancel (timed-out entry)
+    cancel_cl_ord_id: str = ""  # an order to cancel (a timed-out entry, close or harvest)
 
     def __bool__(self) -> bool:
         return bool(self.trigger or self.cancel_cl_ord_id)
@@ -139,6 +141,8 @@ def _harvesting(pos: Position, order: Any, exch: Any, age: float, cfg: SymbolCon
         return NOTHING
     if (order is None or order.state.terminal) and age > cfg.exits.close_timeout_s:
         return Settlement("harvest_failed", "harvest order gone, nothing filled")
+    if order is not None and age > cfg.exits.close_timeout_s:
+        return Settlement(cancel_cl_ord_id=order.cl_ord_id, reason="harvest order live past the timeout")
     return NOTHING
 
 
@@ -155,6 +159,10 @@ def _closing(pos: Position, order: Any, exch: Any, age: float, cfg: SymbolConfig
         return NOTHING
     if (order is None or order.state.terminal) and age > cfg.exits.close_timeout_s:
         return Settlement("retry_close", "close order gone, position still open", pnl_fee)
+    if order is not None and age > cfg.exits.close_timeout_s:
+        # Still live (a market order's rest waiting for a quote, say): cancel it; the next pass then sees it
+        # terminal and retries with a fresh market close for what is left.
+        return Settlement(cancel_cl_ord_id=order.cl_ord_id, reason="close order still live past the timeout")
     return NOTHING
 
 
