@@ -32,6 +32,7 @@ from statemachines.position import Position, Side, new_position_id
 from statemachines.snapshot import Action, Decision, MarketSnapshot
 from statemachines.store import PositionStore
 from workers.engine import Engine
+from workers.events import order_fields
 from workers.reconciler import Reconciler, Report
 from workers.relay import QUEUE, RETRY, Relay
 
@@ -940,3 +941,23 @@ def test_an_entry_whose_job_has_not_run_yet_fails_at_its_timeout(world: World) -
     Relay(world.client, world.store.keys).flush([BTC])
     assert world.start(world.engine()).corrections == [
         (pos.id, "entry_failed", "entry order never reached the exchange")]  # fmt: skip
+
+
+def test_a_close_fill_event_is_settled_by_the_reconciler_with_all_the_fills(world: World) -> None:
+    """Regression (chaos CI pass against the fake OKX): the close order's fill event settled the position
+    with that order's PnL alone, while its protective stop had filled too. A fill that ends a position now
+    has the reconciler settle it at once, from the sums over all its orders."""
+    pos = world.opened("long", "1", protect=True)
+    engine = world.engine()
+    world.start(engine)
+    world.quote(D(50500))
+    world.decide(pos, Action.CLOSE, "take_profit")
+    engine.reload(engine.book[BTC][pos.id])  # the engine takes the stored copy, in closing
+    close = world.place(cid(pos, IntentAction.CLOSE), "sell", "1", reduce_only=True)
+    engine.on_event(BTC, order_fields(close, "test"))
+    assert world.load(pos).state == "closing"  # not settled from this one order
+    engine.run_once(block_ms=0)  # the reconcile it asked for runs in this turn
+    got = world.load(pos)
+    fills = [f for f in world.paper.state.fills() if f["cl_ord_id"].startswith(pos.id)]
+    assert got.state == "closed" and got.realized_pnl == sum(D(f["pnl"]) for f in fills) == close.pnl
+    assert got.fees == sum(D(f["fee"]) for f in fills)

@@ -280,7 +280,13 @@ class Engine:
             order = order_from(fields)
             pos = book.get(order.cl_ord_id[:12])
             if pos is not None and order.cl_ord_id == settlement.in_flight_order_id(pos):
-                self.settle(pos, settlement.settle(pos, order, settlement.UNKNOWN, self.wall(), cfg), now)
+                st = settlement.settle(pos, order, settlement.UNKNOWN, self.wall(), cfg)
+                if st.trigger == "close_filled":
+                    # Over at the exchange: the reconciler settles it now, with the PnL of all its orders
+                    # (the stop's fill, an earlier attempt's late fill), not this order's alone.
+                    self._last_reconcile = 0.0
+                else:
+                    self.settle(pos, st, now)
         elif fields.get("kind") == "position":
             ex = position_from(fields)
             mine = [p for p in book.values() if p.side.value == ex.side or ex.size == 0]
