@@ -58,6 +58,15 @@ class Report:
     cancelled_stops: list[str] = field(default_factory=list)
 
 
+def entry_attempt(entries: list[Order]) -> int:
+    """The highest entry attempt among a position's entry orders (their ids end o<attempt>)."""
+    return max(int(o.cl_ord_id[13:]) for o in entries)
+
+
+def fees(orders: list[Order]) -> Decimal:
+    return sum((o.fee for o in orders), Decimal(0))
+
+
 class Reconciler:
     def __init__(
         self, exchange: Exchange, *, unknown_positions: str = "adopt", dry_run: bool = False
@@ -199,14 +208,14 @@ class Reconciler:
         pos = Position(
             id=lost[0] if lost else new_position_id(now), symbol=ex.inst_id, side=ex.side,  # type: ignore[arg-type]
             state_since=now, wall_since=engine.wall(), entry_size=ex.size, leverage=int(ex.lever),
-            entry_attempt=lost[1] if lost else 0,
+            entry_attempt=entry_attempt(lost[1]) if lost else 0,
         )  # fmt: skip
         why = "record lost, restored by its entry's order id" if lost else "adopted unknown exchange position"
         # Adopted as an entry that already filled: the same path as our own fills, with fresh stops; no
         # entry intent, since the position already exists at the exchange.
         engine.store.create(pos, reason=f"{why} ({policy})", ts=now)
         engine.adopt(pos)
-        fee = lost[2] if lost else Decimal(0)
+        fee = fees(lost[1]) if lost else Decimal(0)
         fill = settlement.Settlement("entry_filled", "adopted", {"price": ex.avg_px, "size": ex.size,
                                                                    "fee": fee})  # fmt: skip
         engine.settle(pos, fill, now)
@@ -216,26 +225,30 @@ class Reconciler:
             pos.close_request = "unknown exchange position"
         report.adopted.append(pos.id)
 
-    def _lost_entry(self, engine: Engine, ex: ExchangePosition) -> tuple[str, int, Decimal] | None:
-        """(position id, entry attempt, entry fees) of a recent filled entry of ours on this instrument and
-        side whose position has no record in Redis: a record a restarted Redis lost (appendfsync everysec
-        keeps all but the last second). Restored under its own id, its fills stay its own. None when the
-        orders cannot be read or none fits: then it is adopted under a new id, as any unknown position."""
+    def _lost_entry(self, engine: Engine, ex: ExchangePosition) -> tuple[str, list[Order]] | None:
+        """The id and entry orders of a recent filled entry of ours on this instrument and side whose
+        position has no record in Redis: a record a restarted Redis lost (appendfsync everysec keeps all
+        but the last second). Restored under its own id, its fills stay its own. None when the orders
+        cannot be read or none fits: then it is adopted under a new id, as any unknown position."""
         try:
-            orders = self._run(self.exchange.recent_orders(ex.inst_id))
+            lost = self._lost_records(engine, ex.inst_id)
         except _READ_ERRORS as err:
             log.warning("recent orders on %s unreadable (%s): adopting under a new id", ex.inst_id, err)
             return None
-        side = "buy" if ex.side == "long" else "sell"
+        side = OrderSide.BUY if ex.side == "long" else OrderSide.SELL
+        return next(((pid, entries) for pid, entries in lost.items() if entries[0].side is side), None)
+
+    def _lost_records(self, engine: Engine, symbol: str) -> dict[str, list[Order]]:
+        """Recent filled entry orders of ours on the symbol, by position id, newest first, for the ids that
+        have no record in Redis. Read errors propagate."""
         since_ms = (engine.wall() - LOST_RECORD_MAX_AGE_S) * 1000
-        for order in orders:  # newest first
+        entries: dict[str, list[Order]] = {}
+        for order in self._run(self.exchange.recent_orders(symbol)):  # newest first
             m = ENTRY_ID.fullmatch(order.cl_ord_id)
-            if (m and order.filled > 0 and order.side.value == side and order.u_time_ms >= since_ms
-                    and not engine.client.exists(engine.keys.pos(ex.inst_id, m[1]))):  # fmt: skip
-                mine = [o for o in orders if ENTRY_ID.fullmatch(o.cl_ord_id) and o.cl_ord_id[:12] == m[1]]
-                attempt = max(int(ENTRY_ID.fullmatch(o.cl_ord_id)[2]) for o in mine)  # type: ignore[index]
-                return m[1], attempt, sum((o.fee for o in mine), Decimal(0))
-        return None
+            if m and order.filled > 0 and order.u_time_ms >= since_ms:
+                entries.setdefault(m[1], []).append(order)
+        known = engine.client.exists
+        return {pid: e for pid, e in entries.items() if not known(engine.keys.pos(symbol, pid))}
 
     def _restore_closed_records(self, engine: Engine, held: set[tuple[str, str]], now: float,
                                 report: Report) -> None:  # fmt: skip
@@ -243,28 +256,19 @@ class Reconciler:
         open at the exchange to adopt; their orders there still name them. Each is restored, closed, with
         the exchange's PnL and fees, so that no fill of ours belongs to no record (and the daily loss and
         loss streak count it). One read of recent orders per symbol, when the engine takes the shard."""
-        since_ms = (engine.wall() - LOST_RECORD_MAX_AGE_S) * 1000
         for symbol in list(engine.book):
-            orders = self._run(self.exchange.recent_orders(symbol))
-            entries: dict[str, list[Order]] = {}
-            for order in orders:
-                m = ENTRY_ID.fullmatch(order.cl_ord_id)
-                if m and order.filled > 0 and order.u_time_ms >= since_ms:
-                    entries.setdefault(m[1], []).append(order)
-            for pid, filled in entries.items():
+            for pid, filled in self._lost_records(engine, symbol).items():
                 side = Side.LONG if filled[0].side is OrderSide.BUY else Side.SHORT
-                if (symbol, side.value) in held or engine.client.exists(engine.keys.pos(symbol, pid)):
-                    continue  # still open (adopted above), or not lost
+                if (symbol, side.value) in held:
+                    continue  # still open: adopted above
                 size = sum((o.filled for o in filled), Decimal(0))
                 pos = Position(id=pid, symbol=symbol, side=side, state_since=now, wall_since=engine.wall(),
                                entry_size=size, leverage=engine.cfg[symbol].risk.leverage,
-                               entry_attempt=max(int(ENTRY_ID.fullmatch(o.cl_ord_id)[2])  # type: ignore[index]
-                                                 for o in filled))  # fmt: skip
+                               entry_attempt=entry_attempt(filled))  # fmt: skip
                 engine.store.create(pos, reason="record lost, restored from its orders", ts=now)
                 engine.adopt(pos)
-                fee = sum((o.fee for o in filled), Decimal(0))
-                engine.settle(pos, settlement.Settlement("entry_filled", "restored", {
-                    "price": filled[0].avg_px or Decimal(0), "size": size, "fee": fee}), now)  # fmt: skip
+                fill = {"price": filled[0].avg_px or Decimal(0), "size": size, "fee": fees(filled)}
+                engine.settle(pos, settlement.Settlement("entry_filled", "restored", fill), now)
                 gone = settlement.Settlement("external_close", "record lost; flat at the exchange")
                 engine.settle(pos, self._with_stop_fill(pos, gone), now)
                 report.corrections.append((pid, "restored", "record lost; flat at the exchange"))
