@@ -23,12 +23,28 @@ from statemachines.keys import Keys
 log = logging.getLogger("scalper")
 
 
+_forking_pid = 0  # the process that is forking, recorded just before (see die_with_parent)
+
+
+def _before_fork() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
 def die_with_parent() -> None:
     """For a child this process forks (RQ's scheduler): SIGTERM when this process dies, even by SIGKILL,
-    instead of living on as an orphan that holds the scheduler lock. Linux only; elsewhere a no-op."""
+    instead of living on as an orphan that holds the scheduler lock. Linux only; elsewhere a no-op. A
+    parent that died between the fork and this call is caught by the parent-pid check."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if _forking_pid and os.getppid() != _forking_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_with_parent_on_fork() -> None:
+    """Make every child this process forks from now on die with it (die_with_parent)."""
+    os.register_at_fork(before=_before_fork, after_in_child=die_with_parent)
 
 
 def stop_on_signals() -> threading.Event:
@@ -157,7 +173,7 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
         return 0
 
-    os.register_at_fork(after_in_child=die_with_parent)  # RQ forks its scheduler
+    exit_with_parent_on_fork()  # RQ forks its scheduler
     # RQ retries a lost connection while it waits for jobs, but exits when one drops during a job (it
     # cannot record the job's failure); that job is then recovered like the job of a killed worker.
     return ride_out_redis("worker", once, threading.Event())

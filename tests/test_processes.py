@@ -68,13 +68,13 @@ def test_a_forked_child_dies_with_its_parent_even_by_sigkill(tmp_path: Path) -> 
     script.write_text(textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from scalper.processes import die_with_parent
-        os.register_at_fork(after_in_child=die_with_parent)
+        from scalper.processes import exit_with_parent_on_fork
+        exit_with_parent_on_fork()
         child = os.fork()
         if child == 0:
+            print(os.getpid(), flush=True)  # after the fork hooks: it is armed
             time.sleep(60)
             os._exit(0)
-        print(child, flush=True)
         time.sleep(60)
     """))
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
