@@ -14,6 +14,7 @@ from exchanges.okx.public import OkxPublicStream
 from exchanges.okx.ratelimit import Kind
 from exchanges.okx.records import Candle
 from exchanges.okx.rest import LIVE_REST_URL, OkxRest
+from exchanges.sync import until_stopped
 from feeds.ticks import TickWriter
 
 log = logging.getLogger("scalper.feed")
@@ -54,5 +55,5 @@ async def _run(settings: Settings, writer: TickWriter, stop: threading.Event) ->
 
 
 def run_live(settings: Settings, writer: TickWriter, stop: threading.Event) -> int:
-    asyncio.run(_run(settings, writer, stop))
+    asyncio.run(until_stopped(_run(settings, writer, stop), stop))
     return 0

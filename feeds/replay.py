@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -74,9 +75,12 @@ class Replay:
     """Feeds one symbol from a recording. `run` blocks until the recording ends (or `stop_after` ticks)."""
 
     def __init__(self, writer, symbol: str, path: Path, *, speed: float = 60.0, warmup: int = 100,
-                 sleep=time.sleep, wall=time.time) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+                 sleep=time.sleep, wall=time.time,
+                 stop: threading.Event | None = None) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
         self.writer, self.symbol, self.path = writer, symbol, path
-        self.speed, self.warmup, self.sleep, self.wall = speed, warmup, sleep, wall
+        self.speed, self.warmup, self.wall = speed, warmup, wall
+        self.stop = stop or threading.Event()  # set by a SIGTERM handler: the replay ends at once
+        self.sleep = self.stop.wait if sleep is time.sleep else sleep
 
     def run(self, stop_after: int | None = None) -> int:
         if self.path.name.endswith((".csv", ".csv.gz")):
@@ -95,6 +99,8 @@ class Replay:
         wall0 = self.wall()
         n = 0
         for ts, px in ticks:
+            if self.stop.is_set():
+                break
             due = wall0 + (ts - t0) / self.speed
             delay = due - self.wall()
             if delay > 0:

@@ -104,7 +104,7 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
             return int(run_live(settings, writer, stop))
         path = sample_path() if replay == "sample" else Path(replay)
         target = symbol or next(iter(settings.symbols))
-        n = Replay(writer, target, path, speed=speed).run()
+        n = Replay(writer, target, path, speed=speed, stop=stop).run()
         log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
         return 0
 

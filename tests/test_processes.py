@@ -3,6 +3,7 @@ real thing, Redis SIGKILLed under the running processes, is in tests/test_chaos_
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from exchanges.sync import until_stopped
 from scalper.connect import NoRedis
 from scalper.embedded import LocalRedis, alive
 from scalper.processes import MAINTENANCE_S, ride_out_redis
@@ -126,3 +128,38 @@ def test_a_worker_takes_over_the_retry_scheduler_within_seconds_of_its_holder_dy
         assert time.monotonic() - t0 < MAINTENANCE_S + 10
     finally:
         system.stop_all()
+
+
+def test_sigterm_stops_a_replay_feed_promptly(real_redis: RealRedis, tmp_path: Path) -> None:
+    """The replay feed ignored SIGTERM until its recording ended (System.stop_all waited 10 s for it)."""
+    system = System(real_redis.socket_path, tmp_path)
+    system.start("feed", "feed", "--replay", "sample", "--speed", "1")
+    system.wait("ticks", lambda: real_redis.client.xlen("scalper:{BTC-USDT-SWAP}:ticks") > 0, timeout=20)
+    proc = system.procs.pop("feed")
+    t0 = time.monotonic()
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 3.0, system.logs()
+
+
+def test_until_stopped_cancels_a_coroutine_blocked_on_a_dead_connection() -> None:
+    """What the OKX feed and account processes run in: a SIGTERM (the stop event) ends a loop that waits
+    on a connection that never answers, instead of on its next message."""
+    stop = threading.Event()
+
+    async def blocked() -> str:
+        await asyncio.Event().wait()  # nothing will ever set it
+        return "never"
+
+    async def main() -> tuple[str | None, float]:
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        t0 = time.monotonic()
+        return await until_stopped(blocked(), stop, poll_s=0.05), time.monotonic() - t0
+
+    got, took = asyncio.run(main())
+    assert got is None and took < 1.0
+
+    async def quick() -> str:
+        return "done"
+
+    assert asyncio.run(until_stopped(quick(), threading.Event())) == "done"

@@ -49,7 +49,7 @@ def run_account(settings: Settings, client: redis.Redis, stop: threading.Event |
         while not stop.is_set():
             loop.run_until_complete(venue.run_once())
         return
-    loop.run_until_complete(_relay_okx(settings, client, stop))
+    loop.run_until_complete(exchange_loop.until_stopped(_relay_okx(settings, client, stop), stop))
 
 
 async def _relay_okx(settings: Settings, client: redis.Redis, stop: threading.Event) -> None:
