@@ -8,9 +8,11 @@ outbox entries to RQ; a job may run more than once, so every job is idempotent b
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from statemachines.position import Position, Side
 
@@ -38,6 +40,23 @@ def client_order_id(position_id: str, action: IntentAction, attempt: int) -> str
     if not cid.isalnum() or len(cid) > 32:
         raise ValueError(f"client order id {cid!r} is not 1-32 letters and digits")
     return cid
+
+
+class ClientOrderId(NamedTuple):
+    position_id: str
+    action: IntentAction  # PROTECT for a stop's id (UNPROTECT cancels under the same id)
+    attempt: int
+
+
+_ACTION_OF = {"o": IntentAction.OPEN, "c": IntentAction.CLOSE, "h": IntentAction.HARVEST,
+              "s": IntentAction.PROTECT}  # fmt: skip
+_OURS = re.compile(r"([0-9a-z]{12})([ochs])([0-9]+)")  # a position id (statemachines.position), code, attempt
+
+
+def parse_client_order_id(cid: str) -> ClientOrderId | None:
+    """The inverse of client_order_id: None for an id the bot did not make (a hand-placed order or stop)."""
+    m = _OURS.fullmatch(cid)
+    return ClientOrderId(m[1], _ACTION_OF[m[2]], int(m[3])) if m else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,14 @@ from decimal import Decimal
 import pytest
 import redis
 
-from statemachines.intents import IntentAction, OrderIntent, client_order_id, close_intent, open_intent
+from statemachines.intents import (
+    IntentAction,
+    OrderIntent,
+    client_order_id,
+    close_intent,
+    open_intent,
+    parse_client_order_id,
+)
 from statemachines.machine import PositionMachine, StaleTransition
 from statemachines.position import Position, new_position_id
 from statemachines.stepper import entry_filled, settle_closed
@@ -77,3 +84,19 @@ def test_transition_and_its_intent_are_written_together(real_redis: RealRedis) -
     settle_closed(pm, pos, trigger="close_filled", reason="flat")
     assert [b["action"] for b in _outbox(client, store, pos.symbol)][-1] == "unprotect"
     assert store.check_consistency(pos.id) == []
+
+
+@pytest.mark.parametrize("action", [IntentAction.OPEN, IntentAction.CLOSE, IntentAction.HARVEST,
+                                    IntentAction.PROTECT])  # fmt: skip
+def test_parse_client_order_id_inverts_client_order_id(action: IntentAction) -> None:
+    pid = new_position_id(1_700_000_000.0)
+    assert parse_client_order_id(client_order_id(pid, action, 12)) == (pid, action, 12)
+    # The stop's cancel shares its id: parsed as the stop.
+    unprotect = client_order_id(pid, IntentAction.UNPROTECT, 1)
+    assert parse_client_order_id(unprotect) == (pid, IntentAction.PROTECT, 1)
+
+
+@pytest.mark.parametrize("foreign", ["", "manualopen1", "mySL1", "abcdefghijkl", "abcdefghijklx1",
+                                     "ABCDEFGHIJKLo1", "abcdefghijklo", "abcdefghijklo1x"])  # fmt: skip
+def test_an_id_the_bot_did_not_make_is_not_parsed(foreign: str) -> None:
+    assert parse_client_order_id(foreign) is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from exchanges.base import (
     OrderSide,
     OutcomeUnknown,
 )
-from statemachines.intents import IntentAction, client_order_id, unprotect_intent
+from statemachines.intents import IntentAction, client_order_id, parse_client_order_id, unprotect_intent
 from statemachines.lifecycle import State
 from statemachines.position import Position, Side, new_position_id
 from workers import settlement
@@ -40,9 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scalper.reconcile")
 
-# The bot's protective stops: a 12-character position id, "s", the attempt (statemachines.intents).
-OUR_STOP_ID = re.compile(r"^[0-9a-z]{12}s[0-9]+$")
-ENTRY_ID = re.compile(r"([0-9a-z]{12})o([0-9]+)")  # statemachines.intents.client_order_id of an entry
 LOST_RECORD_MAX_AGE_S = 3600.0  # an entry older than this is not a record Redis just lost
 GONE_TRIGGERS = frozenset({"entry_failed", "harvest_failed", "retry_close"})  # "the order is not there"
 LOST_ATTEMPTS_MAX = 5  # close attempts past the record's that are looked for (each one is one query)
@@ -59,8 +55,8 @@ class Report:
 
 
 def entry_attempt(entries: list[Order]) -> int:
-    """The highest entry attempt among a position's entry orders (their ids end o<attempt>)."""
-    return max(int(o.cl_ord_id[13:]) for o in entries)
+    """The highest entry attempt among a position's entry orders."""
+    return max(cid.attempt for o in entries if (cid := parse_client_order_id(o.cl_ord_id)))
 
 
 def fees(orders: list[Order]) -> Decimal:
@@ -159,8 +155,8 @@ class Reconciler:
             engine.settle(pos, st, now)
 
     def _job_in_flight(self, engine: Engine, cl_ord_id: str) -> bool:
-        action = {"o": IntentAction.OPEN, "h": IntentAction.HARVEST, "c": IntentAction.CLOSE}[cl_ord_id[12]]
-        return job_in_flight(engine.client, action, cl_ord_id, time.time())
+        cid = parse_client_order_id(cl_ord_id)
+        return cid is not None and job_in_flight(engine.client, cid.action, cl_ord_id, time.time())
 
     def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
         """The position is over at the exchange: its realized PnL and fees become the exchange's sums over
@@ -244,9 +240,9 @@ class Reconciler:
         since_ms = (engine.wall() - LOST_RECORD_MAX_AGE_S) * 1000
         entries: dict[str, list[Order]] = {}
         for order in self._run(self.exchange.recent_orders(symbol)):  # newest first
-            m = ENTRY_ID.fullmatch(order.cl_ord_id)
-            if m and order.filled > 0 and order.u_time_ms >= since_ms:
-                entries.setdefault(m[1], []).append(order)
+            cid = parse_client_order_id(order.cl_ord_id)
+            if cid and cid.action is IntentAction.OPEN and order.filled > 0 and order.u_time_ms >= since_ms:
+                entries.setdefault(cid.position_id, []).append(order)
         known = engine.client.exists
         return {pid: e for pid, e in entries.items() if not known(engine.keys.pos(symbol, pid))}
 
@@ -281,10 +277,10 @@ class Reconciler:
             return
         live = {p.id for p in engine.live_positions() if p.state != State.CLOSED}
         for stop in stops:
-            if not OUR_STOP_ID.match(stop.algo_cl_ord_id):
+            cid = parse_client_order_id(stop.algo_cl_ord_id)
+            if cid is None or cid.action is not IntentAction.PROTECT:
                 continue  # not placed by the bot (a stop the user set by hand): never ours to cancel
-            pid = stop.algo_cl_ord_id[:12]
-            if stop.state == "live" and stop.inst_id in engine.book and pid not in live:
+            if stop.state == "live" and stop.inst_id in engine.book and cid.position_id not in live:
                 report.cancelled_stops.append(stop.algo_cl_ord_id)
                 if not self.dry_run:
                     try:
