@@ -136,9 +136,9 @@ class Reconciler:
             return  # "never reached the exchange" cannot be concluded while its request may still land
         if st.trigger in ("external_close", "close_filled"):
             try:
-                st = self._with_stop_fill(pos, st)
-            except _READ_ERRORS as err:  # settling without the stop's PnL would lose it: next pass
-                log.warning("%s: protective stop's fill unreadable (%s); next pass", pos.id, err)
+                st = self._with_exchange_totals(pos, st)
+            except _READ_ERRORS as err:  # settling without all its fills would lose some: next pass
+                log.warning("%s: its orders' fills unreadable (%s); next pass", pos.id, err)
                 return
         if not self.dry_run and not engine.lease.keep():
             report.why = "lease lost during the pass"
@@ -158,7 +158,7 @@ class Reconciler:
         cid = parse_client_order_id(cl_ord_id)
         return cid is not None and job_in_flight(engine.client, cid.action, cl_ord_id, time.time())
 
-    def _with_stop_fill(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
+    def _with_exchange_totals(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
         """The position is over at the exchange: its realized PnL and fees become the exchange's sums over
         every order it sent, not the record's running total plus the last order. Fills the record missed
         are in those sums: our protective stop's, when it is what flattened the position; a close from an
@@ -183,8 +183,8 @@ class Reconciler:
         if stop is not None and stop.filled > 0:
             orders.append(stop)
             notes.insert(0, "protective stop filled")
-        pnl = sum((o.pnl for o in orders if o is not None), Decimal(0))
-        fee = sum((o.fee for o in orders if o is not None), Decimal(0))
+        found = [o for o in orders if o is not None]
+        pnl, fee = sum((o.pnl for o in found), Decimal(0)), fees(found)
         recorded = (pos.realized_pnl + (st.kwargs.get("pnl") or 0), pos.fees + (st.kwargs.get("fee") or 0))
         if (pnl, fee) == recorded:
             return st
@@ -266,7 +266,7 @@ class Reconciler:
                 fill = {"price": filled[0].avg_px or Decimal(0), "size": size, "fee": fees(filled)}
                 engine.settle(pos, settlement.Settlement("entry_filled", "restored", fill), now)
                 gone = settlement.Settlement("external_close", "record lost; flat at the exchange")
-                engine.settle(pos, self._with_stop_fill(pos, gone), now)
+                engine.settle(pos, self._with_exchange_totals(pos, gone), now)
                 report.corrections.append((pid, "restored", "record lost; flat at the exchange"))
 
     def _orphan_stops(self, engine: Engine, report: Report) -> None:
