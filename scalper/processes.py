@@ -76,11 +76,10 @@ def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, cap
         try:
             return run()
         except (*REDIS_DOWN, NoRedis) as err:
-            # Unreachable at the very first start is a configuration problem: say so and exit.
-            if stop.is_set() or (isinstance(err, NoRedis) and not ran):
-                if stop.is_set():
-                    return 0
-                raise
+            if stop.is_set():
+                return 0
+            if isinstance(err, NoRedis) and not ran:
+                raise  # unreachable at the very first start: a configuration problem, said and exited
             ran = True
             if time.monotonic() - started > 60:
                 delay = 0.1  # it had been running fine: a new outage, not the same one
