@@ -304,14 +304,20 @@ def venue_positions(system: System) -> dict[tuple[str, str], Decimal]:
 
 
 def check_positions_match(system: System, positions: list[Position]) -> list[str]:
+    return size_mismatches("venue", venue_positions(system), positions)
+
+
+def size_mismatches(
+    venue_name: str, venue: dict[tuple[str, str], Decimal], positions: list[Position]
+) -> list[str]:
+    """Per (symbol, side): the venue's size against the sum of the bot's live positions' sizes."""
     bot: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for p in positions:
         if p.state != "closed" and p.size:
             bot[(p.symbol, p.side.value)] += p.size
-    venue = venue_positions(system)
     zero = Decimal(0)
     return [
-        f"venue {key[0]} {key[1]} size {venue.get(key, zero)} but the bot holds {bot.get(key, zero)}"
+        f"{venue_name} {key[0]} {key[1]} size {venue.get(key, zero)} but the bot holds {bot.get(key, zero)}"
         for key in sorted(set(bot) | set(venue))
         if venue.get(key, zero) != bot.get(key, zero)
     ]

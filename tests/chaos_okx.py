@@ -32,7 +32,7 @@ import redis
 from feeds.replay import bar_ticks, read_bars, sample_path
 from scalper.embedded import LocalRedis
 from statemachines.position import Position
-from tests.chaos import SETTINGS, SYMBOL, Chaos, check_no_transient
+from tests.chaos import SETTINGS, SYMBOL, Chaos, check_no_transient, size_mismatches
 from tests.fakeokx.engine import FAlgo, FOrder, FPos
 from tests.fakeokx.thread import FakeThread
 from tests.system import System
@@ -239,17 +239,8 @@ def _side(pos: Decimal) -> str:
 
 
 def check_positions_match(venue: Venue, positions: list[Position]) -> list[str]:
-    bot: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for p in positions:
-        if p.state != "closed" and p.size:
-            bot[(p.symbol, p.side.value)] += p.size
     held = {(k[0], _side(p.pos)): abs(p.pos) for k, p in venue.positions.items() if p.pos}
-    zero = Decimal(0)
-    return [
-        f"OKX {key[0]} {key[1]} size {held.get(key, zero)} but the bot holds {bot.get(key, zero)}"
-        for key in sorted(set(bot) | set(held))
-        if held.get(key, zero) != bot.get(key, zero)
-    ]
+    return size_mismatches("OKX", held, positions)
 
 
 def check_one_order_per_client_id(venue: Venue) -> list[str]:
