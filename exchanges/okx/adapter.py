@@ -1,11 +1,12 @@
 """OkxExchange: `exchanges.base.Exchange` on OKX v5 (SWAP): REST for requests, the private WS for events.
 
-Orders go over REST (POST /api/v5/trade/order), not WS `op: order`. Both share one place budget, but a REST
-call has its own request/response and timeout, so each placement's outcome is decided on its own, and it
-keeps working while the private stream is reconnecting - exactly when an exit may be most urgent. (A WS
-order whose connection drops before the reply has an unknown outcome too, and would wait for the reconnect
-before it could even be queried.) Placement, rounding, position modes and the unknown-outcome rule are in
-orders.py; protective stops in stops.py; push -> event conversion in events.py.
+Orders go over REST (POST /api/v5/trade/order; full closes POST /api/v5/trade/close-position), not WS
+`op: order`. Both share one place budget, but a REST call has its own request/response and timeout, so each
+placement's outcome is decided on its own, and it keeps working while the private stream is reconnecting -
+exactly when an exit may be most urgent. (A WS order whose connection drops before the reply has an unknown
+outcome too, and would wait for the reconnect before it could even be queried.) Placement, closes, rounding,
+position modes and the unknown-outcome rule are in orders.py; protective stops in stops.py; push -> event
+conversion in events.py.
 
 events(): ORDER / POSITION / ACCOUNT from the orders, positions and account channels; after every
 re-established private connection (re-logged-in and resubscribed) a RECONNECTED event, then an ORDER event
@@ -37,14 +38,13 @@ from exchanges.base import (
 )
 from exchanges.okx import stops as _stops
 from exchanges.okx.auth import Credentials
-from exchanges.okx.convert import close_position_args, leverage_args, to_balances, to_instrument, to_position
+from exchanges.okx.convert import leverage_args, to_balances, to_instrument, to_position
 from exchanges.okx.events import EventHub, PrivatePushes, convert_all, now_ms
 from exchanges.okx.orders import CL_ORD_ID, OrderDesk
 from exchanges.okx.ratelimit import Kind, RateLimiter
 from exchanges.okx.records import (
     AccountConfig,
     AccountRec,
-    ClosePositionAck,
     InstrumentRec,
     LeverageAck,
     PositionRec,
@@ -196,14 +196,11 @@ class OkxExchange:
         await self.desk.cancel(inst_id, cl_ord_id)
 
     async def close_position(
-        self, inst_id: str, mgn_mode: str | None = None, pos_side: str | None = None, cl_ord_id: str = ""
-    ) -> None:
-        """POST close-position: market, the whole position. NothingToClose when already flat."""
-        mgn = mgn_mode or self.desk.td_modes.get(inst_id, self.td_mode)
-        side = pos_side if self.pos_mode == "long_short" else None
-        await self.rest.post("/api/v5/trade/close-position", ClosePositionAck,
-                             close_position_args(inst_id, mgn, side, cl_ord_id),
-                             kind=Kind.CLOSE_POSITION, inst_id=inst_id)  # fmt: skip
+        self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None = None
+    ) -> Order:
+        """POST close-position under our clOrdId (orders.py): a bare LIVE acknowledgement, or the order
+        found by clOrdId after an unknown outcome. NothingToClose when already flat."""
+        return await self.desk.close(inst_id, cl_ord_id, side, td_mode, pos_side)
 
     async def set_leverage(
         self, inst_id: str, lever: int, mgn_mode: str, pos_side: str | None = None

@@ -5,6 +5,8 @@ The unknown-outcome rule: when placing times out, the connection drops after sen
 order is returned; not found -> OutcomeUnknown. Any place() with a clOrdId this desk already sent (and OKX
 did not refuse) queries it first and returns the existing order instead of sending: no second order is
 ever sent for a clOrdId whose first one exists (OKX itself only rejects duplicates among PENDING orders).
+close() (POST close-position: the whole position at market, sized by OKX) sends one order under a clOrdId
+too, and follows the same rule through the same code (_submit).
 
 Position modes: net (reduceOnly closes; no posSide) and long_short (posSide on every order, derived from
 side and reduce_only when the request has none; reduceOnly is not sent: it does not apply there).
@@ -16,9 +18,10 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from decimal import ROUND_DOWN, ROUND_UP
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from exchanges.base import (
     DuplicateClientId,
@@ -34,14 +37,19 @@ from exchanges.base import (
     OrderType,
     OutcomeUnknown,
 )
-from exchanges.okx.convert import order_args, to_order
+from exchanges.okx.convert import close_position_args, order_args, to_order
 from exchanges.okx.events import convert_all, now_ms
 from exchanges.okx.ratelimit import Kind
-from exchanges.okx.records import OrderAck, OrderRec
+from exchanges.okx.records import ClosePositionAck, OrderAck, OrderRec
 from exchanges.okx.rest import OkxRest
 
 log = logging.getLogger(__name__)
 CL_ORD_ID = re.compile(r"[A-Za-z0-9]{1,32}\Z")
+
+
+def _check_cl_ord_id(cl: str) -> None:
+    if not CL_ORD_ID.match(cl):
+        raise ValueError("clOrdId must be 1-32 letters/digits")
 
 
 class OrderDesk:
@@ -94,39 +102,83 @@ class OrderDesk:
         return orders[0]
 
     async def place(self, req: OrderRequest) -> Order:
-        if not CL_ORD_ID.match(req.cl_ord_id):
-            raise ValueError("clOrdId must be 1-32 letters/digits")
-        # One placement per clOrdId at a time: a concurrent retry waits, then finds the first one.
-        lock, users = self._locks.get(req.cl_ord_id, (asyncio.Lock(), 0))
-        self._locks[req.cl_ord_id] = (lock, users + 1)
+        _check_cl_ord_id(req.cl_ord_id)
+        async with self._exclusive(req.cl_ord_id):
+            wire_req = self.rounded(req, await self._instrument(req.inst_id))
+
+            async def send() -> Order:
+                acks = await self._rest.post("/api/v5/trade/order", OrderAck, order_args(wire_req),
+                                             kind=Kind.PLACE, inst_id=req.inst_id)  # fmt: skip
+                return Order(
+                    inst_id=req.inst_id, cl_ord_id=req.cl_ord_id, ord_id=acks[0].ord_id, side=req.side,
+                    state=OrderState.LIVE, size=wire_req.size, ord_type=req.ord_type, price=wire_req.price,
+                    reduce_only=wire_req.reduce_only, pos_side=wire_req.pos_side or "net",
+                    u_time_ms=acks[0].ts or now_ms(),
+                )  # fmt: skip
+
+            return await self._submit(req.inst_id, req.cl_ord_id, req.td_mode, send)
+
+    async def close(
+        self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None
+    ) -> Order:
+        """POST close-position under our clOrdId: the whole position at market, sized by OKX as it executes.
+        The answer is a bare acknowledgement (LIVE, no ordId, size 0): get() by clOrdId tells the rest."""
+        _check_cl_ord_id(cl_ord_id)
+        long_short = self.pos_mode == "long_short"
+        if long_short:
+            if pos_side not in ("long", "short"):
+                raise ValueError("close-position in long/short mode needs posSide long or short")
+            if (side is OrderSide.SELL) != (pos_side == "long"):
+                raise ValueError(f"a {side.value} order does not close the {pos_side} position")
+        wire_pos_side = pos_side if long_short else None
+        # autoCxl: OKX refuses close-position while close orders are pending on the position unless they
+        # are canceled with it; a pending reduce-only order (ours or the user's) must not block an exit.
+        body = close_position_args(inst_id, td_mode, wire_pos_side, cl_ord_id, auto_cxl=True)
+
+        async def send() -> Order:
+            await self._rest.post("/api/v5/trade/close-position", ClosePositionAck, body,
+                                  kind=Kind.CLOSE_POSITION, inst_id=inst_id)  # fmt: skip
+            return Order(
+                inst_id=inst_id, cl_ord_id=cl_ord_id, ord_id="", side=side, state=OrderState.LIVE,
+                size=Decimal(0), ord_type=OrderType.MARKET, reduce_only=True,
+                pos_side=wire_pos_side or "net", u_time_ms=now_ms(),
+            )  # fmt: skip
+
+        async with self._exclusive(cl_ord_id):
+            return await self._submit(inst_id, cl_ord_id, td_mode, send)
+
+    @asynccontextmanager
+    async def _exclusive(self, cl: str) -> AsyncIterator[None]:
+        """One submission per clOrdId at a time: a concurrent retry waits, then finds the first one."""
+        lock, users = self._locks.get(cl, (asyncio.Lock(), 0))
+        self._locks[cl] = (lock, users + 1)
         try:
             async with lock:
-                return await self._place(req)
+                yield
         finally:
-            lock, users = self._locks[req.cl_ord_id]
+            lock, users = self._locks[cl]
             if users == 1:
-                del self._locks[req.cl_ord_id]
+                del self._locks[cl]
             else:
-                self._locks[req.cl_ord_id] = (lock, users - 1)
+                self._locks[cl] = (lock, users - 1)
 
-    async def _place(self, req: OrderRequest) -> Order:
-        wire_req = self.rounded(req, await self._instrument(req.inst_id))
-        cl = req.cl_ord_id
+    async def _submit(
+        self, inst_id: str, cl: str, td_mode: str, send: Callable[[], Awaitable[Order]]
+    ) -> Order:
+        """The unknown-outcome rule around one send (under the clOrdId's lock)."""
         if cl in self.sent:  # an earlier attempt may have placed it: look before sending again
-            existing = await self._lookup(req.inst_id, cl)
+            existing = await self._lookup(inst_id, cl)
             if existing is not None:
                 return existing
         self._remember(cl)
-        self.inflight[cl] = req.inst_id  # before sending: a reconnect catch-up must cover it
-        self.td_modes[req.inst_id] = req.td_mode
+        self.inflight[cl] = inst_id  # before sending: a reconnect catch-up must cover it
+        self.td_modes[inst_id] = td_mode
         try:
-            acks = await self._rest.post(
-                "/api/v5/trade/order", OrderAck, order_args(wire_req), kind=Kind.PLACE, inst_id=req.inst_id
-            )
+            return await send()
         except OutcomeUnknown as e:
-            return await self._resolve(req.inst_id, cl, e)
+            return await self._resolve(inst_id, cl, e)
         except DuplicateClientId:
-            existing = await self._lookup(req.inst_id, cl)
+            existing = await self._lookup(inst_id, cl)
             if existing is not None:
                 return existing
             raise
@@ -136,11 +188,6 @@ class OrderDesk:
             self.inflight.pop(cl, None)  # refused, or certainly never sent: nothing to follow
             self.sent.pop(cl, None)
             raise
-        return Order(
-            inst_id=req.inst_id, cl_ord_id=cl, ord_id=acks[0].ord_id, side=req.side, state=OrderState.LIVE,
-            size=wire_req.size, ord_type=req.ord_type, price=wire_req.price, reduce_only=wire_req.reduce_only,
-            pos_side=wire_req.pos_side or "net", u_time_ms=acks[0].ts or now_ms(),
-        )  # fmt: skip
 
     async def cancel(self, inst_id: str, cl_ord_id: str) -> None:
         body = {"instId": inst_id, "clOrdId": cl_ord_id}
@@ -205,7 +252,7 @@ class OrderDesk:
             self.sent.popitem(last=False)
 
     async def _resolve(self, inst_id: str, cl: str, err: OutcomeUnknown) -> Order:
-        log.warning("okx place %s: outcome unknown (%s): querying it by clOrdId", cl, err)
+        log.warning("okx order %s: outcome unknown (%s): querying it by clOrdId", cl, err)
         for i in range(max(1, self.queries)):
             if i:
                 await asyncio.sleep(self.query_delay)
@@ -214,6 +261,6 @@ class OrderDesk:
             except OutcomeUnknown:
                 continue
             if order is not None:
-                log.info("okx place %s: found after the unknown outcome (%s)", cl, order.state.value)
+                log.info("okx order %s: found after the unknown outcome (%s)", cl, order.state.value)
                 return order
         raise OutcomeUnknown(f"order {cl}: outcome unknown ({err}); not found by clOrdId yet") from err
