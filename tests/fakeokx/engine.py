@@ -231,28 +231,33 @@ class Engine:
         self.changed([order], [], True)
         return order
 
-    def close_position(self, inst_id: str, mgn_mode: str, pos_side: str) -> None:
-        key = (inst_id, pos_side or "net")
-        p = self.positions.get(key)
-        if p is None or p.pos == 0:
-            raise Refused(
-                "51169",
-                "Order failed because you don't have any positions in this direction for "
-                "this contract to reduce or close.",
-            )
-        side = "sell" if (p.pos > 0 if key[1] == "net" else key[1] == "long") else "buy"
-        args = {
-            "instId": inst_id,
-            "tdMode": mgn_mode,
-            "side": side,
-            "ordType": "market",
-            "sz": str(abs(p.pos)),
-        }
-        if key[1] == "net":
+    def close_position(self, a: dict[str, Any]) -> FOrder:
+        """POST close-position: a market order for the whole position, under the request's clOrdId. Pending
+        close orders on the position block it (51115) unless autoCxl, which cancels them first."""
+        inst = self.inst(a.get("instId", ""))
+        inst_id, cl, mgn_mode = inst["instId"], a.get("clOrdId", ""), a.get("mgnMode", "")
+        if mgn_mode not in ("cross", "isolated"):
+            raise Refused("51000", "Parameter mgnMode error")
+        pos_side = self._pos_side(a)
+        if cl and any(o.cl_ord_id == cl for o in self.pending()):
+            raise Refused("51016", "Client order ID already exists.")
+        p = self.positions.get((inst_id, pos_side))
+        if p is None or p.pos == 0 or p.mgn_mode != mgn_mode:  # positions are per margin mode at OKX
+            raise Refused("51023", "Position doesn't exist.")
+        side = "sell" if (p.pos > 0 if pos_side == "net" else pos_side == "long") else "buy"
+        blocking = [o for o in self.pending() if o.inst_id == inst_id and o.pos_side == pos_side
+                    and self._closing(inst_id, o.side, pos_side, o.reduce_only)]  # fmt: skip
+        if blocking and a.get("autoCxl") not in (True, "true"):
+            raise Refused("51115", "Cancel all pending close-orders before liquidation.")
+        for o in blocking:
+            self.cancel(inst_id, o.ord_id)
+        args: dict[str, Any] = {"instId": inst_id, "tdMode": mgn_mode, "clOrdId": cl, "side": side,
+                                "ordType": "market", "sz": str(abs(p.pos))}  # fmt: skip
+        if pos_side == "net":
             args["reduceOnly"] = True
         else:
-            args["posSide"] = key[1]
-        self.place(args)
+            args["posSide"] = pos_side
+        return self.place(args)
 
     def set_leverage(self, inst_id: str, lever: Decimal, mgn_mode: str) -> None:
         self.inst(inst_id)

@@ -147,9 +147,8 @@ def _cancel(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _close_position(e: Engine, q: Q, b: Any) -> list[Any]:
-    e.close_position(b["instId"], b["mgnMode"], b.get("posSide", ""))
-    pos_side = b.get("posSide", "net")
-    return [{"clOrdId": b.get("clOrdId", ""), "instId": b["instId"], "posSide": pos_side, "tag": ""}]
+    o = e.close_position(b if isinstance(b, dict) else {})
+    return [{"clOrdId": o.cl_ord_id, "instId": o.inst_id, "posSide": o.pos_side, "tag": ""}]
 
 
 def _leverage(e: Engine, q: Q, b: Any) -> list[Any]:
