@@ -1,10 +1,11 @@
 """End-to-end tests of OkxExchange against the fake OKX server on loopback (tests/fakeokx).
 
 place -> live -> filled over the orders channel; a position appears and is closed reduce-only (net and
-long/short modes); a dropped private connection is re-established, re-logged-in and resubscribed, and a fill
-that happened while it was down is caught up; a timeout (or 50004/51149) on place-order leads to a query by
-clOrdId and never to a second order; 50011 replies slow the adapter down instead of hammering; protective
-stops; signing; and no API key, secret or passphrase in any log line, exception or repr.
+long/short modes), and whole through close-position under our clOrdId; a dropped private connection is
+re-established, re-logged-in and resubscribed, and a fill that happened while it was down is caught up; a
+timeout (or 50004/51149) on place-order or close-position leads to a query by clOrdId and never to a second
+order; 50011 replies slow the adapter down instead of hammering; protective stops; signing; and no API key,
+secret or passphrase in any log line, exception or repr.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from exchanges.okx.errors import AuthError
 from exchanges.okx.ratelimit import Kind
 from exchanges.okx.ws import WsConnection
 from tests.fakeokx import FakeOkx, eventually
+from tests.fakeokx.engine import Refused
 from tests.fakeokx.harness import BTC, ETH, FAST, KEY, PASSPHRASE, Events, Venue
 
 ORDER, ORDER_GET, ALGO = "/api/v5/trade/order", "/api/v5/trade/order", "/api/v5/trade/order-algo"
+CLOSE = "/api/v5/trade/close-position"
 LIVE, FILLED = OrderState.LIVE, OrderState.FILLED
 
 
@@ -143,6 +146,156 @@ async def test_account_in_another_position_mode_is_refused_at_start(venue: Venue
     with pytest.raises(ExchangeError) as err:
         await ex.start()
     assert err.value.code == "posMode"
+
+
+# --- close-position: the whole position, sized by OKX, under our clOrdId ---
+
+
+async def test_close_position_closes_the_whole_net_position_under_our_client_id(venue: Venue) -> None:
+    fake, ex, events = await venue.start()
+    await ex.place_order(market("cpOpen1", OrderSide.BUY, "2"))
+    await ex.place_order(market("cpOpen2", OrderSide.BUY, "1.5"))  # the venue's size: 3.5, read by no one
+    await fake.set_price(BTC, "50100")
+    ack = await ex.close_position(BTC, "cpClose1", OrderSide.SELL, "isolated")
+    assert (ack.cl_ord_id, ack.state, ack.ord_id, ack.size, ack.filled) == ("cpClose1", LIVE, "", 0, 0)
+    assert (ack.side, ack.ord_type, ack.reduce_only, ack.pos_side) == (
+        OrderSide.SELL, OrderType.MARKET, True, "net")  # fmt: skip
+    [call] = fake.calls("POST", CLOSE)
+    assert call.body == {"instId": BTC, "mgnMode": "isolated", "clOrdId": "cpClose1", "autoCxl": True}
+    assert fake.count("POST", ORDER) == 2  # the close went through close-position only
+    got = await ex.get_order(BTC, "cpClose1")
+    assert got is not None and got.ord_id
+    assert (got.state, got.side, got.size, got.filled, got.reduce_only) == (
+        FILLED, OrderSide.SELL, Decimal("3.5"), Decimal("3.5"), True)  # fmt: skip
+    assert got.pnl == Decimal("100") * Decimal("3.5") * Decimal("0.01") and got.fee < 0  # ctVal 0.01
+    pushed = await events.order("cpClose1", FILLED)  # the orders push carries our clOrdId too
+    assert pushed.ord_id == got.ord_id
+    assert await ex.positions() == []
+    assert ex.desk.inflight == {}  # seen terminal: nothing left to follow
+    with pytest.raises(NothingToClose):  # flat now: a new close finds nothing, and creates no order
+        await ex.close_position(BTC, "cpClose2", OrderSide.SELL, "isolated")
+    assert fake.engine.find_order(cl_ord_id="cpClose2") is None
+    assert "cpClose2" not in ex.desk.sent and "cpClose2" not in ex.desk.inflight
+
+
+async def test_close_position_in_long_short_mode_closes_one_side(venue: Venue) -> None:
+    fake, ex, _ = await venue.start(fake_kw={"pos_mode": "long_short_mode"}, pos_mode="long_short")
+    await ex.place_order(market("lsOpenL", OrderSide.BUY, "2"))
+    await ex.place_order(market("lsOpenS", OrderSide.SELL, "1"))
+    with pytest.raises(ValueError):  # long/short mode: which side to close must be said
+        await ex.close_position(BTC, "lsClose0", OrderSide.SELL, "isolated")
+    with pytest.raises(ValueError):  # a buy does not close a long
+        await ex.close_position(BTC, "lsClose0", OrderSide.BUY, "isolated", "long")
+    assert fake.count("POST", CLOSE) == 0
+    ack = await ex.close_position(BTC, "lsClose1", OrderSide.SELL, "isolated", "long")
+    assert (ack.state, ack.pos_side, ack.reduce_only) == (LIVE, "long", True)
+    body = fake.calls("POST", CLOSE)[-1].body
+    assert body == {"instId": BTC, "mgnMode": "isolated", "posSide": "long", "clOrdId": "lsClose1",
+                    "autoCxl": True}  # fmt: skip
+    got = await ex.get_order(BTC, "lsClose1")
+    assert got is not None
+    assert (got.state, got.side, got.pos_side, got.filled) == (FILLED, OrderSide.SELL, "long", Decimal(2))
+    [short] = await ex.positions()
+    assert (short.pos_side, short.size) == ("short", Decimal(1))  # the other side is untouched
+    with pytest.raises(NothingToClose):
+        await ex.close_position(BTC, "lsClose2", OrderSide.SELL, "isolated", "long")
+    assert fake.engine.find_order(cl_ord_id="lsClose2") is None
+
+
+async def test_a_pending_reduce_only_order_does_not_block_close_position(venue: Venue) -> None:
+    fake, ex, events = await venue.start()
+    await ex.place_order(market("abOpen", OrderSide.BUY, "2"))
+    await ex.place_order(market("abTp", OrderSide.SELL, "1", ord_type=OrderType.LIMIT,
+                                price=Decimal("52000"), reduce_only=True))  # fmt: skip
+    # Without autoCxl OKX refuses while a close order is pending (the fake does too):
+    with pytest.raises(Refused) as refused:
+        fake.engine.close_position({"instId": BTC, "mgnMode": "isolated", "clOrdId": "abNoCxl"})
+    assert refused.value.code == "51115" and fake.engine.find_order(cl_ord_id="abNoCxl") is None
+    await ex.close_position(BTC, "abClose", OrderSide.SELL, "isolated")  # autoCxl: cancels it, closes
+    await events.order("abTp", OrderState.CANCELED)
+    got = await ex.get_order(BTC, "abClose")
+    assert got is not None and (got.state, got.filled) == (FILLED, Decimal(2))
+    assert await ex.positions() == [] and await ex.pending_orders() == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"delay": 0.7, "execute": True},  # our timeout; OKX closed it
+        {"code": "50004", "execute": True},  # "endpoint request timeout", closed
+        {"delay": 0.8, "late": 0.4},  # times out; OKX closes it 0.4 s later, while we are asking
+    ],
+    ids=["timeout", "50004", "late"],
+)
+async def test_close_position_unknown_outcome_is_queried_and_never_sent_twice(
+    venue: Venue, fault: dict[str, Any]
+) -> None:
+    fake, ex, _ = await venue.start(rest_timeout=0.3, unknown_queries=40)
+    await ex.place_order(market("uoOpen", OrderSide.BUY, "2"))
+    fake.fault(CLOSE, method="POST", **fault)
+    order = await ex.close_position(BTC, "uoClose", OrderSide.SELL, "isolated")
+    assert (order.cl_ord_id, order.state, order.filled) == ("uoClose", FILLED, Decimal(2)) and order.ord_id
+    assert fake.count("POST", CLOSE) == 1
+    queries = [r.query for r in fake.calls("GET", ORDER_GET)]
+    assert queries and all(q == {"instId": BTC, "clOrdId": "uoClose"} for q in queries)
+    again = await ex.close_position(BTC, "uoClose", OrderSide.SELL, "isolated")  # a retry: queried, not sent
+    assert again.ord_id == order.ord_id
+    assert fake.count("POST", CLOSE) == 1 and len(fake.calls("GET", ORDER_GET)) == len(queries) + 1
+    assert sum(o.cl_ord_id == "uoClose" for o in fake.engine.orders.values()) == 1
+
+
+async def test_close_position_sent_once_is_queried_before_any_second_send(venue: Venue) -> None:
+    fake, ex, _ = await venue.start()
+    await ex.place_order(market("twOpen", OrderSide.BUY, "1"))
+    ack = await ex.close_position(BTC, "twClose", OrderSide.SELL, "isolated")
+    assert ack.state is LIVE and fake.count("GET", ORDER_GET) == 0
+    again = await ex.close_position(BTC, "twClose", OrderSide.SELL, "isolated")
+    assert again.state is FILLED and again.filled == Decimal(1)
+    assert fake.count("POST", CLOSE) == 1
+    assert [r.query["clOrdId"] for r in fake.calls("GET", ORDER_GET)] == ["twClose"]
+    fake.fault(CLOSE, method="POST", delay=0.1, execute=True)  # slow enough for two callers to overlap
+    await ex.place_order(market("twOpen2", OrderSide.BUY, "1"))
+    a, b = await asyncio.gather(
+        *(ex.close_position(BTC, "twClose2", OrderSide.SELL, "isolated") for _ in range(2))
+    )
+    assert fake.count("POST", CLOSE) == 2  # one for twClose, one for twClose2
+    assert {a.state, b.state} == {LIVE, FILLED} and ex.desk._locks == {}
+
+
+async def test_a_lost_close_raises_and_a_retry_queries_before_sending(venue: Venue) -> None:
+    fake, ex, _ = await venue.start(rest_timeout=0.25, unknown_queries=2)
+    await ex.place_order(market("lcOpen", OrderSide.BUY, "1"))
+    fake.fault(CLOSE, method="POST", delay=0.6)  # times out, never executed
+    with pytest.raises(OutcomeUnknown):
+        await ex.close_position(BTC, "lcClose", OrderSide.SELL, "isolated")
+    assert fake.engine.find_order(cl_ord_id="lcClose") is None and len(await ex.positions()) == 1
+    ack = await ex.close_position(BTC, "lcClose", OrderSide.SELL, "isolated")
+    assert ack.state is LIVE
+    seq = [(r.method, r.path) for r in fake.requests if r.path in (CLOSE, ORDER_GET)][1:]  # after the open
+    assert seq == [
+        ("POST", CLOSE),
+        ("GET", ORDER_GET),
+        ("GET", ORDER_GET),
+        ("GET", ORDER_GET),
+        ("POST", CLOSE),
+    ]
+    assert await ex.positions() == []
+
+
+async def test_close_position_with_a_client_id_pending_at_okx_returns_that_order(venue: Venue) -> None:
+    fake, ex, _ = await venue.start()
+    await ex.place_order(market("dpOpen", OrderSide.BUY, "1"))
+    await ex.place_order(
+        market("dpRest", OrderSide.BUY, "1", ord_type=OrderType.LIMIT, price=Decimal("40000"))
+    )
+    other = venue.adapter(fake)  # another process: it never sent dpRest, so it does not look first
+    await other.start()
+    found = await other.close_position(BTC, "dpRest", OrderSide.SELL, "isolated")
+    assert fake.calls("POST", CLOSE)[-1].body["clOrdId"] == "dpRest"  # sent; OKX answered 51016
+    assert (found.cl_ord_id, found.state, found.side, found.price) == (
+        "dpRest", LIVE, OrderSide.BUY, Decimal("40000"))  # fmt: skip
+    [held] = await ex.positions()
+    assert held.size == 1  # nothing was closed
 
 
 # --- reconnection and catch-up ---
