@@ -1,9 +1,10 @@
 """The chaos harness against the local fake OKX (issue 5): the same seeded kills as tests/chaos.py, with the
 exchange reached the way production reaches OKX (REST orders, private and public WebSockets, signatures
-checked), so that the faults are the network's: dropped WebSockets (private and public), REST calls
-delayed past the client's timeout (executed or not, or executed late), 50011 rate limits, 50001/503
-outages, failed position reads, and a 64008 "service upgrade" notice. Optionally Redis itself is SIGKILLed
-and restarted (append-only, fsync every second), with the lost window measured.
+checked), so that the faults are the network's: dropped WebSockets (private and public), order calls
+(place-order and close-position) delayed past the client's timeout (executed or not, or executed late),
+50011 rate limits and 50001/503 outages on them, failed position reads, and a 64008 "service upgrade"
+notice. Optionally Redis itself is SIGKILLed and restarted (append-only, fsync every second), with the lost
+window measured.
 
 The exchange's truth lives in the fake (in this process), not in Redis, so the invariants hold it against
 Redis even when Redis loses its last writes. The market is the shipped sample's price path, replayed
@@ -39,6 +40,8 @@ from tests.system import System
 
 KEY, SECRET, PASSPHRASE = "chaosKey3e1f", "chaosSecret6d2a", "chaosPass9b4c"
 ORDER, ALGO = "/api/v5/trade/order", "/api/v5/trade/order-algo"
+CLOSE = "/api/v5/trade/close-position"  # full closes; entries and partial closes go to ORDER
+ORDER_FAULTS = frozenset({"rate_limit", "unavailable", "timeout_executed", "timeout_lost", "executed_late"})
 POSITIONS = "/api/v5/account/positions"
 REST_TIMEOUT_S = 5.0  # the adapter's default: a "timeout" fault replies after it
 TICK = Decimal("0.1")
@@ -117,16 +120,18 @@ class OkxChaos(Chaos):
         kind = rng.choice(("rate_limit", "unavailable", "timeout_executed", "timeout_lost", "executed_late",
                            "read_fail", "stop_timeout"))  # fmt: skip
         spec: dict[str, Any]
+        # An order fault waits for the next place-order, or for the next close-position (a full close).
+        order = rng.choice((ORDER, CLOSE)) if kind in ORDER_FAULTS else ""
         if kind == "rate_limit":
-            spec = {"path": ORDER, "method": "POST", "code": "50011", "count": rng.randint(1, 3)}
+            spec = {"path": order, "method": "POST", "code": "50011", "count": rng.randint(1, 3)}
         elif kind == "unavailable":
-            spec = {"path": ORDER, "method": "POST", "code": "50001", "http_status": 503}
+            spec = {"path": order, "method": "POST", "code": "50001", "http_status": 503}
         elif kind == "timeout_executed":
-            spec = {"path": ORDER, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "execute": True}
+            spec = {"path": order, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "execute": True}
         elif kind == "timeout_lost":
-            spec = {"path": ORDER, "method": "POST", "delay": REST_TIMEOUT_S + 0.5}
+            spec = {"path": order, "method": "POST", "delay": REST_TIMEOUT_S + 0.5}
         elif kind == "executed_late":  # no reply in time, and the order arrives while we are asking
-            spec = {"path": ORDER, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "late": 1.0}
+            spec = {"path": order, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "late": 1.0}
         elif kind == "read_fail":
             spec = {"path": POSITIONS, "method": "GET", "code": "50001", "http_status": 503,
                     "count": rng.randint(1, 3)}  # fmt: skip
@@ -134,7 +139,7 @@ class OkxChaos(Chaos):
             spec = {"path": ALGO, "method": "POST", "delay": REST_TIMEOUT_S + 0.5, "execute": True}
         path = spec.pop("path")
         self.okx.sync(fake.fault, path, **spec)
-        self.report.faults[kind] += 1
+        self.report.faults[f"{kind}_close" if path == CLOSE else kind] += 1
         return spec
 
     def disturb(self) -> None:
