@@ -49,8 +49,9 @@ def main() -> int:
         okx = FakeThread(KEY, SECRET, PASSPHRASE)
         okx.price("46000")
         system = System(server.socket_path, workdir, **okx_settings(okx))
-        chaos: Chaos = OkxChaos(system, okx, args.seed, workers=args.workers, redis=server,
-                                redis_p=args.redis_p)
+        chaos: Chaos = OkxChaos(
+            system, okx, args.seed, workers=args.workers, redis=server, redis_p=args.redis_p
+        )
     else:
         system = System(server.socket_path, workdir, **SETTINGS)
         chaos = Chaos(system, args.seed, workers=args.workers)

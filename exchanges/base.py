@@ -154,6 +154,18 @@ class Exchange(Protocol):
     async def positions(self) -> list[ExchangePosition]: ...
     async def pending_orders(self) -> list[Order]: ...
     async def place_order(self, req: OrderRequest) -> Order: ...
+    async def close_position(
+        self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None = None
+    ) -> Order:
+        """Close the whole position at market, sized by the venue as it executes (OKX close-position):
+        nothing can change the position between a read and the send, and the order can only reduce.
+        `side` is the closing order's side (sell closes a long); `pos_side` is "long"/"short" in long/short
+        mode and None in net mode, where the venue closes the net position. The answer may be a bare
+        acknowledgement (LIVE, nothing filled, no size or venue id yet): query `get_order` for more.
+        Raises NothingToClose when nothing is held; otherwise the rules of `place_order` hold (one order
+        per client id, DuplicateClientId while it is pending, OutcomeUnknown: query before any retry)."""
+        ...
+
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         """The order with this client id, or None when the exchange positively says there is none."""
         ...

@@ -324,7 +324,7 @@ def size_mismatches(
 
 
 def check_one_order_per_client_id(system: System, fills: list[dict[str, str]]) -> list[str]:
-    """Each client order id maps to one venue order: in the fills, and in the served place_order requests
+    """Each client order id maps to one venue order: in the fills, and in the served order requests
     the venue accepted (a resend of a known id must be refused as a duplicate)."""
     orders: dict[str, set[str]] = defaultdict(set)
     for f in fills:
@@ -334,7 +334,7 @@ def check_one_order_per_client_id(system: System, fills: list[dict[str, str]]) -
     accepted: Counter[str] = Counter()
     for _id, raw in system.client.xrange(SERVED):
         e = {_s(k): _s(v) for k, v in raw.items()}
-        if e.get("op") == "place_order" and e.get("ok") == "1":
+        if e.get("op") in ("place_order", "close_position") and e.get("ok") == "1":
             accepted[e.get("cid", "")] += 1
     problems += [f"client id {cid} accepted {n} times" for cid, n in accepted.items() if cid and n > 1]
     return problems
@@ -367,8 +367,9 @@ def check_pnl(positions: list[Position], fills: list[dict[str, str]]) -> list[st
         if not cid:
             problems.append(f"fill without client id (liquidation?) {f}")
             continue
-        seen[cid[:12]].append(f"{cid} ord {f.get('ord_id')} sz {f.get('sz')} pnl {f.get('pnl')} "
-                              f"fee {f.get('fee')}")
+        seen[cid[:12]].append(
+            f"{cid} ord {f.get('ord_id')} sz {f.get('sz')} pnl {f.get('pnl')} fee {f.get('fee')}"
+        )
         pnl[cid[:12]] += Decimal(f.get("pnl") or "0")
         fee[cid[:12]] += Decimal(f.get("fee") or "0")
     known = {p.id for p in positions}

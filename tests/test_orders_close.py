@@ -1,10 +1,11 @@
-"""The close job (workers/orders.py): the exchange position is asked for as the job starts, while the stored
-position loads, and the close is sized from that answer; a skipped job leaves no read pending, and an
-exchange that cannot be read fails the job instead of meaning "flat". Real redis-server, paper exchange."""
+"""The close job (workers/orders.py): a full close is the venue's close-position, sized by the venue from
+what it holds as the order executes, so nothing is read before the send; a superseded close sends nothing;
+a close that runs again after it filled finds nothing to close and places no second order; an unknown
+outcome is queried by client id, and when the query cannot tell either the job fails (RQ retries it) and
+nothing is taken for "flat". Real redis-server, paper exchange."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from decimal import Decimal as D
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from exchanges import sync as exchange_loop
-from exchanges.base import Exchange, ExchangePosition, ExchangeUnavailable, Order, OrderRequest
+from exchanges.base import Exchange, ExchangePosition, ExchangeUnavailable, Order, OrderRequest, OrderSide
 from exchanges.paper import DEFAULT_INSTRUMENTS
 from statemachines.intents import IntentAction, OrderIntent
 from statemachines.position import Position
@@ -27,22 +28,28 @@ pytestmark = pytest.mark.redis
 
 
 class Recording:
-    """The paper exchange, logging when a positions read is asked for, answered, and an order sent."""
+    """The paper exchange, logging every read and order request the job makes."""
 
-    def __init__(self, inner: Exchange, log: list[str], fail_reads: bool = False) -> None:
-        self.inner, self.log, self.fail_reads = inner, log, fail_reads
+    def __init__(self, inner: Exchange, log: list[str]) -> None:
+        self.inner, self.log = inner, log
 
     async def positions(self) -> list[ExchangePosition]:
-        self.log.append("positions asked")
-        await asyncio.sleep(0)  # as PaperClient: the request is out, the answer is read on the next turn
-        if self.fail_reads:
-            raise ExchangeUnavailable("paper venue did not answer positions")
-        self.log.append("positions answered")
+        self.log.append("positions read")
         return await self.inner.positions()
 
     async def place_order(self, req: OrderRequest) -> Order:
         self.log.append(f"place {req.side.value} {req.size} reduce_only={req.reduce_only}")
         return await self.inner.place_order(req)
+
+    async def close_position(
+        self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None = None
+    ) -> Order:
+        self.log.append(f"close-position {side.value} {cl_ord_id}")
+        return await self.inner.close_position(inst_id, cl_ord_id, side, td_mode, pos_side)
+
+    async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
+        self.log.append(f"query {cl_ord_id}")
+        return await self.inner.get_order(inst_id, cl_ord_id)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -63,57 +70,85 @@ def _closing(w: World) -> tuple[Position, OrderIntent]:
     return pos, intent
 
 
-def _ctx(w: World, log: list[str], **kw: Any) -> WorkerContext:
+def _ctx(w: World, log: list[str]) -> WorkerContext:
     store = LoggingStore(w.client, w.settings.redis.prefix)
     store.log = log
-    ex: Any = Recording(w.paper, log, **kw)
+    ex: Any = Recording(w.paper, log)
     insts = {i.inst_id: i for i in DEFAULT_INSTRUMENTS}
     return WorkerContext(
         w.settings, w.client, store, ex, EventBus(w.client, store.keys), exchange_loop.loop(), insts
     )
 
 
-def test_the_close_reads_the_exchange_while_the_position_loads_and_is_sized_from_it(
-    real_redis: RealRedis,
-) -> None:
+def _events(w: World, pos: Position) -> list[dict[str, str]]:
+    return [{k.decode(): v.decode() for k, v in f.items()}
+            for _, f in w.client.xrange(w.store.keys.events(pos.symbol))]  # fmt: skip
+
+
+def test_the_close_is_sized_by_the_venue_with_no_read_before_the_send(real_redis: RealRedis) -> None:
     w = make_world(real_redis.client)
-    _, intent = _closing(w)
+    pos, intent = _closing(w)
+    w.place("manual1", "buy", "1")  # the exchange now holds 3, the bot 2: the venue closes what it holds
     log: list[str] = []
     done = w.run(execute(_ctx(w, log), intent))
-    assert log == [
-        "positions asked",
-        "position loaded",
-        "positions answered",
-        "place sell 2 reduce_only=True",
-    ]
-    assert done.startswith("placed: filled")
+    assert log == ["position loaded", f"close-position sell {intent.cl_ord_id}"]
+    assert done == "placed: filled 3/3"
     assert w.exchange_size() == 0
+    order = w.order(intent.cl_ord_id)
+    assert order is not None and order.reduce_only and order.side is OrderSide.SELL
+    published = [e for e in _events(w, pos) if e.get("kind") == "order"]
+    assert [(e["cl_ord_id"], e["state"]) for e in published] == [(intent.cl_ord_id, "filled")]
 
 
-def test_a_superseded_close_skips_and_leaves_no_read_pending(real_redis: RealRedis) -> None:
+def test_a_superseded_close_sends_nothing(real_redis: RealRedis) -> None:
     w = make_world(real_redis.client)
     _, intent = _closing(w)
     stale = replace(intent, attempt=2)  # a later attempt is current: this one is superseded
     log: list[str] = []
     done = w.run(execute(_ctx(w, log), stale))
     assert done.startswith("skip")
-    assert not [m for m in log if m.startswith("place")]
-    assert w.run(_pending_tasks()) == 0
+    assert log == ["position loaded"]
     assert w.exchange_size() == D(2)
 
 
-def test_an_unreadable_exchange_fails_the_close_and_is_never_flat(real_redis: RealRedis) -> None:
+def test_a_close_run_again_after_it_filled_places_no_second_order(real_redis: RealRedis) -> None:
     w = make_world(real_redis.client)
     pos, intent = _closing(w)
     log: list[str] = []
+    assert w.run(execute(_ctx(w, log), intent)).startswith("placed: filled")
+    served = w.paper.state.recent_orders(pos.symbol)
+    again = w.run(execute(_ctx(w, log), intent))  # the job ran again (a worker died before finishing)
+    assert again == "flat: exchange says nothing to close"
+    assert w.paper.state.recent_orders(pos.symbol) == served  # no second order for the client id
+    flat = [e for e in _events(w, pos) if e.get("kind") == "position"]
+    assert flat and flat[-1]["size"] == "0"
+
+
+def test_an_unknown_outcome_is_queried_and_found_not_resent(real_redis: RealRedis) -> None:
+    w = make_world(real_redis.client)
+    _, intent = _closing(w)
+    w.paper.inject("timeout", op="close_position")  # executed, but the answer is lost
+    log: list[str] = []
+    done = w.run(execute(_ctx(w, log), intent))
+    assert log == ["position loaded", f"close-position sell {intent.cl_ord_id}", f"query {intent.cl_ord_id}"]
+    assert done == "placed: filled 2/2"
+    assert w.exchange_size() == 0
+
+
+def test_an_unknown_outcome_the_query_cannot_settle_fails_the_job_and_is_never_flat(
+    real_redis: RealRedis,
+) -> None:
+    w = make_world(real_redis.client)
+    pos, intent = _closing(w)
+    w.paper.inject("timeout", op="close_position", executed=False)  # lost on its way
+    w.paper.inject("read_fail", op="get_order")  # and the venue cannot be asked about it
     events_before = w.client.xlen(w.store.keys.events(pos.symbol))
     with pytest.raises(ExchangeUnavailable):
-        w.run(execute(_ctx(w, log, fail_reads=True), intent))
-    assert not [m for m in log if m.startswith("place")]
+        w.run(execute(_ctx(w, []), intent))
     assert w.client.xlen(w.store.keys.events(pos.symbol)) == events_before  # no "flat" published
     assert w.exchange_size() == D(2)
-
-
-async def _pending_tasks() -> int:
-    await asyncio.sleep(0)
-    return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()])
+    # RQ's retry runs the job again: the query now answers "never seen", so the close is sent once.
+    log: list[str] = []
+    assert w.run(execute(_ctx(w, log), intent)) == "placed: filled 2/2"
+    assert log == ["position loaded", f"close-position sell {intent.cl_ord_id}"]
+    assert w.exchange_size() == 0

@@ -113,7 +113,9 @@ async def test_long_round_trip_by_hand(ex: PaperExchange) -> None:
     # 10,000 + 100 − 2.5 − 2.55 = 10,094.95
     assert await cash(ex) == D("10094.95")
     assert [(f["side"], f["px"], f["pnl"], f["fee"]) for f in ex.fills()] == [
-        ("buy", "50000", "0", "-2.5"), ("sell", "51000", "100", "-2.55")]
+        ("buy", "50000", "0", "-2.5"),
+        ("sell", "51000", "100", "-2.55"),
+    ]
 
 
 async def test_short_round_trip_by_hand(ex: PaperExchange) -> None:
@@ -144,7 +146,11 @@ async def test_slippage_and_maker_fill(fake_redis: fakeredis.FakeRedis) -> None:
     await ex.on_quote(ETH, D("3010.00"), D("3010.50"), T0 + 2)
     done = await ex.get_order(ETH, "eth2")
     assert done is not None and (done.state, done.avg_px, done.fee, done.pnl) == (
-        OrderState.FILLED, D("3010.00"), D("-0.0602"), D("0.7"))
+        OrderState.FILLED,
+        D("3010.00"),
+        D("-0.0602"),
+        D("0.7"),
+    )
     assert ex.fills()[-1]["exec_type"] == "M"
 
 
@@ -297,11 +303,63 @@ async def test_long_short_mode(fake_redis: fakeredis.FakeRedis) -> None:
     await ex.place_order(mkt("h1", BUY, "2", pos_side="long"))
     await ex.place_order(mkt("h2", SELL, "3", pos_side="short"))
     assert sorted((p.pos_side, p.side, p.size) for p in await ex.positions()) == [
-        ("long", "long", D(2)), ("short", "short", D(3))]
+        ("long", "long", D(2)),
+        ("short", "short", D(3)),
+    ]
     with pytest.raises(ExchangeError) as big:
         await ex.place_order(mkt("h3", SELL, "5", pos_side="long"))  # close more than the long
     assert big.value.code == "51112"
     await ex.place_order(mkt("h4", SELL, "2", pos_side="long"))
+    assert [(p.pos_side, p.size) for p in await ex.positions()] == [("short", D(3))]
+
+
+async def test_close_position_closes_what_is_held_when_it_runs(fake_redis: fakeredis.FakeRedis) -> None:
+    """OKX close-position: the venue sizes the close from its position as it executes, reduce-only, with
+    our client id; flat, it says so (51023); the same id while pending is a duplicate, as for place_order."""
+    ex = make(fake_redis)
+    await ex.set_leverage(BTC, 10, "isolated")
+    await ex.on_quote(BTC, D(50000), D(50000), T0)
+    with pytest.raises(NothingToClose) as flat:
+        await ex.close_position(BTC, "c0", SELL, "isolated")
+    assert flat.value.code == "51023"
+    await ex.place_order(mkt("o1", BUY, "3"))
+    await ex.place_order(mkt("o2", BUY, "2"))  # more than any one request said: the venue knows 5
+    close = await ex.close_position(BTC, "c1", SELL, "isolated")
+    assert (close.cl_ord_id, close.side, close.size, close.filled) == ("c1", SELL, D(5), D(5))
+    assert close.reduce_only and close.state is OrderState.FILLED
+    assert await ex.positions() == []
+    assert await ex.get_order(BTC, "c1") == close
+    with pytest.raises(NothingToClose):  # run again after it filled: nothing left, no second order
+        await ex.close_position(BTC, "c1", SELL, "isolated")
+    # Net mode: the net position is closed whichever its direction, as at OKX.
+    await ex.place_order(mkt("o3", SELL, "4"))
+    short_close = await ex.close_position(BTC, "c2", BUY, "isolated")
+    assert (short_close.side, short_close.filled) == (BUY, D(4)) and await ex.positions() == []
+    # A timeout that executed: the order exists under our id, to be found by the query.
+    await ex.place_order(mkt("o4", BUY, "1"))
+    ex.inject("timeout", op="close_position")
+    with pytest.raises(OutcomeUnknown):
+        await ex.close_position(BTC, "c3", SELL, "isolated")
+    assert (await ex.get_order(BTC, "c3")).filled == D(1)  # type: ignore[union-attr]
+    # Half filled, the rest still working: the same client id again is a duplicate, not a second close.
+    await ex.place_order(mkt("o5", BUY, "2"))
+    ex.inject("partial", op="close_position", rest="live")
+    half = await ex.close_position(BTC, "c4", SELL, "isolated")
+    assert (half.state, half.filled) == (OrderState.PARTIALLY_FILLED, D(1))
+    with pytest.raises(DuplicateClientId):
+        await ex.close_position(BTC, "c4", SELL, "isolated")
+
+
+async def test_close_position_in_long_short_mode(fake_redis: fakeredis.FakeRedis) -> None:
+    ex = make(fake_redis, pos_mode="long_short")
+    await ex.on_quote(BTC, D(50000), D(50000), T0)
+    await ex.place_order(mkt("h1", BUY, "2", pos_side="long"))
+    await ex.place_order(mkt("h2", SELL, "3", pos_side="short"))
+    with pytest.raises(ExchangeError) as no_side:
+        await ex.close_position(BTC, "c0", SELL, "isolated")
+    assert no_side.value.code == "51000"
+    close = await ex.close_position(BTC, "c1", SELL, "isolated", pos_side="long")
+    assert (close.side, close.filled, close.pos_side) == (SELL, D(2), "long")
     assert [(p.pos_side, p.size) for p in await ex.positions()] == [("short", D(3))]
 
 
@@ -349,7 +407,10 @@ async def test_partial_fill_is_reported_then_completes(ex: PaperExchange) -> Non
     # avgPx (3 × 50,000 + 7 × 50,020) / 10 = 50,014
     assert done.avg_px == D(50014)
     assert order_states(drain(sub)) == [
-        ("p1", "live", D(0)), ("p1", "partially_filled", D(3)), ("p1", "filled", D(10))]
+        ("p1", "live", D(0)),
+        ("p1", "partially_filled", D(3)),
+        ("p1", "filled", D(10)),
+    ]
 
 
 async def test_partial_fill_with_the_rest_cancelled(ex: PaperExchange) -> None:
@@ -432,8 +493,12 @@ async def test_events_stream(ex: PaperExchange) -> None:
     events = [e async for e in sub]
     kinds = [(e.kind, e.snapshot) for e in events]
     assert kinds[:2] == [(EventKind.POSITION, True), (EventKind.ACCOUNT, True)]
-    assert kinds[2:] == [(EventKind.ORDER, False), (EventKind.ORDER, False), (EventKind.POSITION, False),
-                         (EventKind.ACCOUNT, False)]
+    assert kinds[2:] == [
+        (EventKind.ORDER, False),
+        (EventKind.ORDER, False),
+        (EventKind.POSITION, False),
+        (EventKind.ACCOUNT, False),
+    ]
     fill = events[3]
     assert fill.extra["fill_sz"] == "1" and fill.extra["exec_type"] == "T"
     assert events[4].positions[0].size == 1

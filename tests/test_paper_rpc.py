@@ -14,7 +14,15 @@ import msgspec
 import pytest
 import redis
 
-from exchanges.base import ExchangeUnavailable, OrderRequest, OrderSide, OrderState, OrderType, OutcomeUnknown
+from exchanges.base import (
+    ExchangeUnavailable,
+    NothingToClose,
+    OrderRequest,
+    OrderSide,
+    OrderState,
+    OrderType,
+    OutcomeUnknown,
+)
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperClient, PaperVenue
 from statemachines.keys import Keys
@@ -71,6 +79,27 @@ def test_requests_and_replies(real_redis: RealRedis, venue: PaperVenue) -> None:
     asyncio.run(scenario())
     # One claim, for the order; the reads were not claimed.
     assert len(real_redis.client.keys("scalper:paper:served:*")) == 1
+
+
+def test_close_position_over_the_wire_is_claimed_and_served_once(
+    real_redis: RealRedis, venue: PaperVenue
+) -> None:
+    paper = PaperClient(real_redis.client, Keys())
+
+    async def scenario() -> None:
+        await paper.place_order(_buy("abc123def456o1", "2"))
+        order = await paper.close_position(BTC, "abc123def456c1", OrderSide.SELL, "isolated")
+        assert (order.state, order.filled, order.side) == (OrderState.FILLED, Decimal(2), OrderSide.SELL)
+        assert await paper.positions() == []
+        with pytest.raises(NothingToClose):
+            await paper.close_position(BTC, "abc123def456c1", OrderSide.SELL, "isolated")
+
+    asyncio.run(scenario())
+    served = [{k.decode(): v.decode() for k, v in f.items()} for _, f in real_redis.client.xrange(
+        "scalper:paper:served")]  # fmt: skip
+    closes = [(e["op"], e["cid"], e["ok"]) for e in served if e["op"] == "close_position"]
+    assert closes == [("close_position", "abc123def456c1", "1"), ("close_position", "abc123def456c1", "0")]
+    assert len(real_redis.client.keys("scalper:paper:served:*")) == 3  # each order request claimed
 
 
 def test_overlapping_calls_each_get_their_own_reply(real_redis: RealRedis, venue: PaperVenue) -> None:
@@ -137,8 +166,8 @@ def test_the_venue_answers_a_replayed_read_but_never_executes_an_order_twice(rea
 
 
 def test_the_lean_positions_read_matches_the_snapshot(real_redis: RealRedis) -> None:
-    """`positions` (the read every close job makes) reads the positions alone, and finds what the full
-    snapshot finds, with pending orders and stops around."""
+    """`positions` (the read a harvest job and the reconciler make) reads the positions alone, and finds
+    what the full snapshot finds, with pending orders and stops around."""
     client = real_redis.client
     venue = _venue(client)
     ex, loop = venue.exchange, asyncio.new_event_loop()

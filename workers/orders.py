@@ -1,16 +1,19 @@
 """The order workers' job: carry out one order intent, idempotently.
 
-Every job first asks the exchange for its own client order id; only if the exchange has never seen it does
-it send anything. A send whose outcome is unknown (timeout) is queried by client order id before anything
-else happens; if the query cannot tell either, the job fails and RQ retries it later, which starts again
-with the query. So a job can run any number of times and the exchange sees at most one order per id.
-Whatever the job learns about its order is published to the engine's event stream.
+An entry or a harvest first asks the exchange for its own client order id; only if the exchange has never
+seen it does it send anything. A full close is the venue's close-position (whatever is held, at market):
+run again after it filled it finds nothing to close, and while it is pending the same client id is refused.
+A send whose outcome is unknown (timeout) is queried by client order id before anything else happens; if
+the query cannot tell either, the job fails and RQ retries it later, which starts again with the query. So
+a job can run any number of times and the exchange sees at most one order per id. Whatever the job learns
+about its order is published to the engine's event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -80,24 +83,6 @@ def run_intent(fields: dict[str, str]) -> str:
 
 
 async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
-    # A close is sized from the exchange's position: ask for it first, so the exchange reads it while the
-    # stored position loads. It is still read after the job started, and before the close is sent.
-    reading = (
-        asyncio.ensure_future(_held(ctx.exchange, intent)) if intent.action is IntentAction.CLOSE else None
-    )
-    try:
-        return await _execute(ctx, intent, reading)
-    finally:
-        if reading is not None:  # not needed after all (a skip), or failed with the job: never left pending
-            reading.cancel()
-            await asyncio.gather(reading, return_exceptions=True)
-
-
-async def _execute(
-    ctx: WorkerContext, intent: OrderIntent, reading: asyncio.Future[Decimal | None] | None
-) -> str:
-    if reading is not None:
-        await asyncio.sleep(0)  # the read leaves now
     try:
         pos = ctx.store.load(intent.position_id, intent.symbol)
     except PositionNotFound:
@@ -115,37 +100,48 @@ async def _execute(
               IntentAction.HARVEST: State.HARVESTING}[action]  # fmt: skip
     if pos.state != wanted or (action is IntentAction.CLOSE and pos.close_attempt != intent.attempt):
         return f"skip: position is {pos.state} (attempt {pos.close_attempt})"
-    # An entry or a harvest repeated would double it: ask for the client order id first. A close needs no
-    # such look-up: it is reduce-only and sized from the exchange's position read just before sending, so
-    # after a first close filled it finds nothing to close, and while the first is pending the exchange
-    # refuses the same client id (a duplicate, answered by querying it).
-    if action is not IntentAction.CLOSE:
-        existing = await ex.get_order(intent.symbol, intent.cl_ord_id)
-        if existing is not None:
-            ctx.bus.publish_order(existing, "worker")
-            return f"exists: {existing.state.value}"
+    if action is IntentAction.CLOSE:
+        # The venue sizes the close from its own position as it executes (OKX close-position): no read
+        # before the send, and nothing can change the position between a read and the order. Run again
+        # after it filled, it finds nothing to close; while it is pending, the exchange refuses the same
+        # client id (a duplicate, answered by querying it).
+        side = OrderSide(intent.order_side)
+        td_mode = ctx.settings.exchange.td_mode
+        return await _send(ctx, intent, side, lambda: ex.close_position(
+            intent.symbol, intent.cl_ord_id, side, td_mode, _pos_side(ctx, intent)))  # fmt: skip
+    # An entry or a harvest repeated would double it: ask for the client order id first.
+    existing = await ex.get_order(intent.symbol, intent.cl_ord_id)
+    if existing is not None:
+        ctx.bus.publish_order(existing, "worker")
+        return f"exists: {existing.state.value}"
     inst = ctx.instruments[intent.symbol]
-    reduce_only = action is not IntentAction.OPEN
     if action is IntentAction.OPEN:
         size = inst.round_size(intent.size)
-    else:
-        held = await (reading if reading is not None else _held(ex, intent))
+    else:  # a harvest: a fraction of what the exchange holds, read just before sending
+        held = await _held(ex, intent)
         if held is None:
             # Nothing to reduce: the position is already flat at the exchange.
             _publish_flat(ctx, intent)
             return "flat: nothing to close"
-        size = (
-            held if action is IntentAction.CLOSE else inst.round_size(held * Decimal(repr(intent.fraction)))
-        )
+        size = inst.round_size(held * Decimal(repr(intent.fraction)))
         if size <= 0:
             return "skip: harvest below the minimum size"
     req = OrderRequest(
         inst_id=intent.symbol, cl_ord_id=intent.cl_ord_id, side=OrderSide(intent.order_side), size=size,
-        ord_type=OrderType.MARKET, reduce_only=reduce_only, pos_side=_pos_side(ctx, intent),
-        td_mode=ctx.settings.exchange.td_mode,
+        ord_type=OrderType.MARKET, reduce_only=action is IntentAction.HARVEST,
+        pos_side=_pos_side(ctx, intent), td_mode=ctx.settings.exchange.td_mode,
     )  # fmt: skip
+    return await _send(ctx, intent, req.side, lambda: ex.place_order(req))
+
+
+async def _send(
+    ctx: WorkerContext, intent: OrderIntent, side: OrderSide, send: Callable[[], Awaitable[Order]]
+) -> str:
+    """Send the order and publish what became of it. An unknown outcome or a duplicate id is answered by
+    querying the client order id; still unknown, the job fails and RQ retries it (querying first)."""
+    ex = ctx.exchange
     try:
-        order = await ex.place_order(req)
+        order = await send()
     except OutcomeUnknown:
         found = await ex.get_order(intent.symbol, intent.cl_ord_id)
         if found is None:
@@ -161,11 +157,12 @@ async def _execute(
         order = found
     except ExchangeError as err:
         # Refused outright (lot size, margin, ...): report a cancelled order so the engine settles.
-        log.warning("%s %s refused: %s", action.value, intent.cl_ord_id, err)
-        ctx.bus.publish_order(_refused(req), "worker")
+        log.warning("%s %s refused: %s", intent.action.value, intent.cl_ord_id, err)
+        ctx.bus.publish_order(_refused(intent, side), "worker")
         return f"refused: {err}"
     if order.state is OrderState.LIVE and order.filled == 0:
-        # A market order acknowledged but not yet reported filled: the exchange's push will follow.
+        # Acknowledged but not yet reported filled (a market order, or OKX's bare close-position answer):
+        # the exchange's push will follow; ask now all the same.
         latest = await ex.get_order(intent.symbol, intent.cl_ord_id)
         order = latest or order
     ctx.bus.publish_order(order, "worker")
@@ -189,9 +186,10 @@ def _publish_flat(ctx: WorkerContext, intent: OrderIntent) -> None:
     ctx.bus.publish(intent.symbol, position_fields(flat, snapshot=False, source="worker"))
 
 
-def _refused(req: OrderRequest) -> Order:
-    return Order(inst_id=req.inst_id, cl_ord_id=req.cl_ord_id, ord_id="", side=req.side,
-                 state=OrderState.CANCELED, size=req.size, reduce_only=req.reduce_only)  # fmt: skip
+def _refused(intent: OrderIntent, side: OrderSide) -> Order:
+    reduce_only = intent.action is not IntentAction.OPEN
+    return Order(inst_id=intent.symbol, cl_ord_id=intent.cl_ord_id, ord_id="", side=side,
+                 state=OrderState.CANCELED, size=Decimal(0), reduce_only=reduce_only)  # fmt: skip
 
 
 async def _protect(ctx: WorkerContext, intent: OrderIntent, size: Decimal) -> str:

@@ -142,6 +142,28 @@ class PaperExchange:
 
     @faulty("place_order")
     async def place_order(self, req: OrderRequest) -> Order:
+        return self._place(req)
+
+    @faulty("close_position")
+    async def close_position(
+        self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None = None
+    ) -> Order:
+        """OKX close-position: the whole position at market, reduce-only, sized from the position as it is
+        when this runs. In net mode the net position is closed whichever its direction, as OKX does."""
+        self._inst(inst_id)
+        ps = ledger.resolve_pos_side(self.pos_mode, pos_side)
+        held = next(
+            (p.pos for p in self.state.positions() if p.inst_id == inst_id and p.pos_side == ps), None
+        )
+        if held is None or held.size <= 0:
+            raise NothingToClose("51023", "Position doesn't exist.")
+        closing_side = OrderSide.SELL if held.side == "long" else OrderSide.BUY
+        req = OrderRequest(inst_id=inst_id, cl_ord_id=cl_ord_id, side=closing_side, size=held.size,
+                           ord_type=OrderType.MARKET, reduce_only=True, pos_side=pos_side,
+                           td_mode=td_mode)  # fmt: skip
+        return self._place(req)
+
+    def _place(self, req: OrderRequest) -> Order:
         inst = self._inst(req.inst_id)
         check_id(req.cl_ord_id, "clOrdId")
         if req.td_mode != "isolated":

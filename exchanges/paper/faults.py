@@ -18,14 +18,15 @@ from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.paper.ledger import venue_error
 
 READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order", "recent_orders")
+ORDER_OPS = ("place_order", "close_position")  # what a fault hits when it names no op: any order request
 
 
 @dataclass
 class Fault:
     """An injected misbehaviour of the next `count` calls of the methods in `ops`.
 
-    kind "partial"   (place_order) the order's first fill takes only `fraction` (default 0.5) of its size,
-                     rounded down to the lot; then the rest stays live (`rest="live"`) or is cancelled
+    kind "partial"   (an order request) the order's first fill takes only `fraction` (default 0.5) of its
+                     size, rounded down to the lot; then the rest stays live (`rest="live"`) or is cancelled
                      (`rest="cancel"`)
          "reject"    raise the venue error for `code` (default "51000"), `msg`; nothing is done
          "timeout"   `executed=True` (default): the request IS carried out, then OutcomeUnknown is raised
@@ -52,7 +53,7 @@ class FaultPlan:
             raise ValueError(f"unknown fault {kind!r}; one of {self.KINDS}")
         if count < 1:
             raise ValueError("count must be at least 1")
-        ops = (op,) if isinstance(op, str) else op or (READ_OPS if kind == "read_fail" else ("place_order",))
+        ops = (op,) if isinstance(op, str) else op or (READ_OPS if kind == "read_fail" else ORDER_OPS)
         fault = Fault(kind, tuple(ops), count, params)
         self.faults.append(fault)
         return fault

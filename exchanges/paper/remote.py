@@ -44,7 +44,8 @@ log = logging.getLogger("scalper.paper")
 # op -> the type its result decodes to
 RESULTS: dict[str, Any] = {
     "instruments": list[Instrument], "balance": list[Balance], "positions": list[ExchangePosition],
-    "pending_orders": list[Order], "place_order": Order, "get_order": Order | None, "cancel_order": None,
+    "pending_orders": list[Order], "place_order": Order, "close_position": Order, "get_order": Order | None,
+    "cancel_order": None,
     "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "cancel_stop": None,
     "stops": list[StopOrder], "recent_orders": list[Order],
 }  # fmt: skip
@@ -160,6 +161,8 @@ class PaperVenue:
             args = msgspec.json.decode(req.get("args", "{}").encode())
             if op == "place_order":
                 args = {"req": msgspec.convert(args["req"], OrderRequest)}
+            elif op == "close_position":
+                args = {**args, "side": OrderSide(args["side"])}
             elif op == "place_stop":
                 args = {**args, "side": OrderSide(args["side"]), "trigger_px": Decimal(args["trigger_px"]),
                         "size": Decimal(args["size"])}  # fmt: skip
@@ -180,7 +183,7 @@ class PaperVenue:
         pipe = self.client.pipeline()
         pipe.lpush(key, msgspec.json.encode(body))
         pipe.expire(key, 60)
-        if op in ("place_order", "cancel_order", "place_stop", "cancel_stop"):
+        if op in ("place_order", "close_position", "cancel_order", "place_stop", "cancel_stop"):
             cid = req.get("cid", "")
             pipe.xadd(served_key(self.keys), {"op": op, "cid": cid, "sent": req.get("sent", ""),
                                               "served": repr(time.time()), "ok": "1" if body["ok"] else "0"},
@@ -275,7 +278,10 @@ class PaperClient:
     def _send(self, op: str, args: dict[str, Any]) -> _Pending:
         rid = secrets.token_hex(8)
         req = args.get("req")
-        cid = req.cl_ord_id if isinstance(req, OrderRequest) else str(args.get("algo_cl_ord_id", ""))
+        if isinstance(req, OrderRequest):
+            cid = req.cl_ord_id
+        else:
+            cid = str(args.get("cl_ord_id" if op == "close_position" else "algo_cl_ord_id", ""))
         encoded = msgspec.json.encode(args)
         fields = {"id": rid, "op": op, "args": encoded, "cid": cid, "sent": repr(time.time())}
         flat = [x for kv in fields.items() for x in kv]
@@ -312,6 +318,12 @@ class PaperClient:
 
     async def place_order(self, req: OrderRequest) -> Order:
         return await self._call("place_order", req=req)
+
+    async def close_position(
+        self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None = None
+    ) -> Order:
+        return await self._call("close_position", inst_id=inst_id, cl_ord_id=cl_ord_id, side=side,
+                                td_mode=td_mode, pos_side=pos_side)  # fmt: skip
 
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         return await self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
