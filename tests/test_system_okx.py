@@ -79,11 +79,14 @@ def test_okx_end_to_end_through_the_lifecycle(system: System, okx: FakeThread) -
     assert all(is_legal(e["from"], e["to"], e["trigger"]) for e in log[1:])
     assert got.exit_reason == "trailing_stop" and got.realized_pnl > 0
     assert system.store.check_consistency(pos.id) == []
-    closes = [
-        r.body for r in okx.fake.calls("POST", "/api/v5/trade/order") if r.body["clOrdId"] != f"{pos.id}o1"
-    ]
-    assert [b["clOrdId"] for b in closes] == [f"{pos.id}c1"]  # one close order, reduce-only
-    assert closes[0]["reduceOnly"] in (True, "true")
+    # The full close went to close-position (OKX sizes it from what it holds), once, under our client id:
+    # nothing but the entry went through place-order.
+    assert [r.body["clOrdId"] for r in okx.fake.calls("POST", "/api/v5/trade/order")] == [f"{pos.id}o1"]
+    closes = [r.body for r in okx.fake.calls("POST", "/api/v5/trade/close-position")]
+    assert closes == [{"instId": BTC, "mgnMode": "isolated", "clOrdId": f"{pos.id}c1", "autoCxl": True}]
+    close = okx.fake.engine.find_order(cl_ord_id=f"{pos.id}c1")
+    assert close is not None and close.state == "filled" and close.reduce_only
+    assert close.acc_fill_sz == pos.size and close.pnl > 0
     assert not [p for p in okx.fake.engine.positions.values() if p.pos != 0]  # flat at the exchange
     system.wait("the protective stop cancelled",
                 lambda: okx.fake.count("POST", "/api/v5/trade/cancel-algos") >= 1)  # fmt: skip
