@@ -1,37 +1,56 @@
-"""Lua scripts of the position store. Each touches only one symbol's keys (one Cluster slot) and runs
-atomically in Redis, so a reader never sees a hash, its index sets and its log out of step.
+"""Lua scripts of the position store. Each runs atomically in Redis, so a reader never sees a hash, its
+index sets and its log out of step, nor a decided order without its hand-off to the workers.
 
 Redis does not roll a script back when a command fails halfway, so every script checks what can be
-checked first (existence, state, version) and writes the log before the hash: a failed XADD (a key of the
-wrong type) then leaves nothing written.
+checked first (existence, state, version), then hands the intent over, then writes the log before the hash:
+a failed command (a key of the wrong type) then leaves nothing of the position written.
+
+The hand-off is the order intent's way to the workers: either an entry in the symbol's outbox stream (for
+the engine's relay to move to RQ), or RQ's own enqueue commands (job hash, queue push), given by the caller
+and run here as they are, so the transition and the job exist together or not at all. Those touch RQ's keys,
+which are not among the script's KEYS: fine on a single Redis (RQ does not run on Cluster anyway).
 """
 
 from __future__ import annotations
 
+# The hand-off (see the module doc), spliced into the scripts below after their checks. From ARGV[i]: m, m
+# field/value ARGV of an outbox entry (m = 0: none), then commands, each as k followed by its k ARGV.
+_HANDOFF = """
+local m = tonumber(ARGV[i])
+if m > 0 then
+  redis.call('XADD', KEYS[5], '*', unpack(ARGV, i + 1, i + m))
+end
+i = i + m + 1
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + k))
+  i = i + k + 1
+end
+"""
+
 # KEYS: hash, log, state set (opening), symbol's positions set, symbol's outbox
 # ARGV: id, reason, price, ts, n = number of field ARGV, n field/value ARGV (state and version included),
-#       then the order intent's field/value pairs (none: no intent)
+#       then the entry order's hand-off
 # -> 1 created, 0 already exists
 CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
 local n = tonumber(ARGV[5])
+local i = 6 + n
+""" + _HANDOFF + """
 redis.call('XADD', KEYS[2], '*', 'from', '', 'to', 'opening', 'trigger', 'create',
   'reason', ARGV[2], 'price', ARGV[3], 'ts', ARGV[4], 'version', '1')
 redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + n))
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
-if #ARGV > 5 + n then
-  redis.call('XADD', KEYS[5], '*', unpack(ARGV, 6 + n))
-end
 return 1
 """
 
-# The compare-and-set of a transition, with the order intent it calls for (the outbox entry).
+# The compare-and-set of a transition, with the hand-off of the order intent it calls for.
 # KEYS: hash, log, source state set, dest state set, symbol's outbox
 # ARGV: id, source, dest, expected version, trigger, reason, price, ts, n = number of field ARGV,
-#       n field/value ARGV, then the intent's field/value pairs (none: no intent)
+#       n field/value ARGV, then the intent's hand-off
 # -> {1, new version} applied, {0, stored state, stored version} stale ('' when missing)
 TRANSITION = """
 local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
@@ -40,6 +59,8 @@ if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[4] then
 end
 local v = tonumber(cur[2]) + 1
 local n = tonumber(ARGV[9])
+local i = 10 + n
+""" + _HANDOFF + """
 redis.call('XADD', KEYS[2], '*', 'from', ARGV[2], 'to', ARGV[3], 'trigger', ARGV[5],
   'reason', ARGV[6], 'price', ARGV[7], 'ts', ARGV[8], 'version', tostring(v))
 if n > 0 then
@@ -48,9 +69,6 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', tostring(v))
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
-if #ARGV > 9 + n then
-  redis.call('XADD', KEYS[5], '*', unpack(ARGV, 10 + n))
-end
 return {1, v}
 """
 

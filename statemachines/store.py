@@ -1,14 +1,16 @@
 """Positions in Redis: one hash, one transition log (stream) and index sets per position, all plain strings.
 
-Every write that must move together runs as one Lua script over one symbol's keys (one Cluster slot). The
-two global keys (`symbols`, `pos-symbol`) only grow and are written before the creation script, so a crash
-in between leaves at worst an id that maps to no hash, never a hash nobody can find.
+Every write that must move together runs as one Lua script over one symbol's keys, with the hand-off of the
+order intent it decides (statemachines/lua.py): RQ's enqueue commands when the store was given a `handoff`
+(the engine's), else an entry in the symbol's outbox for the relay. The two global keys (`symbols`,
+`pos-symbol`) only grow and are written before the creation script, so a crash in between leaves at worst an
+id that maps to no hash, never a hash nobody can find.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields as dc_fields
 from decimal import Decimal
 from typing import Any
@@ -52,12 +54,20 @@ def _flat(mapping: Mapping[str, str]) -> list[str]:
     return [x for kv in mapping.items() for x in kv]
 
 
+# An order intent's fields -> the Redis commands that hand it to the workers (each a command and its args),
+# run inside the transition's script: see workers/relay.py, RqHandOff.
+HandOff = Callable[[Mapping[str, str]], Sequence[Sequence[Any]]]
+
+
 class PositionStore:
     """Implements machine.TransitionStore; see keys.py for the key schema."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, handoff: HandOff | None = None
+    ) -> None:
         self.client = client
         self.keys = Keys(prefix)
+        self.handoff = handoff
         # register_script: EVALSHA, falling back to EVAL (and re-caching) after a server restart.
         self._create = client.register_script(lua.CREATE)
         self._transition = client.register_script(lua.TRANSITION)
@@ -77,8 +87,8 @@ class PositionStore:
         ts: float | None = None,
         intent: Mapping[str, str] | None = None,
     ) -> None:
-        """Store a new position in `opening` at version 1 with its creation log entry, and the entry
-        order's intent in the symbol's outbox, all in one script."""
+        """Store a new position in `opening` at version 1 with its creation log entry, and hand the entry
+        order's intent over (RQ, or the symbol's outbox), all in one script."""
         if pos.state != State.OPENING:
             raise ValueError(f"a new position starts in {State.OPENING.value!r}, not {pos.state!r}")
         now = time.time() if ts is None else ts
@@ -108,12 +118,12 @@ class PositionStore:
             ],
             args=[
                 pos.id, reason, encode_value(float(price)), encode_value(now), str(2 * len(data)),
-                *_flat(data), *_flat(intent or {}),
+                *_flat(data), *self._handoff_args(intent),
             ],
         )  # fmt: skip
         if not int(ok):
             raise PositionExists(f"position {pos.id} ({pos.symbol}) already exists")
-        if intent:
+        if intent and self.handoff is None:
             self.intents_written += 1
         pos.created_at, pos.state_since, pos.version = created_at, state_since, 1
 
@@ -130,8 +140,8 @@ class PositionStore:
         fields: dict[str, str],
         intent: Mapping[str, str] | None = None,
     ) -> int:
-        """The compare-and-set of one transition, with the order intent it calls for added to the symbol's
-        outbox in the same script; returns the new version or raises StaleTransition.
+        """The compare-and-set of one transition, with the hand-off of the order intent it calls for (RQ, or
+        the symbol's outbox) in the same script; returns the new version or raises StaleTransition.
         Leaves `pos` untouched: the machine applies the change in memory once this returned."""
         bad = set(fields) - TRANSITION_FIELDS
         if bad:
@@ -148,7 +158,7 @@ class PositionStore:
             args=[
                 pos.id, source, dest, str(pos.version), trigger, reason,
                 encode_value(float(price)), encode_value(float(ts)), str(2 * len(fields)),
-                *_flat(fields), *_flat(intent or {}),
+                *_flat(fields), *self._handoff_args(intent),
             ],
         )  # fmt: skip
         if int(res[0]) != 1:
@@ -158,9 +168,20 @@ class PositionStore:
                 f"position {pos.id} ({pos.symbol}): {trigger} {source}->{dest} expected state {source!r} "
                 f"version {pos.version}, but {found}"
             )
-        if intent:
+        if intent and self.handoff is None:
             self.intents_written += 1
         return int(res[1])
+
+    def _handoff_args(self, intent: Mapping[str, str] | None) -> list[Any]:
+        """The scripts' hand-off ARGV (lua.py): an outbox entry, or the queue's commands, or nothing."""
+        if not intent:
+            return ["0"]
+        if self.handoff is None:
+            return [str(2 * len(intent)), *_flat(intent)]
+        out: list[Any] = ["0"]
+        for command in self.handoff(intent):
+            out += [str(len(command)), *command]
+        return out
 
     def update_marks(self, pos: Position, fields: Mapping[str, Any]) -> bool:
         """Write mark-to-market fields if the stored state and version are still those `pos` holds; no

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -46,8 +46,8 @@ def settings() -> Settings:
     return Settings(_env_file=None, redis={"prefix": PREFIX}, symbols={BTC: {}})  # type: ignore[call-arg, arg-type]
 
 
-def engine(client: redis.Redis, ttl: float = 5.0) -> Engine:
-    return Engine(settings(), client, symbols=[BTC], lease_ttl_s=ttl)
+def engine(client: redis.Redis, ttl: float = 5.0, **kw: Any) -> Engine:
+    return Engine(settings(), client, symbols=[BTC], lease_ttl_s=ttl, **kw)
 
 
 def tick(client: redis.Redis, px: float = 50000.0) -> str:

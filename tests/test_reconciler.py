@@ -101,7 +101,7 @@ class World:
         """A freshly started process: nothing in memory, everything from Redis and the exchange."""
         return Engine(
             self.settings, self.client, symbols=symbols or [BTC], entries=entries, reconciler=self.rec,
-            clock="wall", wall=self.clock,
+            clock="wall", wall=self.clock, hand_off_to_rq=False,  # the intents stay in the outbox, to inspect
         )  # fmt: skip
 
     def start(self, engine: Engine) -> Report:

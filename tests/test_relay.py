@@ -12,9 +12,11 @@ from rq.job import Job, JobStatus
 
 from statemachines.intents import IntentAction, OrderIntent, client_order_id
 from statemachines.keys import Keys
+from statemachines.machine import StaleTransition
+from statemachines.store import PositionStore
 from tests import test_lease as lease_test
 from tests.conftest import RealRedis
-from workers.relay import JOB, QUEUE, RETRY, Relay, job_id
+from workers.relay import JOB, QUEUE, RETRY, Relay, RqHandOff, job_id
 
 SYM = "BTC-USDT-SWAP"
 
@@ -68,11 +70,88 @@ def test_one_round_trip_reads_every_outbox(real_redis: RealRedis) -> None:
     assert client.xlen(keys.outbox(SYM)) == client.xlen(keys.outbox(eth)) == 0
 
 
-def test_the_engine_hands_an_intent_over_on_the_tick_that_wrote_it(real_redis: RealRedis) -> None:
-    """Not after the rest of its batch of ticks: the first of five ticks closes the position."""
+def test_the_engine_hands_an_intent_to_rq_in_the_script_of_its_transition(real_redis: RealRedis) -> None:
+    """The first of five ticks closes the position: its close job is in RQ when that tick's step returns,
+    written by the transition's own script (no outbox entry, nothing for the relay), exactly as RQ's own
+    enqueue writes it."""
     client = real_redis.client
     pos = lease_test.open_position(client, close_request="manual")
     eng = lease_test.engine(client)
+    eng.run_once(block_ms=0)  # takes the lease, starts
+    queue = Queue(QUEUE, connection=client)
+    earlier = set(queue.get_job_ids())  # the entry's intents, relayed from the outbox open_position used
+    seen: list[list[str]] = []
+    on_tick = eng.on_tick
+
+    def spy(symbol: str, ts: float, price: float) -> None:
+        on_tick(symbol, ts, price)
+        seen.append([j for j in queue.get_job_ids() if j not in earlier])
+
+    eng.on_tick = spy  # type: ignore[method-assign]
+    for _ in range(5):
+        lease_test.tick(client)
+    assert eng.run_once(block_ms=0) == 5
+    stored = eng.store.load(pos.id)
+    assert stored.state == "closing"
+    [jid] = [j for j in queue.get_job_ids() if j not in earlier]
+    intent = OrderIntent.from_fields(Job.fetch(jid, connection=client).args[0])
+    assert (intent.action, intent.position_id, jid) == (IntentAction.CLOSE, pos.id, job_id(intent))
+    assert seen == [[jid]] * 5  # there from the first tick on, once
+    assert client.xlen(Keys(lease_test.PREFIX).outbox(SYM)) == 0
+    job = Job.fetch(job_id(intent), connection=client)
+    assert (job.func_name, job.args, job.get_status()) == (JOB, (intent.to_fields(),), JobStatus.QUEUED)
+    assert (job.retries_left, job.retry_intervals) == (RETRY.max, RETRY.intervals)
+    assert (job.result_ttl, job.failure_ttl, job.origin) == (3600, 86400, QUEUE)
+    # The same keys and fields as RQ's own enqueue of that intent (the relay's path), timestamps aside.
+    mine = {k: v for k, v in client.hgetall(job.key).items() if not k.endswith(b"_at")}
+    client.delete(job.key)
+    client.lrem(queue.key, 0, jid)
+    client.xadd(Keys(lease_test.PREFIX).outbox(SYM), intent.to_fields())
+    assert Relay(client, Keys(lease_test.PREFIX)).flush([SYM]) == 1
+    theirs = {k: v for k, v in client.hgetall(job.key).items() if not k.endswith(b"_at")}
+    assert mine == theirs
+    assert client.sismember("rq:queues", queue.key)
+
+
+def test_a_stale_transition_hands_nothing_over(real_redis: RealRedis) -> None:
+    """The job exists only with its transition: a compare-and-set that fails writes no job."""
+    client = real_redis.client
+    pos = lease_test.open_position(client)
+    store = PositionStore(client, lease_test.PREFIX, handoff=RqHandOff(client))
+    stale = replace(store.load(pos.id), version=pos.version - 1)
+    intent = _intent(pos.id)
+    with pytest.raises(StaleTransition):
+        store.apply_transition(stale, source="open", dest="closing", trigger="close", reason="stop_loss",
+                               price=1.0, ts=1.0, fields={}, intent=intent.to_fields())  # fmt: skip
+    assert Queue(QUEUE, connection=client).get_job_ids() == []
+    assert not client.exists(f"rq:job:{job_id(intent)}")
+    fresh = store.load(pos.id)
+    store.apply_transition(fresh, source="open", dest="closing", trigger="close", reason="stop_loss",
+                           price=1.0, ts=1.0, fields={}, intent=intent.to_fields())  # fmt: skip
+    assert Queue(QUEUE, connection=client).get_job_ids() == [job_id(intent)]
+
+
+def test_a_failed_hand_off_writes_nothing_of_the_transition(real_redis: RealRedis) -> None:
+    client = real_redis.client
+    pos = lease_test.open_position(client, close_request="manual")
+    eng = lease_test.engine(client)
+    eng.run_once(block_ms=0)
+    before = (eng.store.load(pos.id).to_hash(), eng.store.log(pos.id))
+    client.set("rq:queue:orders", "not a list")  # the push fails inside the script
+    lease_test.tick(client)
+    with pytest.raises(redis.ResponseError):
+        eng.run_once(block_ms=0)
+    assert (eng.store.load(pos.id).to_hash(), eng.store.log(pos.id)) == before
+    assert eng.store.load(pos.id).state == "open"
+
+
+def test_without_a_hand_off_the_engine_relays_an_intent_on_the_tick_that_wrote_it(
+    real_redis: RealRedis,
+) -> None:
+    """Not after the rest of its batch of ticks: the first of five ticks closes the position."""
+    client = real_redis.client
+    pos = lease_test.open_position(client, close_request="manual")
+    eng = lease_test.engine(client, hand_off_to_rq=False)
     eng.run_once(block_ms=0)  # takes the lease, starts, hands over the entry's intents
     seen_at_flush: list[int] = []
     flush = eng.relay.flush

@@ -28,7 +28,7 @@ from statemachines.store import PositionStore
 from workers import settlement
 from workers.events import EventBus, order_from, position_from
 from workers.lease import Lease
-from workers.relay import Relay
+from workers.relay import Relay, RqHandOff
 
 log = logging.getLogger("scalper.engine")
 
@@ -72,11 +72,14 @@ class Engine:
         reconcile_every_s: float = 10.0,
         mark_every_s: float = 1.0,
         wall: Callable[[], float] = time.time,
+        hand_off_to_rq: bool = True,
     ) -> None:
         self.settings = settings
         self.client = client
         self.symbols = symbols or list(settings.symbols)
-        self.store = PositionStore(client, settings.redis.prefix)
+        # An intent goes to RQ in its transition's script; without (tests): through the outbox and relay.
+        handoff = RqHandOff(client) if hand_off_to_rq else None
+        self.store = PositionStore(client, settings.redis.prefix, handoff=handoff)
         self.keys = self.store.keys
         self.pm = PositionMachine(self.store, clock=self.now, wall=wall)
         self.bus = EventBus(client, self.keys)

@@ -1,13 +1,22 @@
-"""The outbox relay: order intents written with their transitions are handed to RQ, then removed.
+"""Order intents to RQ: in the transition's own script (RqHandOff), or through the outbox (Relay).
 
-The enqueue is one MULTI (queue set, job hash, push: RQ's own commands), so the job reaches a worker one
-round trip after the outbox is read; the XDEL follows only once that succeeded (in the same MULTI, a
-failed push would not stop the XDEL). A crash between the enqueue and the removal enqueues the intent
-again on the next pass; that is safe because the job id is the intent's (action + client order id) and
-every job is idempotent: see workers/orders.py.
+The engine's store runs RQ's enqueue commands inside the transition script (statemachines/lua.py): the
+decision and the job exist together or not at all, and the job reaches a worker with the transition's one
+round trip. RqHandOff builds those commands with RQ's own enqueue, on a pipeline that is never executed, so
+the job hash is exactly what `Queue.enqueue` writes.
+
+A store without a hand-off (a tool, a test) writes the intent to the symbol's outbox instead, and the
+engine's relay moves it to RQ, then removes it. The enqueue is one MULTI (queue set, job hash, push: RQ's
+own commands), so the job reaches a worker one round trip after the outbox is read; the XDEL follows only
+once that succeeded (in the same MULTI, a failed push would not stop the XDEL). A crash between the enqueue
+and the removal enqueues the intent again on the next pass; that is safe because the job id is the
+intent's (action + client order id) and every job is idempotent: see workers/orders.py.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 from rq import Queue, Retry
@@ -52,6 +61,32 @@ def job_in_flight(client: redis.Redis, action: IntentAction, cl_ord_id: str, now
     return status == JobStatus.STARTED and started is not None and now - started.timestamp() < IN_FLIGHT_S
 
 
+def enqueue(queue: Queue, intent: OrderIntent, pipeline: redis.client.Pipeline) -> None:
+    """RQ's enqueue of the intent's job (deterministic id, retries, TTLs), onto `pipeline`."""
+    queue.enqueue(
+        JOB,
+        intent.to_fields(),
+        job_id=job_id(intent),
+        retry=RETRY,
+        result_ttl=3600,
+        failure_ttl=86400,
+        description=f"{intent.action.value} {intent.symbol} {intent.cl_ord_id}",
+        pipeline=pipeline,
+    )
+
+
+class RqHandOff:
+    """The store's `handoff` (statemachines/store.py): RQ's enqueue commands for an intent's job."""
+
+    def __init__(self, client: redis.Redis, queue: Queue | None = None) -> None:
+        self.queue = queue or Queue(QUEUE, connection=client)
+
+    def __call__(self, fields: Mapping[str, str]) -> Sequence[Sequence[Any]]:
+        pipe = self.queue.connection.pipeline(transaction=False)
+        enqueue(self.queue, OrderIntent.from_fields(fields), pipe)
+        return [args for args, _options in pipe.command_stack]  # recorded, never executed
+
+
 class Relay:
     def __init__(self, client: redis.Redis, keys: Keys, queue: Queue | None = None) -> None:
         self.client = client
@@ -69,16 +104,7 @@ class Relay:
             for entry_id, raw in entries:
                 intent = OrderIntent.from_fields(raw)
                 with self.queue.connection.pipeline(transaction=True) as txn:
-                    self.queue.enqueue(
-                        JOB,
-                        intent.to_fields(),
-                        job_id=job_id(intent),
-                        retry=RETRY,
-                        result_ttl=3600,
-                        failure_ttl=86400,
-                        description=f"{intent.action.value} {intent.symbol} {intent.cl_ord_id}",
-                        pipeline=txn,
-                    )
+                    enqueue(self.queue, intent, txn)
                     txn.execute()  # raises if any command of it failed: the intent stays in the outbox
                 self.client.xdel(key, entry_id)
                 moved += 1
