@@ -39,6 +39,7 @@ def record_state(socket_path: str) -> str:
     r.rpush(SEEN, f"state={r.hget(worker_key, 'state').decode()}")
     r.rpush(SEEN, f"intermediate={r.llen('rq:queue:orders:intermediate')}")
     r.rpush(SEEN, f"worker_ttl={int(r.ttl(worker_key) > 0)}")
+    r.rpush(SEEN, f"job_ttl={r.ttl(job.key)}")  # -1: persisted while it runs, whatever TTL it was queued with
     return "done"
 
 
@@ -66,10 +67,10 @@ def test_a_job_is_registered_as_started_before_it_runs(
     worker_cls: type[SimpleWorker], real_redis: RealRedis
 ) -> None:
     job, seen = _run(
-        worker_cls, real_redis, "tests.test_rqworker.record_state", args=(real_redis.socket_path,)
+        worker_cls, real_redis, "tests.test_rqworker.record_state", args=(real_redis.socket_path,), ttl=600
     )
     assert seen == ["status=started", "started=True", "current=close-abc123c1", "state=busy",
-                    "intermediate=0", "worker_ttl=1"]  # fmt: skip
+                    "intermediate=0", "worker_ttl=1", "job_ttl=-1"]  # fmt: skip
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == "done"
     assert job.started_at is not None and job.ended_at is not None and job.worker_name

@@ -3,11 +3,12 @@
 Stock RQ 2.x, after the BLMOVE that takes a job, does six round trips before the job function starts: the
 job's HGETALL, a heartbeat (HSET, then EXPIRE), `prepare_execution` (a MULTI), `prepare_job_execution`
 (another MULTI) and the PERSIST of `Job.perform`. On loopback each costs 0.1-0.2 ms, most of the order
-path's budget. `OrderWorker` writes the same keys and fields, in the same order, with three:
+path's budget. `OrderWorker` writes the same keys and fields, in the same order, with two:
 
 - the heartbeat right after a dequeue is folded into the job's bookkeeping, which heartbeats anyway;
 - `prepare_execution` and `prepare_job_execution` go out as one MULTI (atomic, so the worker, its
-  execution, the StartedJobRegistry and the job's `started` status can never disagree);
+  execution, the StartedJobRegistry and the job's `started` status can never disagree), and the PERSIST
+  of the job's key with them (`OrderJob.perform` leaves it out);
 - a heartbeat outside a job (the idle loop) is one pipelined round trip instead of two.
 
 Nothing else changes: the job is registered in the StartedJobRegistry (with its execution and its TTL)
@@ -23,15 +24,29 @@ from typing import Any
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, _job_stack
 from rq.utils import now
 from rq.worker import WorkerStatus
+
+
+class OrderJob(Job):
+    """RQ's Job, but `perform` does not PERSIST the job's key: OrderWorker sent that with the job's
+    bookkeeping. Otherwise `Job.perform` as it is (RQ 2.12): the job stack is what `get_current_job` reads."""
+
+    def perform(self) -> Any:
+        _job_stack.push(self)
+        try:
+            self._result = self._execute()
+        finally:
+            assert self is _job_stack.pop()
+        return self._result
 
 
 class OrderWorker(SimpleWorker):
     """`SimpleWorker` with the bookkeeping before a job in one MULTI (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("job_class", OrderJob)
         super().__init__(*args, **kwargs)
         self._dequeued = False  # a job was just taken: the next bare heartbeat goes with its bookkeeping
         self._prepared: str | None = None  # the job whose prepare_job_execution execute_job already did
@@ -69,6 +84,7 @@ class OrderWorker(SimpleWorker):
             job.prepare_for_execution(self.name, pipeline=pipe)
             if len(self.queues) == 1:
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipe.persist(job.key)  # Job.perform's first command (OrderJob leaves it out)
             pipe.execute()
         self._prepared = job.id
         self.procline(f"Processing {job.func_name} from {job.origin} since {now().timestamp()}")
