@@ -13,9 +13,17 @@ from typing import Any
 import pytest
 
 from exchanges import sync as exchange_loop
-from exchanges.base import Exchange, ExchangePosition, ExchangeUnavailable, Order, OrderRequest, OrderSide
+from exchanges.base import (
+    Exchange,
+    ExchangePosition,
+    ExchangeUnavailable,
+    Order,
+    OrderRequest,
+    OrderSide,
+    StopOrder,
+)
 from exchanges.paper import DEFAULT_INSTRUMENTS
-from statemachines.intents import IntentAction, OrderIntent
+from statemachines.intents import IntentAction, OrderIntent, client_order_id
 from statemachines.position import Position
 from statemachines.snapshot import Action
 from statemachines.store import PositionStore
@@ -152,3 +160,24 @@ def test_an_unknown_outcome_the_query_cannot_settle_fails_the_job_and_is_never_f
     assert w.run(execute(_ctx(w, log), intent)) == "placed: filled 2/2"
     assert log == ["position loaded", f"close-position sell {intent.cl_ord_id}"]
     assert w.exchange_size() == 0
+
+
+def test_an_unprotect_whose_stop_went_meanwhile_is_done_not_retried(real_redis: RealRedis) -> None:
+    """The stop is live when the job reads the stops, and gone when it cancels it (the reconciler cancelled
+    it as an orphan in between): the job's purpose holds, so it succeeds instead of queueing a retry."""
+    w = make_world(real_redis.client)
+    pos = w.opened("long", "2", protect=True)
+    stop_id = client_order_id(pos.id, IntentAction.PROTECT, 1)
+    intent = OrderIntent(IntentAction.UNPROTECT, pos.id, pos.symbol, "long", stop_id, 1)
+    ctx = _ctx(w, [])
+    real_stops = w.paper.stops
+
+    async def stops_then_cancelled_by_someone_else() -> list[StopOrder]:
+        seen = await real_stops()
+        await w.paper.cancel_stop(pos.symbol, stop_id)  # the race, made certain
+        return seen
+
+    ctx.exchange.stops = stops_then_cancelled_by_someone_else  # type: ignore[method-assign]
+    assert any(s.algo_cl_ord_id == stop_id and s.state == "live" for s in w.run(real_stops()))
+    assert w.run(execute(ctx, intent)) == "protective stop already gone"
+    assert not [s for s in w.run(real_stops()) if s.algo_cl_ord_id == stop_id and s.state == "live"]

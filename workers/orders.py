@@ -29,6 +29,7 @@ from exchanges.base import (
     Instrument,
     NothingToClose,
     Order,
+    OrderNotFound,
     OrderRequest,
     OrderSide,
     OrderState,
@@ -211,5 +212,10 @@ async def _unprotect(ctx: WorkerContext, intent: OrderIntent) -> str:
     ex = ctx.exchange
     if not any(s.algo_cl_ord_id == intent.cl_ord_id and s.state == "live" for s in await ex.stops()):
         return "no live protective stop"
-    await ex.cancel_stop(intent.symbol, intent.cl_ord_id)
+    try:
+        await ex.cancel_stop(intent.symbol, intent.cl_ord_id)
+    except OrderNotFound:
+        # Gone since the read: the reconciler cancelled it as an orphan, or the venue with the position.
+        # What this job is for holds; failing would only queue a retry ahead of other orders.
+        return "protective stop already gone"
     return "protective stop cancelled"
