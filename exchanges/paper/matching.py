@@ -43,16 +43,19 @@ class Matcher:
         """Fill crossed orders, trigger crossed stops, then liquidate, in that order; the quote is stored."""
         ex, inst_id = self.ex, inst.inst_id
         snap = ex.state.snapshot()
+        moved = False  # did a fill or a trigger change the positions since the snapshot?
         for rec in snap.orders:
             if rec.order.inst_id == inst_id and (fill := self.price(rec.order, bid, ask, placing=False)):
                 self.fill(rec, *fill, ts_ms)
+                moved = True
         mark = (bid + ask) / 2
         for stop in snap.stops:
             sell = stop.side == OrderSide.SELL
             if stop.inst_id == inst_id and (mark <= stop.trigger_px if sell else mark >= stop.trigger_px):
                 self.trigger(stop, ts_ms)
+                moved = True
         mmr = self.mmr(inst_id)
-        for prec in ex.state.snapshot().positions.values():
+        for prec in (ex.state.snapshot() if moved else snap).positions.values():
             if prec.inst_id != inst_id:
                 continue
             if ledger.liquidated(prec.pos, mark, inst.ct_val, mmr, ex.taker_fee):

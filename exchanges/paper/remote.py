@@ -107,9 +107,13 @@ class PaperVenue:
         self.request_cursor = "0-0"
 
     async def run_once(self, block_ms: int = 20) -> None:
-        self._take_faults()
         streams = {**self.cursors, _requests(self.keys): self.request_cursor}
-        reply = self.client.xread(streams, count=500, block=block_ms or None)
+        # Injected faults first, then the wait for quotes and requests: one round trip per turn.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpop(faults_key(self.keys), 100)
+        pipe.xread(streams, count=500, block=block_ms or None)
+        faults, reply = pipe.execute()
+        self._take_faults(faults or [])
         for key, entries in reply or []:
             key = _s(key)
             if key == _requests(self.keys):
@@ -123,8 +127,8 @@ class PaperVenue:
                 self.cursors[key] = _s(entries[-1][0])
         self._publish_events()
 
-    def _take_faults(self) -> None:
-        while (raw := self.client.lpop(faults_key(self.keys))) is not None:
+    def _take_faults(self, specs: list[bytes]) -> None:
+        for raw in specs:
             try:
                 spec = dict(msgspec.json.decode(raw))
                 kind, op, count = spec.pop("kind"), spec.pop("op", None), int(spec.pop("count", 1))
