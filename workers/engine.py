@@ -175,10 +175,7 @@ class Engine:
             self.start()
         n = self._ticks(block_ms)
         self._relay()  # first: an order decided on these ticks leaves at once
-        if n:
-            self.client.hset(self.keys.cursor(), mapping=self.cursors)
-        self._events()
-        self._control()
+        self._poll(save_cursors=n > 0)
         wall = self.wall()
         self._relay(sweep=wall - self._last_sweep >= 1.0)
         if wall - self._last_marks >= self.mark_every_s:
@@ -266,14 +263,28 @@ class Engine:
 
     # --- exchange events ---
 
-    def _events(self) -> None:
-        for symbol, entry_id, fields in self.bus.read(self.symbols, self.consumer):
+    def _poll(self, save_cursors: bool) -> None:
+        """Everything a loop turn does besides the ticks, in one round trip: the tick cursors saved, the
+        exchange events (pending, then new), the panic flag and the operator's commands. Fewer round
+        trips per turn also leave Redis and the CPU to the worker running the order just decided."""
+        pipe = self.client.pipeline(transaction=False)
+        if save_cursors:
+            pipe.hset(self.keys.cursor(), mapping=self.cursors)
+        self.bus.queue_read(pipe, self.symbols, self.consumer)
+        pipe.exists(self.keys.panic())
+        pipe.xread({self.keys.control(): self._control_id}, count=100)
+        *replies, panic, control = pipe.execute()
+        self._events(self.bus.decode(replies[-2:]))
+        self._control(bool(panic), control)
+
+    def _events(self, events: list[tuple[str, str, dict[str, str]]]) -> None:
+        for symbol, entry_id, fields in events:
             try:
                 self.on_event(symbol, fields)
             except (KeyError, ValueError, TypeError, ArithmeticError) as err:
                 self.dropped_events += 1
                 log.warning("dropped malformed event %s on %s: %s", entry_id, symbol, err)
-            self.bus.ack(symbol, entry_id)
+        self.bus.ack_all([(symbol, entry_id) for symbol, entry_id, _ in events])
 
     def on_event(self, symbol: str, fields: dict[str, str]) -> None:
         book = self.book.get(symbol, {})
@@ -334,9 +345,8 @@ class Engine:
 
     # --- operator commands: manual close, panic, manual entry ---
 
-    def _control(self) -> None:
-        self.panic = bool(self.client.exists(self.keys.panic()))
-        reply = self.client.xread({self.keys.control(): self._control_id}, count=100)
+    def _control(self, panic: bool, reply: Any) -> None:
+        self.panic = panic
         for _, entries in reply or []:
             for entry_id, raw in entries:
                 self._control_id = _s(entry_id)

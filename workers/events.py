@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from exchanges.base import ExchangePosition, Order, OrderSide, OrderState, OrderType
 from statemachines.keys import Keys
@@ -96,16 +97,34 @@ class EventBus:
         self, symbols: list[str], consumer: str, count: int = 200
     ) -> list[tuple[str, str, dict[str, str]]]:
         """(symbol, entry id, fields): first whatever this consumer was given but never acknowledged
-        (a crash between reading and applying), then new entries. Never blocks."""
-        out: list[tuple[str, str, dict[str, str]]] = []
+        (a crash between reading and applying), then new entries. Never blocks. One round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        self.queue_read(pipe, symbols, consumer, count)
+        return self.decode(pipe.execute())
+
+    def queue_read(self, pipe: Pipeline, symbols: list[str], consumer: str, count: int = 200) -> None:
+        """`read` as two commands on the caller's pipeline (the engine's one round trip per loop): the
+        pending entries, then the new ones. Give both replies to `decode`."""
         for start in ("0", ">"):
-            streams = {self.keys.events(s): start for s in symbols}
-            for key, entries in self.client.xreadgroup(GROUP, consumer, streams, count=count) or []:
+            pipe.xreadgroup(GROUP, consumer, {self.keys.events(s): start for s in symbols}, count=count)
+
+    @staticmethod
+    def decode(replies: list[Any]) -> list[tuple[str, str, dict[str, str]]]:
+        out: list[tuple[str, str, dict[str, str]]] = []
+        for reply in replies:  # the pending ones first: "0" ran before ">" delivered anything new
+            for key, entries in reply or []:
                 symbol = Keys.symbol_of(key)
                 out += [(symbol, _s(eid), {_s(k): _s(v) for k, v in f.items()}) for eid, f in entries if f]
-            if out:
-                break
         return out
+
+    def ack_all(self, done: list[tuple[str, str]]) -> None:
+        """Acknowledge (symbol, entry id) pairs, once they are applied: one round trip."""
+        if not done:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for symbol, entry_id in done:
+            pipe.xack(self.keys.events(symbol), GROUP, entry_id)
+        pipe.execute()
 
     def ack(self, symbol: str, entry_id: str) -> None:
         self.client.xack(self.keys.events(symbol), GROUP, entry_id)
