@@ -14,7 +14,8 @@ the same kind of server. For each sample a position is opened, then a tick throu
 the tick stream; the time from that XADD to the worker's place-order request leaving the adapter (the
 paper client stamps each request with its send time) is the latency. `--stages` splits each sample with
 the timestamps the system records anyway: the transition's time in the position's log, RQ's `enqueued_at`
-and `started_at` of the job, the request's send time.
+(stamped as the engine builds the job, before the transition script writes it) and `started_at` of the job,
+the request's send time.
 """
 
 from __future__ import annotations
@@ -181,10 +182,10 @@ def _stages(client: redis.Redis, store: PositionStore, pid: str, cid: str, t0: f
 
 
 STAGES = (
-    "tick XADD -> transition decided (engine wakes, reads the tick, steps the machine)",
-    "-> RQ enqueue called (Lua CAS + outbox, relay)",
-    "-> job started (enqueue written, worker wakes, fetches, RQ bookkeeping)",
-    "-> order request sent (load the position, read the exchange position, send)",
+    "tick XADD -> transition decided (engine wakes, reads the tick)",
+    "-> RQ enqueue called (machine step, RQ's job built for the script)",
+    "-> job started (transition script writes it, worker wakes, fetches, bookkeeping)",
+    "-> order request sent (bookkeeping written, position loaded, close-position sent)",
 )
 
 
@@ -226,7 +227,7 @@ def main() -> None:
             for name in STAGES:
                 xs = sorted(s[name] * 1000 for s in stages)
                 qs = statistics.quantiles(xs, n=100)
-                print(f"  {name:<78} p50 {qs[49]:5.2f}  p90 {qs[89]:5.2f}  p99 {qs[98]:5.2f} ms")
+                print(f"  {name:<82} p50 {qs[49]:5.2f}  p90 {qs[89]:5.2f}  p99 {qs[98]:5.2f} ms")
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
