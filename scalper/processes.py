@@ -157,6 +157,7 @@ def run_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clo
 def run_worker(settings: Settings, burst: bool = False) -> int:
     from rq import Queue
 
+    from workers import orders
     from workers.relay import QUEUE
     from workers.rqworker import OrderWorker
 
@@ -168,7 +169,8 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         # (which runs the retries) from one that died, and hands a dead worker's started jobs back. It runs
         # between dequeues, whose wait RQ derives from the worker TTL (TTL - 15 s; 405 s by default).
         worker = OrderWorker([Queue(QUEUE, connection=client)], connection=client,
-                             maintenance_interval=MAINTENANCE_S, worker_ttl=MAINTENANCE_S + 15)  # fmt: skip
+                             maintenance_interval=MAINTENANCE_S, worker_ttl=MAINTENANCE_S + 15,
+                             preload=orders.preload(settings.redis.prefix))  # fmt: skip
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
         return 0
 

@@ -11,6 +11,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
+from rq import Queue
 
 from exchanges import sync as exchange_loop
 from exchanges.base import (
@@ -29,8 +30,10 @@ from statemachines.snapshot import Action
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
 from tests.test_reconciler import World, make_world
+from workers import orders
 from workers.events import EventBus
 from workers.orders import WorkerContext, execute
+from workers.relay import JOB
 
 pytestmark = pytest.mark.redis
 
@@ -181,3 +184,22 @@ def test_an_unprotect_whose_stop_went_meanwhile_is_done_not_retried(real_redis: 
     assert any(s.algo_cl_ord_id == stop_id and s.state == "live" for s in w.run(real_stops()))
     assert w.run(execute(ctx, intent)) == "protective stop already gone"
     assert not [s for s in w.run(real_stops()) if s.algo_cl_ord_id == stop_id and s.state == "live"]
+
+
+def test_a_position_read_with_the_job_s_bookkeeping_is_not_loaded_again(real_redis: RealRedis) -> None:
+    """OrderWorker reads the position with the job's bookkeeping (`preload`); the job then decides on that
+    read: here it says the close is superseded, so nothing is loaded and nothing sent."""
+    w = make_world(real_redis.client)
+    pos, intent = _closing(w)
+    key = w.store.keys.pos(pos.symbol, pos.id)
+    job = Queue("orders", connection=w.client).enqueue(JOB, intent.to_fields(), job_id="close-x")
+    assert orders.preload(w.settings.redis.prefix)(job) == [key]
+    other = Queue("orders", connection=w.client).enqueue("builtins.len", "x", job_id="other-x")
+    assert orders.preload(w.settings.redis.prefix)(other) == []
+    raw = w.client.hgetall(key)
+    log: list[str] = []
+    stale = {**raw, b"close_attempt": b"2"}  # as read when the job started: a later attempt is current
+    assert w.run(execute(_ctx(w, log), intent, stale)).startswith("skip")
+    assert log == []
+    assert w.run(execute(_ctx(w, log), intent, raw)) == "placed: filled 2/2"
+    assert log == [f"close-position sell {intent.cl_ord_id}"]  # decided on the preloaded hash alone

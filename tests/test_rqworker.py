@@ -95,6 +95,36 @@ def test_order_worker_writes_what_simple_worker_writes(real_redis: RealRedis) ->
     assert snapshots[0] == snapshots[1]
 
 
+def record_preloaded(socket_path: str) -> str:
+    """The job: the hash OrderWorker read for it with its bookkeeping, against the hash now."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    r = redis.Redis(unix_socket_path=socket_path)
+    got = getattr(job, "preloaded", None)
+    r.rpush(SEEN, repr(got))
+    return "done"
+
+
+def test_preload_reads_the_job_s_hashes_with_its_bookkeeping(real_redis: RealRedis) -> None:
+    client = real_redis.client
+    client.hset("test:pos", mapping={"state": "closing", "version": "7"})
+    queue = Queue("orders", connection=client)
+    queue.enqueue("tests.test_rqworker.record_preloaded", real_redis.socket_path, job_id="close-p1")
+    queue.enqueue("tests.test_rqworker.record_preloaded", real_redis.socket_path, job_id="other-p2")
+    asked: list[str] = []
+
+    def preload(job: Job) -> list[str]:
+        asked.append(job.id)
+        return ["test:pos", "test:missing"] if job.id.startswith("close-") else []
+
+    OrderWorker([queue], connection=client, preload=preload).work(burst=True, logging_level="WARNING")
+    seen = [v.decode() for v in client.lrange(SEEN, 0, -1)]
+    assert asked == ["close-p1", "other-p2"]
+    assert seen == [repr({"test:pos": {b"state": b"closing", b"version": b"7"}, "test:missing": {}}), "{}"]
+    assert Job.fetch("close-p1", connection=client).get_status() == JobStatus.FINISHED
+
+
 @pytest.mark.parametrize("worker_cls", [SimpleWorker, OrderWorker])
 def test_a_failing_job_is_retried_with_back_off_then_failed(
     worker_cls: type[SimpleWorker], real_redis: RealRedis

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import redis
+from rq import get_current_job
+from rq.job import Job
 
 from config.settings import Settings, load_settings
 from exchanges import sync as exchange_loop
@@ -37,9 +40,12 @@ from exchanges.base import (
     OutcomeUnknown,
 )
 from statemachines.intents import IntentAction, OrderIntent
+from statemachines.keys import Keys
 from statemachines.lifecycle import State
+from statemachines.position import Position
 from statemachines.store import PositionNotFound, PositionStore
 from workers.events import EventBus, position_fields
+from workers.relay import JOB
 
 log = logging.getLogger("scalper.worker")
 
@@ -80,12 +86,36 @@ def run_intent(fields: dict[str, str]) -> str:
     """The RQ job. Returns what it did, for `rq info` and the job's result."""
     ctx = context()
     intent = OrderIntent.from_fields(fields)
-    return ctx.loop.run_until_complete(execute(ctx, intent))
+    job = get_current_job()
+    preloaded = getattr(job, "preloaded", {}).get(ctx.store.keys.pos(intent.symbol, intent.position_id))
+    return ctx.loop.run_until_complete(execute(ctx, intent, preloaded))
 
 
-async def execute(ctx: WorkerContext, intent: OrderIntent) -> str:
+def preload(prefix: str) -> Callable[[Job], list[str]]:
+    """OrderWorker's `preload` for these jobs: the intent's position, read with the job's bookkeeping."""
+    keys = Keys(prefix)
+
+    def position_key(job: Job) -> list[str]:
+        if job.func_name != JOB or not job.args or not isinstance(job.args[0], dict):
+            return []
+        fields = job.args[0]
+        try:
+            return [keys.pos(fields["symbol"], fields["position_id"])]
+        except (KeyError, ValueError):
+            return []  # a malformed intent: the job itself reports it
+
+    return position_key
+
+
+async def execute(
+    ctx: WorkerContext, intent: OrderIntent, preloaded: Mapping[Any, Any] | None = None
+) -> str:
+    """`preloaded`: the position's hash as read when the job started (OrderWorker), else it is loaded."""
     try:
-        pos = ctx.store.load(intent.position_id, intent.symbol)
+        if preloaded:
+            pos = Position.from_hash(preloaded)
+        else:
+            pos = ctx.store.load(intent.position_id, intent.symbol)
     except PositionNotFound:
         return f"skip: no position {intent.position_id}"
     ex = ctx.exchange

@@ -11,6 +11,9 @@ path's budget. `OrderWorker` writes the same keys and fields, in the same order,
   of the job's key with them (`OrderJob.perform` leaves it out);
 - a heartbeat outside a job (the idle loop) is one pipelined round trip instead of two.
 
+And `preload`: hashes the job reads first (an order job's position) go out with that MULTI, read atomically
+as the job is marked started, and reach the job as `job.preloaded`: one round trip less inside the job.
+
 Nothing else changes: the job is registered in the StartedJobRegistry (with its execution and its TTL)
 before the job function is called, so a killed worker's job is still found and failed or retried by RQ's
 registry cleanup; retries with back-off, the FailedJobRegistry, results and deterministic job ids are
@@ -19,6 +22,7 @@ RQ's own code paths. Checked against the stock worker in tests/test_rqworker.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.client import Pipeline
@@ -31,7 +35,10 @@ from rq.worker import WorkerStatus
 
 class OrderJob(Job):
     """RQ's Job, but `perform` does not PERSIST the job's key: OrderWorker sent that with the job's
-    bookkeeping. Otherwise `Job.perform` as it is (RQ 2.12): the job stack is what `get_current_job` reads."""
+    bookkeeping. Otherwise `Job.perform` as it is (RQ 2.12): the job stack is what `get_current_job` reads.
+    `preloaded`: key -> HGETALL reply, read with the bookkeeping (see OrderWorker's `preload`)."""
+
+    preloaded: dict[str, dict[bytes, bytes]]
 
     def perform(self) -> Any:
         _job_stack.push(self)
@@ -45,9 +52,12 @@ class OrderJob(Job):
 class OrderWorker(SimpleWorker):
     """`SimpleWorker` with the bookkeeping before a job in one MULTI (see the module doc)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, preload: Callable[[Job], Sequence[str]] | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("job_class", OrderJob)
         super().__init__(*args, **kwargs)
+        self.preload = preload  # the hashes a job reads first: read with its bookkeeping
         self._dequeued = False  # a job was just taken: the next bare heartbeat goes with its bookkeeping
         self._prepared: str | None = None  # the job whose prepare_job_execution execute_job already did
 
@@ -85,7 +95,11 @@ class OrderWorker(SimpleWorker):
             if len(self.queues) == 1:
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
             pipe.persist(job.key)  # Job.perform's first command (OrderJob leaves it out)
-            pipe.execute()
+            keys = list(self.preload(job)) if self.preload is not None else []
+            for key in keys:
+                pipe.hgetall(key)
+            replies = pipe.execute()
+        job.preloaded = dict(zip(keys, replies[len(replies) - len(keys) :], strict=True))
         self._prepared = job.id
         self.procline(f"Processing {job.func_name} from {job.origin} since {now().timestamp()}")
         try:
