@@ -172,6 +172,10 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
                              maintenance_interval=MAINTENANCE_S, worker_ttl=MAINTENANCE_S + 15,
                              preload=orders.preload(settings.redis.prefix))  # fmt: skip
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        if not burst and not worker.stop_requested:
+            # RQ's loop quits on an error it cannot handle (Redis dropped during a job; logged above) and
+            # returns as if done: start again, as after any outage, instead of ending the formation.
+            raise redis.ConnectionError("the RQ worker loop quit on an error")
         return 0
 
     exit_with_parent_on_fork()  # RQ forks its scheduler

@@ -4,6 +4,8 @@ real thing, Redis SIGKILLed under the running processes, is in tests/test_chaos_
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
 
 from exchanges.sync import until_stopped
 from scalper.connect import NoRedis
@@ -163,3 +166,59 @@ def test_until_stopped_cancels_a_coroutine_blocked_on_a_dead_connection() -> Non
         return "done"
 
     assert asyncio.run(until_stopped(quick(), threading.Event())) == "done"
+
+
+def test_a_worker_whose_redis_drops_during_a_job_keeps_running(
+    local_redis: LocalRedis, tmp_path: Path
+) -> None:
+    """Redis goes down while a job runs and is back 2 s later: the worker process rides it out and runs the
+    next job (RQ cannot record how the first ended: it is recovered like a killed worker's job)."""
+    local_redis.start()
+    client = local_redis.client()
+    system = System(local_redis.socket_path, tmp_path)
+    try:
+        system.start("worker1", "worker")
+        system.wait("the worker up", lambda: client.smembers("rq:workers"), timeout=20)
+        Queue("orders", connection=client).enqueue("time.sleep", 1.0, job_id="sleep-1")
+        system.wait("the job running", lambda: client.hget("rq:job:sleep-1", "status") == b"started", 10)
+        local_redis.stop()
+        time.sleep(2.0)  # the job ends while Redis is down: RQ cannot write its result
+        local_redis.start()
+        client = local_redis.client()
+        Queue("orders", connection=client).enqueue("builtins.len", "abc", job_id="len-1")
+        done = lambda: client.hget("rq:job:len-1", "status") == b"finished"  # noqa: E731
+        system.wait("a job run after the outage", done, timeout=30)
+        assert system.alive("worker1")
+        worker = system.procs["worker1"]
+        worker.terminate()  # idle now: SIGTERM still ends it (a quit loop restarts, a stop request does not)
+        assert worker.wait(timeout=10) == 0
+    finally:
+        system.stop_all()
+
+
+def test_a_worker_loop_that_quit_on_an_error_is_started_again(
+    real_redis: RealRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (long chaos run: 2 of 21 Redis restarts). RQ's loop logs an error it cannot handle (Redis
+    dropped during a job) and quits; when Redis was back by its teardown, `work()` returned normally and the
+    worker process exited 0, which under honcho or foreman stops the whole formation. Only a stop request
+    (SIGTERM) or a burst may end it; anything else starts it again, as after an outage."""
+    from rq.exceptions import StopRequested
+
+    from config.settings import Settings
+    from scalper import processes
+    from workers.rqworker import OrderWorker
+
+    runs: list[int] = []
+
+    def work(self: OrderWorker, *args: object, **kwargs: object) -> bool:
+        runs.append(1)
+        if len(runs) == 2:  # the second run is stopped as by SIGTERM (RQ's handler; its loop catches this)
+            with contextlib.suppress(StopRequested):
+                self.request_stop(signal.SIGTERM, None)
+        return False  # the first: RQ's "found an unhandled exception, quitting..."
+
+    monkeypatch.setattr(OrderWorker, "work", work)
+    settings = Settings(_env_file=None, redis={"url": f"unix://{real_redis.socket_path}"})  # type: ignore[call-arg,arg-type]
+    assert processes.run_worker(settings) == 0
+    assert len(runs) == 2

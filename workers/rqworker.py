@@ -58,8 +58,15 @@ class OrderWorker(SimpleWorker):
         kwargs.setdefault("job_class", OrderJob)
         super().__init__(*args, **kwargs)
         self.preload = preload  # the hashes a job reads first: read with its bookkeeping
+        # A stop was asked for (SIGTERM): `work()` returning without one means RQ's loop quit on an error.
+        self.stop_requested = False
         self._dequeued = False  # a job was just taken: the next bare heartbeat goes with its bookkeeping
         self._prepared: str | None = None  # the job whose prepare_job_execution execute_job already did
+
+    def request_stop(self, signum: Any = None, frame: Any = None) -> None:
+        # RQ's SIGTERM/SIGINT handler. Idle, it raises StopRequested without setting _stop_requested.
+        self.stop_requested = True
+        super().request_stop(signum, frame)
 
     def reorder_queues(self, reference_queue: Queue) -> None:
         # RQ calls this right after a successful dequeue, just before its post-dequeue heartbeat.
