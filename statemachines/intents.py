@@ -9,7 +9,7 @@ outbox entries to RQ; a job may run more than once, so every job is idempotent b
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -59,6 +59,10 @@ def parse_client_order_id(cid: str) -> ClientOrderId | None:
     return ClientOrderId(m[1], _ACTION_OF[m[2]], int(m[3])) if m else None
 
 
+def _text(v: object) -> str:
+    return format(v, "f") if isinstance(v, Decimal) else str(v)
+
+
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     action: IntentAction
@@ -79,7 +83,8 @@ class OrderIntent:
         return "buy" if (self.side == Side.LONG) == opening else "sell"
 
     def to_fields(self) -> dict[str, str]:
-        return {k: (format(v, "f") if isinstance(v, Decimal) else str(v)) for k, v in asdict(self).items()}
+        # Not dataclasses.asdict: it deep-copies every value, a third of an intent's hand-off to RQ.
+        return {f.name: _text(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_fields(cls, raw: dict) -> OrderIntent:
