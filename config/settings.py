@@ -147,6 +147,9 @@ class EngineSettings(BaseModel):
     lease_ttl_s: float = Field(5.0, gt=0.5)  # a dead engine's shard is taken over within this
     reconcile_every_s: float = Field(10.0, gt=0)
     mark_every_s: float = Field(1.0, gt=0)  # coalesced mark-to-market writes, per position
+    # After a Redis restart, no entries for this long: an order sent before it, whose record the restart
+    # lost, has landed by then (three REST timeouts) and is restored under its own id (RELIABILITY.md #17).
+    redis_restart_hold_s: float = Field(15.0, ge=0)
     # Exchange positions the bot does not know: adopt (with fresh stops), close (adopt, then close), ignore.
     unknown_positions: Literal["adopt", "close", "ignore"] = "adopt"
     # Where entries come from: the default scalping strategy, or only `scalper open` (manual).

@@ -84,6 +84,11 @@ class Keys:
     def lease(self, shard: str) -> str:
         return f"{self.prefix}:lease:{_check_leaf('shard', shard)}"
 
+    def seen_redis(self, shard: str) -> str:
+        """The run id of the Redis server the shard's engine last started on: a different one now means
+        Redis restarted in between (and may have lost its last second)."""
+        return f"{self.prefix}:engine:{_check_leaf('shard', shard)}:redis-run-id"
+
     def cursor(self) -> str:
         return f"{self.prefix}:engine:cursor"
 

@@ -48,6 +48,9 @@ SETTINGS: dict[str, str] = {
     "symbols": json.dumps({SYMBOL: {}}),
     "engine__reconcile_every_s": "1",
     "engine__lease_ttl_s": "1",
+    # A request the harness holds lands within 1 s or not at all (REST timeout 5 s): 7 s, not 15, so that
+    # the Redis restarts do not keep entries shut for most of a short run.
+    "engine__redis_restart_hold_s": "7",
     "exits__entry_timeout_s": "3",
     "exits__close_timeout_s": "3",
     "risk__loss_streak_limit": "1000",

@@ -961,3 +961,43 @@ def test_a_close_fill_event_is_settled_by_the_reconciler_with_all_the_fills(worl
     fills = [f for f in world.paper.state.fills() if f["cl_ord_id"].startswith(pos.id)]
     assert got.state == "closed" and got.realized_pnl == sum(D(f["pnl"]) for f in fills) == close.pnl
     assert got.fees == sum(D(f["fee"]) for f in fills)
+
+
+def test_after_a_redis_restart_entries_wait_until_a_late_entry_has_landed_and_is_restored(
+    world: World,
+) -> None:
+    """Regression (finding 17, long chaos run): Redis came back without a position's record while its entry
+    request was still on its way. The engine's first pass found nothing, entries reopened, a new position
+    took the symbol, and the late entry then filled into the same exchange position, which the reconciler
+    resized the new position to; the lost one was never restored. Now, after a Redis restart (the server's
+    run id differs from the one the shard's engine last started on), entries wait redis_restart_hold_s,
+    then a pass restores what landed meanwhile under its own id, and only then do entries reopen."""
+    keys = world.store.keys
+    world.client.set(keys.seen_redis("all"), "a-server-that-is-gone")
+    entries = RecordingEntries()
+    engine = world.engine(symbols=[BTC, ETH], entries=entries)
+    report = world.start(engine)
+    assert report.exchange_known and engine.exchange_known and not engine.exchange_settled
+
+    def tick() -> None:
+        world.client.xadd(keys.ticks(BTC), {"px": "50000", "ts": repr(world.clock())})
+        engine.run_once(block_ms=0)
+
+    tick()
+    assert entries.ticks == []  # no entry while a request from before the restart may still land
+    lost = new_position_id(world.clock())
+    entry = world.place(cid_of(lost, IntentAction.OPEN, 1), "buy", "0.7")  # it lands, late
+    world.clock.advance(world.settings.engine.redis_restart_hold_s - 1)
+    tick()
+    assert entries.ticks == []
+    world.clock.advance(1)
+    tick()  # the hold is over: a pass first, which restores the late entry's position under its own id
+    got = world.load(lost)
+    assert (got.state, got.size, got.fees) == ("open", D("0.7"), entry.fee)
+    assert engine.exchange_settled
+    tick()
+    assert entries.ticks == [(BTC, world.clock())]
+    # A start on the same server holds nothing.
+    again = world.engine(symbols=[BTC, ETH], entries=RecordingEntries())
+    world.start(again)
+    assert again.exchange_settled

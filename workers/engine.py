@@ -84,6 +84,7 @@ class Engine:
         self.pm = PositionMachine(self.store, clock=self.now, wall=wall)
         self.bus = EventBus(client, self.keys)
         self.relay = Relay(client, self.keys)
+        self.shard = shard
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
         self.consumer = f"engine-{shard}"
         self.clock_mode = clock
@@ -101,6 +102,8 @@ class Engine:
         self.panic = False
         # Fail closed: no entries until a reconcile has read the exchange (no reconciler: trust it).
         self.exchange_known = reconciler is None
+        # After a Redis restart: no entries until then (engine.redis_restart_hold_s); 0 = none.
+        self.entries_held_until = 0.0
         self.started = False
         self.ticks_seen = 0
         self.dropped_ticks = 0
@@ -128,6 +131,14 @@ class Engine:
     def start(self) -> None:
         """On taking the lease: load the shard's live positions, warm indicators up, reconcile."""
         self._redis_run_id = self._server_run_id()
+        seen = self.client.set(self.keys.seen_redis(self.shard), self._redis_run_id, get=True)
+        if seen is not None and _s(seen) != self._redis_run_id:
+            # An order sent before the restart, whose record and job it lost, may still land: no new
+            # position may take its symbol before the reconciler restores it under its own id.
+            hold = self.settings.engine.redis_restart_hold_s
+            self.entries_held_until = self.wall() + hold
+            log.warning("Redis restarted since this shard's engine last started: no entries for %.0f s, "
+                        "until requests sent before it have landed", hold)  # fmt: skip
         self.bus.ensure_groups(self.symbols)
         for book in self.book.values():
             for pos in book.values():
@@ -182,13 +193,23 @@ class Engine:
             self.flush_marks()
             self._last_marks = wall
         rec = self.reconciler
+        hold_over = bool(self.entries_held_until) and wall >= self.entries_held_until
         if rec is not None and (
-            wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self)
+            wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self) or hold_over
         ):
+            if hold_over:
+                rec.sweep_lost_records()  # for records lost with orders that landed during the hold
             self.check_same_redis()
             rec.reconcile(self, self.now())
             self._last_reconcile = wall
+        if hold_over and (rec is None or self.exchange_known):
+            self.entries_held_until = 0.0
         return n
+
+    @property
+    def exchange_settled(self) -> bool:
+        """Entries may go: the exchange was read, and nothing sent before a Redis restart can still land."""
+        return self.exchange_known and not self.entries_held_until
 
     def _server_run_id(self) -> str:
         return str(self.client.info("server").get("run_id", ""))
@@ -258,7 +279,7 @@ class Engine:
                     step(self.pm, pos, snap, cfg)
                 except StaleTransition:
                     self.reload(pos)
-        if self.entries is not None and not self.panic and self.exchange_known:
+        if self.entries is not None and not self.panic and self.exchange_settled:
             self.entries.on_tick(self, symbol, ind, snap.now)
 
     # --- exchange events ---

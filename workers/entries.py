@@ -97,7 +97,8 @@ class StrategyEntries:
             open_notional=sum((p.size * p.entry_price * self.instruments[p.symbol].ct_val for p in live
                                if p.symbol in self.instruments), Decimal(0)),
             daily_pnl=snap.daily_pnl, loss_streak=snap.loss_streak, cooldown_until=snap.cooldown_until,
-            last_order_ts=snap.last_order_ts, exchange_state_known=engine.exchange_known, panic=engine.panic,
+            last_order_ts=snap.last_order_ts, exchange_state_known=engine.exchange_settled,
+            panic=engine.panic,
             stop_distance_pct=risk.stop_distance_pct(side, ind.price, ind.atr, cfg.exits),
             liq_price=risk.estimate_liq_price(side, price, cfg.risk.leverage),
             fee_rate=self.settings.exchange.taker_fee,

@@ -86,6 +86,10 @@ class Reconciler:
             return True
         return False
 
+    def sweep_lost_records(self) -> None:
+        """Look for records Redis lost on the next pass (as on taking a shard)."""
+        self._lost_sweep_due = True
+
     def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Report:
         """One pass. `at_start` (the engine took the shard): also look for records Redis lost."""
         report = Report()
