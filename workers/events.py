@@ -93,18 +93,10 @@ class EventBus:
                 if "BUSYGROUP" not in str(err):
                     raise
 
-    def read(
-        self, symbols: list[str], consumer: str, count: int = 200
-    ) -> list[tuple[str, str, dict[str, str]]]:
-        """(symbol, entry id, fields): first whatever this consumer was given but never acknowledged
-        (a crash between reading and applying), then new entries. Never blocks. One round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        self.queue_read(pipe, symbols, consumer, count)
-        return self.decode(pipe.execute())
-
     def queue_read(self, pipe: Pipeline, symbols: list[str], consumer: str, count: int = 200) -> None:
-        """`read` as two commands on the caller's pipeline (the engine's one round trip per loop): the
-        pending entries, then the new ones. Give both replies to `decode`."""
+        """The consumer's events as two commands on the caller's pipeline (the engine's one round trip per
+        loop): first whatever it was given but never acknowledged (a crash between reading and applying),
+        then new entries. Never blocks. Give both replies to `decode`: (symbol, entry id, fields)."""
         for start in ("0", ">"):
             pipe.xreadgroup(GROUP, consumer, {self.keys.events(s): start for s in symbols}, count=count)
 
@@ -126,5 +118,3 @@ class EventBus:
             pipe.xack(self.keys.events(symbol), GROUP, entry_id)
         pipe.execute()
 
-    def ack(self, symbol: str, entry_id: str) -> None:
-        self.client.xack(self.keys.events(symbol), GROUP, entry_id)
