@@ -179,6 +179,7 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         return 0
 
     exit_with_parent_on_fork()  # RQ forks its scheduler
-    # RQ retries a lost connection while it waits for jobs, but exits when one drops during a job (it
-    # cannot record the job's failure); that job is then recovered like the job of a killed worker.
+    # RQ retries a lost connection while it waits for jobs, but its loop quits when one drops during a job
+    # (it cannot record the job's end): the worker starts again here, and that job is recovered like the
+    # job of a killed worker.
     return ride_out_redis("worker", once, threading.Event())

@@ -1,9 +1,10 @@
-"""Order intents: what a transition asks the order workers to do, written atomically with it (the outbox).
+"""Order intents: what a transition asks the order workers to do, handed over atomically with it.
 
-A transition into `opening`, `closing` or `harvesting` needs an order; the intent is added to the symbol's
-outbox stream by the same Lua script that writes the transition, so a crash can neither lose the order
-(the transition without its intent) nor invent one (the intent without its transition). A relay moves
-outbox entries to RQ; a job may run more than once, so every job is idempotent by its client order id.
+A transition into `opening`, `closing` or `harvesting` needs an order; the intent is handed over by the same
+Lua script that writes the transition (as an RQ job from the engine, else as an entry in the symbol's outbox
+stream for the relay), so a crash can neither lose the order (the transition without its intent) nor invent
+one (the intent without its transition). A job may run more than once, so every job is idempotent by its
+client order id.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     {prefix}:{SYMBOL}:pos:ID:log      STREAM  a transition per entry: from to trigger reason price ts version
     {prefix}:{SYMBOL}:state:STATE     SET     ids of the symbol's positions in STATE
     {prefix}:{SYMBOL}:positions       SET     ids of all the symbol's positions
-    {prefix}:{SYMBOL}:outbox          STREAM  order intents written with their transitions (for the relay)
+    {prefix}:{SYMBOL}:outbox          STREAM  order intents of stores without an RQ hand-off (for the relay)
     {prefix}:{SYMBOL}:ticks           STREAM  market ticks from the feed (px bid ask ts), trimmed
     {prefix}:{SYMBOL}:history         STREAM  closed 1-minute candles for indicator warm-up (ts o h l c)
     {prefix}:{SYMBOL}:events          STREAM  the exchange's order/position events for the symbol
@@ -69,7 +69,7 @@ class Keys:
         return f"{self.slot(symbol)}:positions"
 
     def outbox(self, symbol: str) -> str:
-        """Order intents written with their transitions, waiting for the relay to hand them to RQ."""
+        """Order intents written with their transitions by a store without a hand-off, for the relay."""
         return f"{self.slot(symbol)}:outbox"
 
     def ticks(self, symbol: str) -> str:

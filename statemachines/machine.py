@@ -38,8 +38,8 @@ class TransitionStore(Protocol):
         intent: Mapping[str, str] | None = None,
     ) -> int:
         """Atomically: check state == source and version == pos.version, write dest, version + 1 and
-        `fields`, move the index entries, append the log entry and the order intent (if any) to the
-        outbox; return the new version, or raise StaleTransition."""
+        `fields`, move the index entries, append the log entry and hand the order intent (if any) over (RQ,
+        or the outbox); return the new version, or raise StaleTransition."""
         ...
 
 
@@ -77,7 +77,7 @@ class PositionMachine:
     ) -> None:
         """Fire `trigger` on `pos`: raises MachineError if illegal from its state, StaleTransition if
         another process moved it first. `fields` are position attributes written with the transition;
-        `intent` is the order intent (OrderIntent.to_fields()) written to the outbox with it."""
+        `intent` is the order intent (OrderIntent.to_fields()) handed over with it."""
         pos.trigger(trigger, reason=reason, price=price, fields=fields or {}, intent=intent)  # type: ignore[attr-defined]
 
     def _persist(self, event: EventData) -> None:

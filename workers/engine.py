@@ -252,8 +252,8 @@ class Engine:
         return n
 
     def _relay(self, sweep: bool = False) -> None:
-        """Hand new intents to RQ. The outbox is read when this engine wrote an intent, and once a second
-        for intents written by other processes (the CLI's reconcile, a crash before the hand-off)."""
+        """Move outbox entries to RQ: read when this engine wrote one (a store without a hand-off), and once
+        a second for those written by other processes with such a store (tools)."""
         if sweep or self.store.intents_written != self._intents_relayed:
             self._intents_relayed = self.store.intents_written
             self.relay.flush(self.symbols)
