@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from config.settings import load_settings  # noqa: E402
 from feeds.replay import bar_ticks, read_bars, sample_path  # noqa: E402
+from scalper import inspect  # noqa: E402
 from scalper.embedded import LocalRedis  # noqa: E402
 from statemachines.machine import PositionMachine  # noqa: E402
 from statemachines.position import Position, new_position_id  # noqa: E402
@@ -134,8 +135,7 @@ def latency(samples: int, workdir: Path) -> tuple[list[float], list[Stages]]:
         for _ in range(samples):
             # The position must exist at the venue too, so the close finds something to reduce: the
             # manual entry goes through the whole system (CLI command → engine → RQ → venue).
-            client.xadd(store.keys.control(), {"cmd": "open", "symbol": symbol, "side": "long",
-                                               "ts": repr(time.time())})  # fmt: skip
+            inspect.request_open(client, store.keys, symbol, "long")
             pos = _wait(lambda: next((p for p in store.load_live() if p.state == "open"), None))
             client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})  # keep the price fresh
             time.sleep(0.02)

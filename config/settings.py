@@ -154,6 +154,20 @@ class EngineSettings(BaseModel):
     unknown_positions: Literal["adopt", "close", "ignore"] = "adopt"
     # Where entries come from: the default scalping strategy, or only `scalper open` (manual).
     entries: Literal["strategy", "manual"] = "strategy"
+    # Positions of a symbol with no tick are stepped on a timer this often (a close, a panic, max holding
+    # time and the stale-price emergency act without ticks).
+    idle_step_s: float = Field(0.5, gt=0, le=5)
+    # Ticks that may not move the engine (workers/tickguard.py): a price further than this from the last
+    # accepted one waits until `tick_confirm` ticks in a row agree on it...
+    tick_band_pct: float = Field(10.0, gt=0)
+    tick_confirm: int = Field(3, ge=1, le=100)
+    # ...a tick stamped further ahead of the exchange's clock is dropped (live)...
+    max_tick_future_s: float = Field(5.0, gt=0)
+    # ...and, on a replay's clock, a forward jump in time larger than this waits for confirmation too.
+    max_tick_gap_s: float = Field(21_600.0, gt=0)
+    # The host clock against the exchange's (measured): a larger difference is logged as an error.
+    # Prices' ages are always taken on the exchange's clock.
+    max_clock_skew_s: float = Field(2.0, gt=0)
 
 
 class SymbolOverrides(BaseModel):

@@ -1,6 +1,7 @@
-"""One asyncio loop per process for the synchronous callers of the async Exchange interface (the engine's
-reconciler and entries, the order workers). An async HTTP client is bound to the loop it was first used
-on, so every caller in a process must share this one."""
+"""One asyncio loop per thread for the synchronous callers of the async Exchange interface (the engine's
+exchange I/O thread, the order workers). An async HTTP client is bound to the loop it was first used on, so
+a client is made and used on one thread: the engine's exchange reads run on a thread of their own
+(workers/exchange_io.py), with their own client and loop, never on its tick loop."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_loop: asyncio.AbstractEventLoop | None = None
+_local = threading.local()
 
 
 def loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-    return _loop
+    """This thread's loop (made on first use)."""
+    current: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if current is None or current.is_closed():
+        current = _local.loop = asyncio.new_event_loop()
+    return current
 
 
 async def until_stopped(coro: Coroutine[Any, Any, T], stop: threading.Event, poll_s: float = 0.2) -> T | None:
@@ -36,5 +38,5 @@ async def until_stopped(coro: Coroutine[Any, Any, T], stop: threading.Event, pol
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run `coro` to completion on the process's exchange loop (at most `timeout` seconds)."""
+    """Run `coro` to completion on this thread's exchange loop (at most `timeout` seconds)."""
     return loop().run_until_complete(asyncio.wait_for(coro, timeout) if timeout else coro)

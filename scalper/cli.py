@@ -43,11 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one position: its fields and its transition log")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
-    op = sub.add_parser("open", help="manual entry (the engine applies the risk gates)")
+    op = sub.add_parser("open", help="manual entry (the engine applies the risk gates), with its outcome")
     op.add_argument("symbol")
     op.add_argument("side", choices=["long", "short"])
-    close = sub.add_parser("close", help="close a position (through its closing state)")
+    op.add_argument("--wait", type=float, default=10.0, metavar="S", help="seconds to wait (0: none)")
+    close = sub.add_parser("close", help="close a position (through its closing state), with its outcome")
     close.add_argument("id")
+    close.add_argument("--wait", type=float, default=10.0, metavar="S", help="seconds to wait (0: none)")
     panic = sub.add_parser("panic", help="close everything and stop entries")
     panic.add_argument("--off", action="store_true", help="allow entries again")
     rec = sub.add_parser("reconcile", help="settle positions with the exchange now")
@@ -123,7 +125,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _operator(args: argparse.Namespace, settings: Settings) -> int:
-    from scalper import inspect
+    from scalper import inspect, outcome
     from scalper.connect import redis_client
     from statemachines.store import PositionStore
 
@@ -141,13 +143,14 @@ def _operator(args: argparse.Namespace, settings: Settings) -> int:
             print(f"scalper: {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
                   file=sys.stderr)  # fmt: skip
             return 2
-        inspect.request_open(client, store.keys, args.symbol, args.side)
-        print(f"entry requested: {args.symbol} {args.side} (the engine applies the risk gates)")
+        cmd_id = inspect.request_open(client, store.keys, args.symbol, args.side)
+        return outcome.report_open(store, cmd_id, args.symbol, args.side, args.wait)
     elif cmd == "close":
-        if not inspect.request_close(client, store, args.id):
+        cmd_id = inspect.request_close(client, store, args.id)
+        if cmd_id is None:
             print(f"scalper: no live position {args.id}", file=sys.stderr)
             return 1
-        print(f"close requested: {args.id}")
+        return outcome.report_close(store, cmd_id, args.id, args.wait)
     elif cmd == "panic":
         closed = inspect.panic(client, store, off=args.off)
         print("panic off: entries allowed" if args.off else f"panic: entries stopped, closing {len(closed)}")
@@ -162,7 +165,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from scalper import inspect
     from scalper.processes import build_engine
 
-    engine = build_engine(settings, symbols=None, shard="all", clock="wall")
+    engine = build_engine(settings, symbols=None, shard="all", clock="wall", background_io=False)
     engine.reconciler.dry_run = args.dry_run  # type: ignore[union-attr]
     engine.bus.ensure_groups(engine.symbols)
     for pos in engine.store.load_live():

@@ -10,8 +10,9 @@ from typing import Any
 import redis
 
 from statemachines.keys import Keys
-from statemachines.position import Position
+from statemachines.position import Position, Side
 from statemachines.store import PositionStore
+from workers import commands
 
 COLUMNS = ("id", "symbol", "side", "state", "size", "entry_price", "stop_price", "trail_stop", "peak_pnl_pct",
            "exit_reason", "realized_pnl", "fees", "opened")  # fmt: skip
@@ -73,17 +74,19 @@ def show_text(data: dict[str, Any]) -> str:
 
 def request_close(
     client: redis.Redis, store: PositionStore, position_id: str, reason: str = "manual"
-) -> bool:
-    """Persist the request on the position (survives an engine restart), then tell the engine now."""
+) -> str | None:
+    """Persist the request on the position (survives an engine restart), then tell its engine now. The
+    command's id (to wait for its outcome), or None when there is no live position `position_id`."""
     if not store.request_close(position_id, reason):
-        return False
-    client.xadd(store.keys.control(), {"cmd": "close", "id": position_id, "reason": reason}, maxlen=1000)
-    return True
+        return None
+    cmd = commands.Command("close", commands.new_command_id(), position_id=position_id, reason=reason)
+    return commands.send(client, store.keys, cmd)
 
 
-def request_open(client: redis.Redis, keys: Keys, symbol: str, side: str) -> None:
-    client.xadd(keys.control(), {"cmd": "open", "symbol": symbol, "side": side, "ts": repr(time.time())},
-                maxlen=1000)  # fmt: skip
+def request_open(client: redis.Redis, keys: Keys, symbol: str, side: str) -> str:
+    """Ask the engine that owns `symbol` for an entry; the command's id is the new position's id."""
+    cmd = commands.Command("open", commands.new_command_id(), symbol=symbol, side=Side(side))
+    return commands.send(client, keys, cmd)
 
 
 def panic(client: redis.Redis, store: PositionStore, *, off: bool = False) -> list[str]:
@@ -93,7 +96,7 @@ def panic(client: redis.Redis, store: PositionStore, *, off: bool = False) -> li
         return []
     client.set(store.keys.panic(), repr(time.time()))
     closed = []
-    for pos in store.load_live():
+    for pos in store.load_live(on_bad=lambda *_: None):  # an unreadable hash is the engine's to report
         if request_close(client, store, pos.id, "panic"):
             closed.append(pos.id)
     return closed

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from config.settings import Settings
+from exchanges.base import Exchange
 from scalper.connect import NoRedis, exchange_client, redis_client
 from statemachines.keys import Keys
 
@@ -122,7 +123,10 @@ def run_account_process(settings: Settings) -> int:
     return ride_out_redis("account", once, stop)
 
 
-def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str):  # type: ignore[no-untyped-def]
+def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str,  # type: ignore[no-untyped-def]
+                 background_io: bool = True):  # fmt: skip
+    """The engine with its collaborators; its exchange reads run on its I/O thread (workers/exchange_io.py),
+    through a client made on that thread (an async client belongs to its thread's loop)."""
     from workers.engine import Engine
     from workers.entries import StrategyEntries
     from workers.reconciler import Reconciler
@@ -130,12 +134,46 @@ def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, c
     client = redis_client(settings)
     exchange = exchange_client(settings, client)
     reconciler = Reconciler(exchange, unknown_positions=settings.engine.unknown_positions)
-    entries = StrategyEntries(settings, client, exchange)
-    return Engine(
+    entries = StrategyEntries(settings, client)
+    engine = Engine(
         settings, client, symbols=symbols, shard=shard, clock=clock,  # type: ignore[arg-type]
         entries=entries, reconciler=reconciler, lease_ttl_s=settings.engine.lease_ttl_s,
         reconcile_every_s=settings.engine.reconcile_every_s, mark_every_s=settings.engine.mark_every_s,
+        background_io=background_io,
     )  # fmt: skip
+    io_exchange = ThreadExchange(lambda: exchange if not background_io else exchange_client(settings, client))
+    engine.io.add("account", entries.balance_every_s, lambda _: entries.read_account(io_exchange.get()),
+                  entries.use_account)  # fmt: skip
+    if clock == "wall" and settings.exchange.venue == "okx":
+        engine.io.add("clock", CLOCK_SYNC_S, lambda _: exchange_offset(io_exchange.get()),
+                      engine.set_clock_offset)  # fmt: skip
+    return engine
+
+
+CLOCK_SYNC_S = 60.0  # the exchange's clock is measured again this often
+
+
+class ThreadExchange:
+    """The exchange client of the engine's I/O thread, made on first use on that thread."""
+
+    def __init__(self, make: Callable[[], Exchange]) -> None:
+        self._make = make
+        self._exchange: Exchange | None = None
+
+    def get(self) -> Exchange:
+        if self._exchange is None:
+            self._exchange = self._make()
+        return self._exchange
+
+
+def exchange_offset(exchange: Exchange) -> float:
+    """The exchange's clock minus this host's, seconds (OKX: GET /public/time, halfway through the call)."""
+    from exchanges import sync
+
+    rest = getattr(exchange, "rest", None)
+    if rest is None:
+        return 0.0
+    return float(sync.run(rest.sync_clock(), 10))
 
 
 def run_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str) -> int:

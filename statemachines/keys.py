@@ -11,10 +11,15 @@
     {prefix}:symbols                  SET     symbols that ever had a position
     {prefix}:pos-symbol               HASH    id -> symbol, so a position can be found by id alone
     {prefix}:lease:SHARD              STRING  the engine that owns a symbol shard (token, with a TTL)
+    {prefix}:clean-stop               STRING  run id of the Redis server `scalper run` last shut down cleanly
     {prefix}:engine:cursor            HASH    symbol -> last tick stream id the engine has processed
     {prefix}:exchange                 HASH    what the reconciler last knew: state ok|unknown, since, why
     {prefix}:panic                    STRING  set by `scalper panic`: close everything, no entries
-    {prefix}:control                  STREAM  operator commands for the engines (close ID, open SYMBOL SIDE)
+    {prefix}:control                  STREAM  operator commands for the engines (open, close), with their ids
+    {prefix}:control:reply:CMD        STRING  the outcome of operator command CMD (JSON), kept a day
+    {prefix}:{SYMBOL}:quarantined     SET     ids of the symbol's positions whose hash cannot be parsed
+    {prefix}:dead-letter              STREAM  records a reader could not parse (workers/quarantine.py)
+    {prefix}:quarantined              HASH    source -> number of records quarantined
 
 The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
 so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.
@@ -89,6 +94,11 @@ class Keys:
         Redis restarted in between (and may have lost its last second)."""
         return f"{self.prefix}:engine:{_check_leaf('shard', shard)}:redis-run-id"
 
+    def clean_stop(self) -> str:
+        """The run id of the Redis server `scalper run` shut down cleanly, once every process had stopped:
+        a restart from it lost nothing, and nothing was in flight."""
+        return f"{self.prefix}:clean-stop"
+
     def cursor(self) -> str:
         return f"{self.prefix}:engine:cursor"
 
@@ -101,6 +111,20 @@ class Keys:
     def control(self) -> str:
         """Operator commands for the engines: manual close, manual entry."""
         return f"{self.prefix}:control"
+
+    def control_reply(self, command_id: str) -> str:
+        """The outcome of one operator command; its existence also marks the command as applied."""
+        return f"{self.control()}:reply:{_check_leaf('command id', command_id)}"
+
+    def bad_positions(self, symbol: str) -> str:
+        """Ids of the symbol's positions whose hash cannot be parsed: flagged, left to their stops."""
+        return f"{self.slot(symbol)}:quarantined"
+
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:dead-letter"
+
+    def quarantined(self) -> str:
+        return f"{self.prefix}:quarantined"
 
     def symbols(self) -> str:
         return f"{self.prefix}:symbols"

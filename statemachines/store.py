@@ -37,6 +37,23 @@ _PARSE: dict[str, Any] = {f.name: _TYPES.get(str(f.type), str) for f in dc_field
 LOG_FIELDS = ("from", "to", "trigger", "reason", "price", "ts", "version")
 
 
+# Told of a position hash that cannot be parsed: (symbol, id, the raw hash, what is wrong with it).
+OnBadHash = Callable[[str, str, Mapping[Any, Any], str], None]
+
+
+def parse_hash(raw: Mapping[Any, Any], symbol: str, position_id: str) -> Position:
+    """The position of a stored hash; ValueError (naming the field) when it cannot be one, or when it is
+    not the position its key says (a hand-edited id or symbol)."""
+    try:
+        pos = Position.from_hash(raw)
+        int(_s(raw.get(b"version", raw.get("version", b"x"))))  # a transition needs a number to compare
+    except (ValueError, TypeError, ArithmeticError) as err:  # decimal.InvalidOperation is an ArithmeticError
+        raise ValueError(f"position {position_id} ({symbol}): {err}") from None
+    if pos.id != position_id or pos.symbol != symbol:
+        raise ValueError(f"hash under {symbol}/{position_id} says {pos.symbol}/{pos.id}")
+    return pos
+
+
 class PositionExists(RuntimeError):
     """create() of an id that is already stored (possibly under another symbol)."""
 
@@ -218,20 +235,21 @@ class PositionStore:
         raw = self.client.hgetall(self.keys.pos(symbol, position_id)) if symbol else None
         if not raw:
             raise PositionNotFound(f"no stored position {position_id}")
-        return Position.from_hash(raw)
+        return parse_hash(raw, symbol, position_id)  # type: ignore[arg-type]
 
     def load_symbol(self, symbol: str, states: Iterable[str] | None = None) -> list[Position]:
         """The symbol's positions (only those in `states` if given), oldest id first."""
         return self._load_many([(symbol, i) for i in self._ids(symbol, states)])
 
-    def load_live(self) -> list[Position]:
-        """Every non-closed position of every symbol: what crash recovery must settle."""
+    def load_live(self, on_bad: OnBadHash | None = None) -> list[Position]:
+        """Every non-closed position of every symbol: what crash recovery must settle. A hash that cannot
+        be parsed raises ValueError, or, given `on_bad`, is reported to it and left out."""
         symbols = sorted(_s(x) for x in self.client.smembers(self.keys.symbols()))
         pipe = self.client.pipeline(transaction=False)
         for symbol in symbols:
             pipe.sunion([self.keys.state(symbol, st) for st in LIVE_STATES])
         pairs = [(sym, _s(i)) for sym, ids in zip(symbols, pipe.execute(), strict=True) for i in ids]
-        return self._load_many(sorted(pairs, key=lambda p: (p[1], p[0])))
+        return self._load_many(sorted(pairs, key=lambda p: (p[1], p[0])), on_bad)
 
     def ids(self, symbol: str, state: str | None = None) -> list[str]:
         """Ids of the symbol's positions in `state` (all if None), sorted."""
@@ -297,12 +315,21 @@ class PositionStore:
             members = self.client.sunion([self.keys.state(symbol, st) for st in states])
         return sorted(_s(x) for x in members)
 
-    def _load_many(self, pairs: Sequence[tuple[str, str]]) -> list[Position]:
+    def _load_many(self, pairs: Sequence[tuple[str, str]], on_bad: OnBadHash | None = None) -> list[Position]:
         pipe = self.client.pipeline(transaction=False)
         for symbol, pid in pairs:
             pipe.hgetall(self.keys.pos(symbol, pid))
-        # An index entry without a hash is skipped here; check_consistency reports it.
-        return [Position.from_hash(raw) for raw in pipe.execute() if raw]
+        out = []
+        for (symbol, pid), raw in zip(pairs, pipe.execute(), strict=True):
+            if not raw:
+                continue  # an index entry without a hash; check_consistency reports it
+            try:
+                out.append(parse_hash(raw, symbol, pid))
+            except ValueError as err:
+                if on_bad is None:
+                    raise
+                on_bad(symbol, pid, raw, str(err))
+        return out
 
 
 def _decode_log(entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[dict[str, str]]:

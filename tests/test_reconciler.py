@@ -29,6 +29,7 @@ from statemachines import stepper
 from statemachines.intents import IntentAction, OrderIntent, client_order_id, open_intent
 from statemachines.machine import PositionMachine
 from statemachines.position import Position, Side, new_position_id
+from statemachines.risk import Refusal
 from statemachines.snapshot import Action, Decision, MarketSnapshot
 from statemachines.store import PositionStore
 from workers.engine import Engine
@@ -71,8 +72,9 @@ class RecordingEntries:
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
         self.ticks.append((symbol, now))
 
-    def on_command(self, engine: Engine, fields: dict[str, str], now: float) -> None:
-        pass
+    def open(self, engine: Engine, symbol: str, side: Side, reason: str, now: float,
+             position_id: str) -> Position | Refusal:  # fmt: skip
+        return Refusal("test", "this stub opens nothing")
 
     def on_closed(self, engine: Engine, pos: Position, now: float) -> None:
         pass

@@ -16,6 +16,7 @@ from statemachines.machine import StaleTransition
 from statemachines.store import PositionStore
 from tests import test_lease as lease_test
 from tests.conftest import RealRedis
+from workers.quarantine import Quarantine
 from workers.relay import JOB, QUEUE, RETRY, Relay, RqHandOff, job_id
 
 SYM = "BTC-USDT-SWAP"
@@ -71,11 +72,11 @@ def test_one_round_trip_reads_every_outbox(real_redis: RealRedis) -> None:
 
 
 def test_the_engine_hands_an_intent_to_rq_in_the_script_of_its_transition(real_redis: RealRedis) -> None:
-    """The first of five ticks closes the position: its close job is in RQ when that tick's step returns,
-    written by the transition's own script (no outbox entry, nothing for the relay), exactly as RQ's own
-    enqueue writes it."""
+    """The first of five ticks closes the position (its stop loss): its close job is in RQ when that tick's
+    step returns, written by the transition's own script (no outbox entry, nothing for the relay), exactly as
+    RQ's own enqueue writes it."""
     client = real_redis.client
-    pos = lease_test.open_position(client, close_request="manual")
+    pos = lease_test.open_position(client)  # long at 50000, stop loss 2 % below
     eng = lease_test.engine(client)
     eng.run_once(block_ms=0)  # takes the lease, starts
     queue = Queue(QUEUE, connection=client)
@@ -89,7 +90,7 @@ def test_the_engine_hands_an_intent_to_rq_in_the_script_of_its_transition(real_r
 
     eng.on_tick = spy  # type: ignore[method-assign]
     for _ in range(5):
-        lease_test.tick(client)
+        lease_test.tick(client, px=48_000.0)
     assert eng.run_once(block_ms=0) == 5
     stored = eng.store.load(pos.id)
     assert stored.state == "closing"
@@ -133,12 +134,12 @@ def test_a_stale_transition_hands_nothing_over(real_redis: RealRedis) -> None:
 
 def test_a_failed_hand_off_writes_nothing_of_the_transition(real_redis: RealRedis) -> None:
     client = real_redis.client
-    pos = lease_test.open_position(client, close_request="manual")
+    pos = lease_test.open_position(client)
     eng = lease_test.engine(client)
     eng.run_once(block_ms=0)
     before = (eng.store.load(pos.id).to_hash(), eng.store.log(pos.id))
     client.set("rq:queue:orders", "not a list")  # the push fails inside the script
-    lease_test.tick(client)
+    lease_test.tick(client, px=48_000.0)  # through the stop loss
     with pytest.raises(redis.ResponseError):
         eng.run_once(block_ms=0)
     assert (eng.store.load(pos.id).to_hash(), eng.store.log(pos.id)) == before
@@ -148,16 +149,16 @@ def test_a_failed_hand_off_writes_nothing_of_the_transition(real_redis: RealRedi
 def test_without_a_hand_off_the_engine_relays_an_intent_on_the_tick_that_wrote_it(
     real_redis: RealRedis,
 ) -> None:
-    """Not after the rest of its batch of ticks: the first of five ticks closes the position."""
+    """Not after the rest of its batch of ticks: the first of five ticks closes the position (stop loss)."""
     client = real_redis.client
-    pos = lease_test.open_position(client, close_request="manual")
+    pos = lease_test.open_position(client)
     eng = lease_test.engine(client, hand_off_to_rq=False)
     eng.run_once(block_ms=0)  # takes the lease, starts, hands over the entry's intents
     seen_at_flush: list[int] = []
     flush = eng.relay.flush
 
-    def spy(symbols: list[str], count: int = 100) -> int:
-        moved = flush(symbols, count)
+    def spy(symbols: list[str], count: int = 100, quarantine: Quarantine | None = None) -> int:
+        moved = flush(symbols, count, quarantine)
         if moved:
             seen_at_flush.append(eng.ticks_seen)
         return moved
@@ -165,7 +166,7 @@ def test_without_a_hand_off_the_engine_relays_an_intent_on_the_tick_that_wrote_i
     eng.relay.flush = spy  # type: ignore[method-assign]
     before = eng.ticks_seen
     for _ in range(5):
-        lease_test.tick(client)
+        lease_test.tick(client, px=48_000.0)
     assert eng.run_once(block_ms=0) == 5
     assert eng.store.load(pos.id).state == "closing"
     assert seen_at_flush == [before + 1]

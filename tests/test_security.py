@@ -171,7 +171,8 @@ def test_no_credential_in_redis_logs_jobs_or_cli_output(
         # A first entry refused (51008): the job returns the exchange's error text, which RQ stores as its
         # result, and the position ends entry_failed.
         refused = fake.fault(order, method="POST", code="51008")
-        assert system.cli("open", BTC, "long").returncode == 0
+        failed = system.cli("open", BTC, "long")  # waits for the outcome: the entry failed
+        assert failed.returncode == 1 and failed.stdout.startswith("entry failed"), failed
         first = system.wait("the refused entry", lambda: next(
             (p for p in system.positions() if p.state == "closed"), None))  # fmt: skip
         assert refused.count <= 0 and first.exit_reason

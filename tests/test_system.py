@@ -125,7 +125,7 @@ def test_engine_sigkilled_while_open_continues_and_closes_exactly_once(manual: S
 def test_engine_sigkilled_while_closing_completes_the_close_once(manual: System) -> None:
     pos = _open_one(manual)
     manual.kill("worker")  # nobody executes the close yet: the position waits in closing
-    assert manual.cli("close", pos.id).returncode == 0
+    assert manual.cli("close", pos.id, "--wait", "0").returncode == 0
     manual.wait("closing", lambda: manual.position(pos.id).state == "closing")
     manual.kill("engine")
     manual.start("engine", "engine", "--clock", "data")
@@ -141,7 +141,7 @@ def test_worker_sigkilled_in_the_middle_of_a_close_job(manual: System) -> None:
     # The venue will sit on the next close order for 3 s: the worker is inside the job, waiting.
     manual.client.rpush("scalper:paper:faults",
                         json.dumps({"kind": "delay", "op": "place_order", "seconds": 3}))  # fmt: skip
-    assert manual.cli("close", pos.id).returncode == 0
+    assert manual.cli("close", pos.id, "--wait", "0").returncode == 0
     manual.wait("the close job to start", lambda: manual.client.llen("rq:queue:orders") == 0
                 and manual.position(pos.id).state == "closing", timeout=10)  # fmt: skip
     manual.wait("the worker to send the close", lambda: manual.client.xlen("scalper:paper:requests") > 0

@@ -1,9 +1,12 @@
-"""The engine: steps every position of its symbol shard on every tick.
+"""The engine: steps every position of its symbol shard on every tick, and on a timer without ticks.
 
-One loop iteration: keep the shard lease; read a batch of ticks (one XREAD for all symbols); for each
-tick update the symbol's indicators and step its positions (pure guards, Redis only on a transition);
-apply the exchange's events (consumer group, acknowledged after applying); hand new order intents to RQ;
-write coalesced marks about once a second; reconcile periodically. Only the lease holder does any of it.
+One loop iteration: keep the shard lease; read a batch of ticks (one XREAD for all symbols); pass each through
+its symbol's tick guard, then update the indicators and step its positions (pure guards, Redis only on a
+transition); step the positions of symbols that had no tick for `engine.idle_step_s`; apply the exchange's
+events (consumer group, acknowledged after applying) and the operator's commands; write coalesced marks about
+once a second; reconcile periodically. Only the lease holder does any of it. A record that cannot be parsed is
+quarantined (workers/quarantine.py) and the loop goes on; a position whose hash or step fails is flagged and
+left to its exchange-side stop, and every other position keeps its management.
 """
 
 from __future__ import annotations
@@ -18,17 +21,22 @@ from transitions import MachineError
 
 from config.settings import Settings
 from indicators.symbol import SymbolIndicators
+from statemachines import guards
 from statemachines.keys import Keys
 from statemachines.lifecycle import State
 from statemachines.machine import PositionMachine, StaleTransition
-from statemachines.position import Position
+from statemachines.position import Position, Side
+from statemachines.risk import Refusal
 from statemachines.snapshot import MarketSnapshot
 from statemachines.stepper import step
-from statemachines.store import PositionStore
-from workers import settlement
+from statemachines.store import PositionNotFound, PositionStore
+from workers import commands, settlement
 from workers.events import EventBus, order_from, position_from
+from workers.exchange_io import ExchangeIO
 from workers.lease import Lease
+from workers.quarantine import Quarantine
 from workers.relay import Relay, RqHandOff
+from workers.tickguard import TickGuard
 
 log = logging.getLogger("scalper.engine")
 
@@ -40,7 +48,8 @@ class Entries(Protocol):
     """Entry decisions (strategy + risk gates); see workers/entries.py."""
 
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None: ...
-    def on_command(self, engine: Engine, fields: dict[str, str], now: float) -> None: ...
+    def open(self, engine: Engine, symbol: str, side: Side, reason: str, now: float,
+             position_id: str) -> Position | Refusal: ...  # fmt: skip
     def on_closed(self, engine: Engine, pos: Position, now: float) -> None: ...
 
 
@@ -51,6 +60,7 @@ class RedisRestarted(redis.ConnectionError):
 class Reconciler(Protocol):
     def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Any: ...
     def due_to_reconnect(self, engine: Engine) -> bool: ...
+    def sweep_lost_records(self) -> None: ...
 
 
 def _s(v: Any) -> str:
@@ -73,6 +83,7 @@ class Engine:
         mark_every_s: float = 1.0,
         wall: Callable[[], float] = time.time,
         hand_off_to_rq: bool = True,
+        background_io: bool = False,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -84,6 +95,9 @@ class Engine:
         self.pm = PositionMachine(self.store, clock=self.now, wall=wall)
         self.bus = EventBus(client, self.keys)
         self.relay = Relay(client, self.keys)
+        self.quarantine = Quarantine(client, self.keys, process=f"engine-{shard}")
+        # Exchange reads (clock, balance, instruments) on their own thread; inline for tests and tools.
+        self.io = ExchangeIO(threaded=background_io, name=f"exchange-io-{shard}")
         self.shard = shard
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
         self.consumer = f"engine-{shard}"
@@ -94,11 +108,14 @@ class Engine:
         self.mark_every_s = mark_every_s
         self.wall = wall
         self.ind = {s: self._new_indicators() for s in self.symbols}
+        self.guard = {s: self._new_guard() for s in self.symbols}
         self.cfg = {s: settings.for_symbol(s) for s in self.symbols}
         self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in self.symbols}
         self.book: dict[str, dict[str, Position]] = {s: {} for s in self.symbols}
         self.cursors: dict[str, str] = {}
         self.data_now = 0.0
+        # The exchange's clock minus the host's, seconds, as last measured (live prices' ages use it).
+        self.clock_offset = 0.0
         self.panic = False
         # Fail closed: no entries until a reconcile has read the exchange (no reconciler: trust it).
         self.exchange_known = reconciler is None
@@ -108,6 +125,9 @@ class Engine:
         self.ticks_seen = 0
         self.dropped_ticks = 0
         self.dropped_events = 0
+        self.bad_positions: dict[str, str] = {}  # position id -> symbol: flagged, left to their stops
+        self._last_step = dict.fromkeys(self.symbols, 0.0)  # wall time each symbol was last stepped
+        self._started_at = 0.0  # the engine's clock when it took the shard
         self._last_marks = 0.0
         self._last_sweep = 0.0
         self._intents_relayed = 0
@@ -118,63 +138,107 @@ class Engine:
     # --- clock ---
 
     def now(self) -> float:
-        """Wall time live; in replay, the time of the data (so holding times mean market time)."""
-        return self.data_now if self.clock_mode == "data" and self.data_now else self.wall()
+        """Live: the exchange's time (the host's, corrected by the measured offset), so that a price's age
+        means the same on a host whose clock is off. In replay: the time of the data, so that holding
+        times mean market time."""
+        if self.clock_mode == "data" and self.data_now:
+            return self.data_now
+        return self.wall() + self.clock_offset
+
+    def set_clock_offset(self, offset_s: float) -> None:
+        """The exchange's clock minus this host's, as measured off the tick path."""
+        limit = self.settings.engine.max_clock_skew_s
+        if abs(offset_s) > limit and abs(offset_s - self.clock_offset) > 0.5:
+            log.error("this host's clock is %.1f s %s the exchange's (more than %.1f s): prices' ages and "
+                      "exits use the exchange's time; fix the host's clock (NTP)", abs(offset_s),
+                      "behind" if offset_s > 0 else "ahead of", limit)  # fmt: skip
+        self.clock_offset = offset_s
 
     def _new_indicators(self) -> SymbolIndicators:
         ind = self.settings.indicators
         return SymbolIndicators(ind.rsi_period, ind.macd_fast, ind.macd_slow, ind.macd_signal, ind.atr_period,
                                 ind.candle_seconds)  # fmt: skip
 
+    def _new_guard(self) -> TickGuard:
+        e = self.settings.engine
+        return TickGuard(e.tick_band_pct, e.tick_confirm, e.max_tick_future_s, e.max_tick_gap_s)
+
     # --- lifecycle of the engine process ---
 
     def start(self) -> None:
         """On taking the lease: load the shard's live positions, warm indicators up, reconcile."""
-        self._redis_run_id = self._server_run_id()
-        seen = self.client.set(self.keys.seen_redis(self.shard), self._redis_run_id, get=True)
-        if seen is not None and _s(seen) != self._redis_run_id:
-            # An order sent before the restart, whose record and job it lost, may still land: no new
-            # position may take its symbol before the reconciler restores it under its own id.
-            hold = self.settings.engine.redis_restart_hold_s
-            self.entries_held_until = self.wall() + hold
-            log.warning("Redis restarted since this shard's engine last started: no entries for %.0f s, "
-                        "until requests sent before it have landed", hold)  # fmt: skip
+        self._hold_after_redis_restart()
+        self._started_at = self.now()
         self.bus.ensure_groups(self.symbols)
         for book in self.book.values():
             for pos in book.values():
                 self.pm.detach(pos)  # the shared machine must not keep models of a stale book
             book.clear()
-        for pos in self.store.load_live():
+        self.bad_positions.clear()
+        for pos in self.store.load_live(on_bad=self._bad_hash):
             if pos.symbol in self.book:
                 self.book[pos.symbol][pos.id] = self.pm.attach(pos)
+        self._unflag_readable()
         raw = self.client.hgetall(self.keys.cursor())
         self.cursors = {s: _s(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
         for s in self.symbols:
             self.cursors.setdefault(s, "0-0")
-        # Fresh indicators: after a lost and regained lease the old ones have seen live ticks, and the
-        # history is replayed into them again.
+        # Fresh indicators and tick guards: after a lost and regained lease the old ones have seen live
+        # ticks, and the history is replayed into them again.
         self.ind = {s: self._new_indicators() for s in self.symbols}
+        self.guard = {s: self._new_guard() for s in self.symbols}
         self._warm_up()
         self.panic = bool(self.client.exists(self.keys.panic()))
-        # Operator commands from the last minute still apply (sent while the engine restarted); older
-        # ones are stale. Closes are also persisted on the position itself, so none is ever lost.
-        self._control_id = f"{int((self.wall() - 60) * 1000)}-0"
+        # Operator commands of the last minute are read again (sent while the engine restarted); those
+        # already applied have an outcome and are skipped (workers/commands.py).
+        self._control_id = f"{int((self.wall() - commands.REPLAY_S) * 1000)}-0"
         self.started = True
+        self.quarantine.flush()
         log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
         if self.reconciler is not None:
             self.reconciler.reconcile(self, self.now(), at_start=True)
             self._last_reconcile = self.wall()
 
+    def _hold_after_redis_restart(self) -> None:
+        """A Redis that restarted since this shard's engine last started may have lost its last second:
+        an order sent before, whose record and job it lost, may still land, so no new position may take its
+        symbol before the reconciler restores that one under its own id. Not after a clean stop of the
+        whole system (`scalper run` marks the server it shut down once every process had stopped)."""
+        self._redis_run_id = self._server_run_id()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.seen_redis(self.shard), self._redis_run_id, get=True)
+        pipe.get(self.keys.clean_stop())
+        seen, clean = pipe.execute()
+        if seen is None or _s(seen) == self._redis_run_id or (clean is not None and _s(clean) == _s(seen)):
+            return
+        hold = self.settings.engine.redis_restart_hold_s
+        self.entries_held_until = self.wall() + hold
+        log.warning("Redis restarted since this shard's engine last started: no entries for %.0f s, "
+                    "until requests sent before it have landed", hold)  # fmt: skip
+
     def _warm_up(self) -> None:
         """Closed candles from the history stream, up to where the tick cursor starts."""
         for s in self.symbols:
-            rows = self.client.xrange(self.keys.history(s))
+            key = self.keys.history(s)
             candles = []
-            for _, f in rows:
-                d = {_s(k): float(_s(v)) for k, v in f.items()}
-                candles.append((d["ts"], d["o"], d["h"], d["l"], d["c"]))
+            for entry_id, f in self.client.xrange(key):
+                try:
+                    d = {_s(k): float(_s(v)) for k, v in f.items()}
+                    candle = (d["ts"], d["o"], d["h"], d["l"], d["c"])
+                except (KeyError, ValueError) as err:
+                    self.quarantine.put(f"history:{s}", f"bad_candle: {err!r}", f, ref=_s(entry_id))
+                    continue
+                if not all(0 < x < _INF for x in candle) or (candles and candle[0] <= candles[-1][0]):
+                    why = "bad_candle: not positive, or not after the previous"
+                    self.quarantine.put(f"history:{s}", why, f, ref=_s(entry_id))
+                    continue
+                candles.append(candle)
             if candles:
                 self.ind[s].warm_up(candles)
+                self.guard[s].anchor(candles[-1][0], candles[-1][4])
+            elif self.book[s]:  # no history: the newest live position's entry price is a reference
+                newest = max(self.book[s].values(), key=lambda p: p.id)
+                self.guard[s].anchor(0.0, newest.entry_px)
 
     def run_once(self, block_ms: int = 50) -> int:
         """One loop iteration; returns the number of ticks processed (0 when not the lease holder)."""
@@ -187,7 +251,9 @@ class Engine:
         n = self._ticks(block_ms)
         self._relay()  # first: an order decided on these ticks leaves at once
         self._poll(save_cursors=n > 0)
+        self.io.poll()
         wall = self.wall()
+        self._step_idle(wall)
         self._relay(sweep=wall - self._last_sweep >= 1.0)
         if wall - self._last_marks >= self.mark_every_s:
             self.flush_marks()
@@ -204,6 +270,7 @@ class Engine:
             self._last_reconcile = wall
         if hold_over and (rec is None or self.exchange_known):
             self.entries_held_until = 0.0
+        self.quarantine.flush()
         return n
 
     @property
@@ -222,8 +289,10 @@ class Engine:
             raise RedisRestarted("Redis restarted under the engine: starting again from what it kept")
 
     def stop(self) -> None:
+        self.io.stop()
         if self.started:
             self.flush_marks()
+            self.quarantine.flush()
         self.started = False  # a later owner of the shard starts from Redis, not from this memory
         self.lease.release()
 
@@ -235,28 +304,38 @@ class Engine:
         n = 0
         for key, entries in reply or []:
             symbol = Keys.symbol_of(key)
-            for _id, f in entries:
-                try:
-                    ts, px = float(f[b"ts"]), float(f[b"px"])
-                except (KeyError, ValueError):
-                    ts = px = float("nan")
-                # NaN fails every comparison; an infinite time (from "inf" or "1e400") would stop the clock.
-                if not (0 < px < _INF and 0 < ts < _INF):
-                    self.dropped_ticks += 1
-                    continue
-                self.on_tick(symbol, ts, px)
-                n += 1
-                if self.store.intents_written != self._intents_relayed:
-                    self._relay()  # an order decided on this tick leaves now, not after the rest of the batch
+            for entry_id, f in entries:
+                if self._accept_tick(symbol, entry_id, f):
+                    n += 1
+                    if self.store.intents_written != self._intents_relayed:
+                        self._relay()  # an order decided on this tick leaves now, not after the batch
             self.cursors[symbol] = _s(entries[-1][0])
         return n
+
+    def _accept_tick(self, symbol: str, entry_id: Any, f: dict[bytes, bytes]) -> bool:
+        """Parse and guard one tick; step on it if it may move the engine, else quarantine it."""
+        try:
+            ts, px = float(f[b"ts"]), float(f[b"px"])
+        except (KeyError, ValueError):
+            ts = px = float("nan")
+        # NaN fails every comparison; an infinite time (from "inf" or "1e400") would stop the clock.
+        if not (0 < px < _INF and 0 < ts < _INF):
+            why = "unparseable: not a positive finite price and time"
+        else:
+            why = self.guard[symbol].check(ts, px, None if self.clock_mode == "data" else self.now())
+        if why:
+            self.dropped_ticks += 1
+            self.quarantine.put(f"ticks:{symbol}", why, f, ref=_s(entry_id))
+            return False
+        self.on_tick(symbol, ts, px)
+        return True
 
     def _relay(self, sweep: bool = False) -> None:
         """Move outbox entries to RQ: read when this engine wrote one (a store without a hand-off), and once
         a second for those written by other processes with such a store (tools)."""
         if sweep or self.store.intents_written != self._intents_relayed:
             self._intents_relayed = self.store.intents_written
-            self.relay.flush(self.symbols)
+            self.relay.flush(self.symbols, quarantine=self.quarantine)
             if sweep:
                 self._last_sweep = self.wall()
 
@@ -268,19 +347,82 @@ class Engine:
         ind = self.ind[symbol]
         ind.on_tick(ts, price)
         snap = self.snap[symbol]
-        snap.price, snap.price_ts, snap.now = price, ts, self.now()
+        snap.price, snap.price_ts = price, ts
         snap.rsi, snap.macd, snap.macd_signal, snap.atr = ind.rsi, ind.macd, ind.macd_signal, ind.atr
-        snap.panic = self.panic
-        book = self.book[symbol]
-        if book:
-            cfg = self.cfg[symbol]
-            for pos in list(book.values()):
-                try:
-                    step(self.pm, pos, snap, cfg)
-                except StaleTransition:
-                    self.reload(pos)
+        self.step_symbol(symbol)
         if self.entries is not None and not self.panic and self.exchange_settled:
             self.entries.on_tick(self, symbol, ind, snap.now)
+
+    def step_symbol(self, symbol: str) -> None:
+        """Step every position of the symbol on its latest snapshot, at the engine's time now."""
+        snap = self.snap[symbol]
+        snap.now, snap.panic = self.now(), self.panic
+        self._last_step[symbol] = self.wall()
+        cfg = self.cfg[symbol]
+        if snap.price > 0:
+            for pos in list(self.book[symbol].values()):
+                self._step_one(pos, snap, cfg)
+            return
+        # No price since this engine started (the feed is down): the operator's close, a panic and, once
+        # there has been no price for `risk.stale_emergency_s`, the stale-price emergency still act; nothing
+        # else can be decided without a price.
+        snap.price_ts = snap.price_ts or self._started_at
+        blind = guards.stale_emergency(snap.now - snap.price_ts, cfg.risk)
+        for pos in list(self.book[symbol].values()):
+            if pos.close_request or snap.panic or blind:
+                self._step_one(pos, snap, cfg)
+
+    def _step_one(self, pos: Position, snap: MarketSnapshot, cfg: Any) -> None:
+        try:
+            step(self.pm, pos, snap, cfg)
+        except StaleTransition:
+            self.reload(pos)
+        except (ArithmeticError, ValueError, TypeError, AttributeError) as err:
+            self._bad_position(pos, f"step_failed: stepping it failed: {type(err).__name__}: {err}")
+
+    def _step_idle(self, wall: float) -> None:
+        """Without ticks, a close, a panic, max holding time and the stale-price emergency still act: the
+        positions of a symbol that had no tick for `engine.idle_step_s` are stepped on the clock."""
+        every = self.settings.engine.idle_step_s
+        for symbol in self.symbols:
+            if self.book[symbol] and wall - self._last_step[symbol] >= every:
+                self.step_symbol(symbol)
+
+    # --- positions that cannot be managed ---
+
+    def _bad_hash(self, symbol: str, position_id: str, raw: Any, why: str) -> None:
+        if symbol in self.book:
+            self._flag(symbol, position_id, raw, f"bad_hash: its hash cannot be parsed: {why}")
+
+    def _bad_position(self, pos: Position, why: str) -> None:
+        self.pm.detach(pos)
+        self.book[pos.symbol].pop(pos.id, None)
+        self._flag(pos.symbol, pos.id, pos.to_hash(), why)
+
+    def _flag(self, symbol: str, position_id: str, raw: Any, why: str) -> None:
+        """Left out of management, with its exchange-side stop; the operator is told (log, dead letter,
+        the symbol's quarantined set). Its symbol takes no entries and no adoption until it is fixed."""
+        if position_id not in self.bad_positions:
+            log.error("position %s (%s) is left to its exchange-side stop: %s. Fix or delete its hash; the "
+                      "engine takes it back when it starts again", position_id, symbol, why)  # fmt: skip
+        self.bad_positions[position_id] = symbol
+        self.quarantine.put(f"positions:{symbol}", why, raw, ref=position_id)
+        self.client.sadd(self.keys.bad_positions(symbol), position_id)
+
+    def _unflag_readable(self) -> None:
+        """Drop the flags of positions that are readable again (fixed by the operator) or gone."""
+        pipe = self.client.pipeline(transaction=False)
+        for symbol in self.symbols:
+            pipe.smembers(self.keys.bad_positions(symbol))
+        for symbol, ids in zip(self.symbols, pipe.execute(), strict=True):
+            fixed = [i for i in (_s(x) for x in ids) if i not in self.bad_positions]
+            if fixed:
+                self.client.srem(self.keys.bad_positions(symbol), *fixed)
+
+    def symbol_quarantined(self, symbol: str) -> bool:
+        """A position of the symbol cannot be read: nothing on the symbol may be assumed (no entry, no
+        adoption of an exchange position that may be that one)."""
+        return symbol in self.bad_positions.values()
 
     # --- exchange events ---
 
@@ -304,7 +446,8 @@ class Engine:
                 self.on_event(symbol, fields)
             except (KeyError, ValueError, TypeError, ArithmeticError) as err:
                 self.dropped_events += 1
-                log.warning("dropped malformed event %s on %s: %s", entry_id, symbol, err)
+                self.quarantine.put(f"events:{symbol}", f"bad_event: {type(err).__name__}: {err}", fields,
+                                    ref=entry_id)
         self.bus.ack_all([(symbol, entry_id) for symbol, entry_id, _ in events])
 
     def on_event(self, symbol: str, fields: dict[str, str]) -> None:
@@ -356,7 +499,13 @@ class Engine:
         """Another process moved the position: take the stored one."""
         self.pm.detach(pos)
         self.book[pos.symbol].pop(pos.id, None)
-        fresh = self.store.load(pos.id)
+        try:
+            fresh = self.store.load(pos.id, pos.symbol)
+        except PositionNotFound:
+            return
+        except ValueError as err:
+            self._flag(pos.symbol, pos.id, {}, f"bad_hash: its hash cannot be parsed: {err}")
+            return
         if fresh.state != State.CLOSED:
             self.book[fresh.symbol][fresh.id] = self.pm.attach(fresh)
 
@@ -364,24 +513,62 @@ class Engine:
         """A position created by this engine (entry) or the reconciler (adoption)."""
         self.book[pos.symbol][pos.id] = self.pm.attach(pos)
 
-    # --- operator commands: manual close, panic, manual entry ---
+    # --- operator commands: manual entry, manual close (workers/commands.py) ---
 
     def _control(self, panic: bool, reply: Any) -> None:
         self.panic = panic
         for _, entries in reply or []:
             for entry_id, raw in entries:
                 self._control_id = _s(entry_id)
-                self.on_command({_s(k): _s(v) for k, v in raw.items()})
+                self.on_command(_s(entry_id), {_s(k): _s(v) for k, v in raw.items()})
 
-    def on_command(self, fields: dict[str, str]) -> None:
-        cmd = fields.get("cmd")
-        if cmd == "close":
-            for book in self.book.values():
-                pos = book.get(fields.get("id", ""))
-                if pos is not None:
-                    pos.close_request = fields.get("reason") or "manual"
-        elif cmd == "open" and self.entries is not None and fields.get("symbol") in self.book:
-            self.entries.on_command(self, fields, self.now())
+    def on_command(self, entry_id: str, fields: dict[str, str]) -> None:
+        """Apply one control entry if it is this shard's and not applied before; answer it."""
+        try:
+            cmd = commands.parse_command(fields)
+        except commands.BadCommand as err:
+            self.quarantine.put("control", f"bad_command: {err}", fields, ref=entry_id)
+            cmd_id = fields.get("cmd_id", "")
+            if commands.valid_id(cmd_id):
+                commands.reply(self.client, self.keys, cmd_id, commands.Outcome("rejected", str(err)))
+            return
+        target = self.book.get(cmd.symbol) if cmd.cmd == "open" else self._find(cmd.position_id)
+        if target is None or commands.applied(self.client, self.keys, cmd.cmd_id):
+            return  # another shard's, or answered before (this is a replay after a restart)
+        outcome = self._open(cmd) if cmd.cmd == "open" else self._close(cmd)
+        commands.reply(self.client, self.keys, cmd.cmd_id, outcome)
+
+    def _find(self, position_id: str) -> Position | None:
+        return next((b[position_id] for b in self.book.values() if position_id in b), None)
+
+    def _open(self, cmd: commands.Command) -> commands.Outcome:
+        pid = cmd.cmd_id  # an open's position id is its command's id: a replay finds it
+        try:
+            known = self.store.load(pid)
+        except PositionNotFound:
+            known = None
+        except ValueError:
+            return commands.Outcome("rejected", f"position {pid} exists but cannot be read", pid)
+        if known is not None:
+            return commands.Outcome(known.state, f"position {pid} is {known.state}", pid)
+        if self.entries is None:
+            return commands.Outcome("rejected", "this engine takes no entries")
+        if self.symbol_quarantined(cmd.symbol):
+            return commands.Outcome("refused", f"{cmd.symbol} has a position that cannot be read",
+                                    code="quarantined_position")  # fmt: skip
+        assert cmd.side is not None
+        result = self.entries.open(self, cmd.symbol, cmd.side, "manual entry (scalper open)", self.now(), pid)
+        if isinstance(result, Refusal):
+            return commands.Outcome("refused", result.message, code=result.code)
+        return commands.Outcome(result.state, f"{result.side.value} {result.entry_size} {result.symbol}", pid)
+
+    def _close(self, cmd: commands.Command) -> commands.Outcome:
+        pos = self._find(cmd.position_id)
+        assert pos is not None
+        pos.close_request = pos.close_request or cmd.reason
+        self.step_symbol(pos.symbol)  # at once, not on the next tick
+        pos = self._find(cmd.position_id) or pos
+        return commands.Outcome(pos.state, pos.exit_reason or f"close requested ({cmd.reason})", pos.id)
 
     # --- coalesced marks ---
 

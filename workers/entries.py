@@ -1,11 +1,11 @@
 """Entries: the strategy's signals and the operator's `scalper open`, through the risk gates, into new
 positions. A new position and its entry intent are written by one Lua script (the outbox), so the entry
-order is sent exactly when the position exists."""
+order is sent exactly when the position exists. The balance and instruments the gates use are read by the
+engine's exchange I/O thread (`read_account`), never on the tick path."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -14,7 +14,7 @@ import redis
 
 from config.settings import Settings
 from exchanges import sync as exchange_loop
-from exchanges.base import Exchange, ExchangeError, ExchangeUnavailable, Instrument, OutcomeUnknown
+from exchanges.base import Exchange, Instrument
 from indicators.symbol import SymbolIndicators
 from statemachines import risk
 from statemachines.intents import open_intent
@@ -36,55 +36,56 @@ class ManualOnly:
 
 
 class StrategyEntries:
-    def __init__(self, settings: Settings, client: redis.Redis, exchange: Exchange,
-                 strategy: Strategy | None = None, balance_every_s: float = 5.0) -> None:  # fmt: skip
+    def __init__(self, settings: Settings, client: redis.Redis, strategy: Strategy | None = None,
+                 balance_every_s: float = 5.0) -> None:  # fmt: skip
         self.settings = settings
-        self.exchange = exchange
         if strategy is None:
             manual = settings.engine.entries == "manual"
             strategy = ManualOnly() if manual else ScalpingStrategy.from_settings(settings)
         self.strategy = strategy
         self.riskstate = RiskState.from_settings(client, settings)
         self.instruments: dict[str, Instrument] = {}
-        self.available = Decimal(0)
+        self.available = Decimal(0)  # delivered by the exchange I/O thread (read_account)
         self.balance_every_s = balance_every_s
-        self._balance_at = 0.0
         self.refusals: Counter[str] = Counter()
         self.entered = 0
 
-    def _refresh(self) -> None:
-        """Instruments once, balance every few seconds: never on the tick path's every tick."""
-        wall = time.monotonic()
-        if self.instruments and wall - self._balance_at < self.balance_every_s:
-            return
-        self._balance_at = wall
-        try:
-            if not self.instruments:
-                self.instruments = {i.inst_id: i for i in exchange_loop.run(self.exchange.instruments(), 10)}
-            balances = exchange_loop.run(self.exchange.balance(), 10)
-            self.available = sum((b.available for b in balances if b.ccy == "USDT"), Decimal(0))
-        except (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError) as err:
-            log.warning("balance/instruments unreadable: %s", err)
+    def read_account(self, exchange: Exchange) -> tuple[dict[str, Instrument], Decimal]:
+        """The exchange I/O thread's job (workers/exchange_io.py): instruments (read once, then kept) and the
+        available balance. Never on the tick path: `enter` uses what the last read delivered."""
+        instruments = self.instruments or {
+            i.inst_id: i for i in exchange_loop.run(exchange.instruments(), 10)
+        }
+        balances = exchange_loop.run(exchange.balance(), 10)
+        return instruments, sum((b.available for b in balances if b.ccy == "USDT"), Decimal(0))
+
+    def use_account(self, read: tuple[dict[str, Instrument], Decimal]) -> None:
+        """The engine thread takes the read's result."""
+        self.instruments, self.available = read
 
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
         signal = self.strategy.on_tick(symbol, ind, now)
-        if signal is not None:
+        if signal is not None and not engine.symbol_quarantined(symbol):
             self.enter(engine, symbol, signal.side, signal.reason, now)
 
-    def on_command(self, engine: Engine, fields: dict[str, str], now: float) -> None:
-        self.enter(engine, fields["symbol"], Side(fields["side"]), "manual entry (scalper open)", now)
+    def open(self, engine: Engine, symbol: str, side: Side, reason: str, now: float,
+             position_id: str) -> Position | risk.Refusal:  # fmt: skip
+        """The operator's entry: the same gates; the position takes the command's id."""
+        return self.enter(engine, symbol, side, reason, now, position_id=position_id)
 
     def on_closed(self, engine: Engine, pos: Position, now: float) -> None:
         # Fees are negative when charged (OKX), so PnL net of fees is their sum.
         self.riskstate.record_close(pos.symbol, pos.realized_pnl + pos.fees, now, position_id=pos.id)
 
-    def enter(self, engine: Engine, symbol: str, side: Side, reason: str, now: float) -> Position | None:
-        self._refresh()
+    def enter(self, engine: Engine, symbol: str, side: Side, reason: str, now: float,
+              position_id: str = "") -> Position | risk.Refusal:  # fmt: skip
+        """A new position in opening with its entry order's intent, or the refusal that stopped it."""
         inst = self.instruments.get(symbol)
         ind = engine.ind[symbol]
         if inst is None or not ind.price:
             self.refusals["no_instrument_or_price"] += 1
-            return None
+            why = "no instrument data" if inst is None else "no price yet"
+            return risk.Refusal("no_instrument_or_price", f"{symbol}: {why}")
         cfg = engine.cfg[symbol]
         price = Decimal(repr(ind.price))
         size = risk.position_size(self.available, price, inst, cfg.risk)
@@ -107,9 +108,10 @@ class StrategyEntries:
         if refusal is not None:
             self.refusals[refusal.code] += 1
             log.info("entry %s %s refused: %s", symbol, side.value, refusal)
-            return None
-        pos = Position(id=new_position_id(now), symbol=symbol, side=side, state_since=now, entry_size=size,
-                       wall_since=engine.wall(), leverage=cfg.risk.leverage, entry_attempt=1)  # fmt: skip
+            return refusal
+        pos = Position(id=position_id or new_position_id(now), symbol=symbol, side=side, state_since=now,
+                       entry_size=size, wall_since=engine.wall(), leverage=cfg.risk.leverage,
+                       entry_attempt=1)  # fmt: skip
         engine.store.create(
             pos, reason=reason, price=ind.price, ts=now, intent=open_intent(pos, size).to_fields()
         )

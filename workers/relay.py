@@ -25,6 +25,7 @@ from rq.job import Job, JobStatus
 
 from statemachines.intents import IntentAction, OrderIntent
 from statemachines.keys import Keys
+from workers.quarantine import Quarantine
 
 QUEUE = "orders"
 JOB = "workers.orders.run_intent"
@@ -93,8 +94,9 @@ class Relay:
         self.keys = keys
         self.queue = queue or Queue(QUEUE, connection=client)
 
-    def flush(self, symbols: list[str], count: int = 100) -> int:
-        """Move every pending intent of `symbols` to RQ; returns how many were handed over."""
+    def flush(self, symbols: list[str], count: int = 100, quarantine: Quarantine | None = None) -> int:
+        """Move every pending intent of `symbols` to RQ; returns how many were handed over. An entry that
+        is not an intent is moved to `quarantine` (without one, the error propagates)."""
         moved = 0
         keys = [self.keys.outbox(s) for s in symbols]
         pipe = self.client.pipeline(transaction=False)  # every outbox in one round trip
@@ -102,7 +104,16 @@ class Relay:
             pipe.xrange(key, count=count)
         for key, entries in zip(keys, pipe.execute() if keys else [], strict=True):
             for entry_id, raw in entries:
-                intent = OrderIntent.from_fields(raw)
+                try:
+                    intent = OrderIntent.from_fields(raw)
+                except (KeyError, ValueError, ArithmeticError) as err:
+                    if quarantine is None:
+                        raise
+                    ref = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    why = f"not_intent: not an order intent: {err!r}"
+                    quarantine.put(f"outbox:{Keys.symbol_of(key)}", why, raw, ref=ref)
+                    self.client.xdel(key, entry_id)
+                    continue
                 with self.queue.connection.pipeline(transaction=True) as txn:
                     enqueue(self.queue, intent, txn)
                     txn.execute()  # raises if any command of it failed: the intent stays in the outbox
