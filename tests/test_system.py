@@ -152,3 +152,31 @@ def test_worker_sigkilled_in_the_middle_of_a_close_job(manual: System) -> None:
     assert len(_close_orders(manual, pos.id)) == 1  # executed once, although its worker died
     assert manual.store.check_consistency(pos.id) == []
     manual.wait("the exchange flat", lambda: _exchange_flat(manual))
+
+
+def test_the_cli_prints_what_became_of_an_open_and_of_a_close(manual: System) -> None:
+    manual.wait("ticks", lambda: manual.client.xlen(f"scalper:{{{SYMBOL}}}:ticks") > 5)
+    opened = manual.cli("open", SYMBOL, "long")
+    assert opened.returncode == 0 and opened.stdout.startswith("opened: position "), opened
+    pid = opened.stdout.split()[2]
+    assert manual.position(pid).state == "open"  # the command's id is the position's
+    closed = manual.cli("close", pid)
+    assert closed.returncode == 0, closed
+    assert closed.stdout.startswith(f"closed: position {pid} (manual), net PnL "), closed.stdout
+
+
+def test_the_cli_prints_the_gate_that_refused_an_open(real_redis: RealRedis, tmp_path: Path) -> None:
+    """A 10 % stop loss at leverage 5: liquidation is ~19.6 % away, inside twice the stop distance."""
+    sys_ = System(real_redis.socket_path, tmp_path, symbols=ONE_SYMBOL, engine__entries="manual",
+                  exits__stop_loss_min_pct="10", exits__stop_loss_max_pct="10",
+                  risk__leverage="5")  # fmt: skip
+    try:
+        for name in ("account", "engine"):
+            sys_.start(name, name, *(["--clock", "data"] if name == "engine" else []))
+        sys_.start("feed", "feed", "--replay", "sample", "--speed", "60")
+        sys_.wait("ticks", lambda: sys_.client.xlen(f"scalper:{{{SYMBOL}}}:ticks") > 5)
+        refused = sys_.cli("open", SYMBOL, "long")
+        assert refused.returncode == 1 and sys_.positions() == []
+        assert "refused by the risk gate liq_too_close" in refused.stderr, refused
+    finally:
+        sys_.stop_all()

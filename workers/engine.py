@@ -188,6 +188,7 @@ class Engine:
         self.ind = {s: self._new_indicators() for s in self.symbols}
         self.guard = {s: self._new_guard() for s in self.symbols}
         self._warm_up()
+        self.io.poll()  # the first exchange reads (inline: done now; threaded: on their way)
         self.panic = bool(self.client.exists(self.keys.panic()))
         # Operator commands of the last minute are read again (sent while the engine restarted); those
         # already applied have an outcome and are skipped (workers/commands.py).
@@ -250,8 +251,8 @@ class Engine:
             self.start()
         n = self._ticks(block_ms)
         self._relay()  # first: an order decided on these ticks leaves at once
+        self.io.poll()  # what the exchange I/O thread read (balance, clock, ...), before the commands
         self._poll(save_cursors=n > 0)
-        self.io.poll()
         wall = self.wall()
         self._step_idle(wall)
         self._relay(sweep=wall - self._last_sweep >= 1.0)
