@@ -1,5 +1,6 @@
 """A test kit for the engine in one process: a real redis-server, the real Engine with the real entries
-(manual: only operator commands) and a PaperExchange on the same Redis, on a clock the test moves.
+(manual: only operator commands) and reconciler, and a PaperExchange on the same Redis (or another database
+of it), on a clock the test moves.
 
 Intents stay in the outbox (no RQ hand-off) and nothing executes them unless the test does: `fill_entry`
 plays the worker and the venue for an entry, as tests/test_reconciler.py's World does.
@@ -16,7 +17,7 @@ import redis
 
 from config.settings import Settings
 from exchanges import sync as exchange_loop
-from exchanges.base import OrderRequest, OrderSide, OrderState
+from exchanges.base import Order, OrderRequest, OrderSide, OrderState
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from statemachines import stepper
 from statemachines.intents import IntentAction, client_order_id
@@ -24,6 +25,7 @@ from statemachines.position import Position
 from statemachines.store import PositionStore
 from workers.engine import Engine
 from workers.entries import StrategyEntries
+from workers.reconciler import Reconciler
 
 PREFIX = "ek"
 BTC = "BTC-USDT-SWAP"
@@ -66,7 +68,8 @@ class Kit:
         """A freshly started engine process: nothing in memory, everything from Redis and the venue."""
         entries = StrategyEntries(self.settings, self.client)
         engine = Engine(self.settings, self.client, symbols=[BTC], entries=entries, clock="wall",
-                        wall=wall or self.clock, hand_off_to_rq=False)  # fmt: skip
+                        wall=wall or self.clock, hand_off_to_rq=False,
+                        reconciler=Reconciler(self.paper))  # fmt: skip
         engine.io.add("account", 5.0, lambda _: entries.read_account(self.paper), entries.use_account)
         return engine
 
@@ -81,6 +84,11 @@ class Kit:
         self.quote(px)
         fields = {"px": repr(px), "ts": repr(self.clock() if ts is None else ts)}
         self.client.xadd(self.store.keys.ticks(BTC), fields)
+
+    def order(self, cl_ord_id: str, side: str, size: str, *, reduce_only: bool = False) -> Order:
+        """An order straight at the venue, as a worker would have sent it."""
+        req = OrderRequest(BTC, cl_ord_id, OrderSide(side), D(size), reduce_only=reduce_only)
+        return self.run(self.paper.place_order(req))
 
     def positions(self) -> list[Position]:
         return self.store.load_symbol(BTC)
@@ -97,10 +105,11 @@ class Kit:
         return live
 
 
-def make_kit(client: redis.Redis, **sections: Any) -> Kit:
+def make_kit(client: redis.Redis, venue_client: redis.Redis | None = None, **sections: Any) -> Kit:
+    """`venue_client`: the venue on another Redis database (emptying the bot's leaves it whole)."""
     clock = Clock()
-    paper = PaperExchange(client, DEFAULT_INSTRUMENTS, taker_fee=D("0.0005"), maker_fee=D("0.0002"),
-                          prefix=PREFIX, clock=clock, default_lever=5)  # fmt: skip
+    paper = PaperExchange(venue_client or client, DEFAULT_INSTRUMENTS, taker_fee=D("0.0005"),
+                          maker_fee=D("0.0002"), prefix=PREFIX, clock=clock, default_lever=5)  # fmt: skip
     kit = Kit(client, clock, settings(**sections), paper, PositionStore(client, PREFIX))
     kit.quote(50_000.0)
     return kit

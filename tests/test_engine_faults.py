@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from decimal import Decimal as D
 
 import pytest
+import redis
 
 from scalper import inspect
-from statemachines.position import Position
-from tests.conftest import RealRedis
-from tests.enginekit import BTC, Kit, make_kit
+from scalper.embedded import LocalRedis
+from statemachines.intents import IntentAction, client_order_id
+from statemachines.position import Position, new_position_id
+from tests.conftest import RealRedis, RedisServer
+from tests.enginekit import BTC, PREFIX, Kit, make_kit
+from workers.riskstate import RiskState
 
 pytestmark = pytest.mark.redis
 
@@ -308,3 +312,66 @@ def test_an_operator_close_is_answered(kit: Kit) -> None:
     engine.run_once(block_ms=0)
     assert _reply(kit, cmd_id or "")["status"] == "closing"
     assert kit.store.load(pos.id).realized_pnl == D(0)  # not settled yet: the close order is on its way
+
+
+# --- 8: a clean stop is not a Redis restart; an emptied Redis is one ---
+
+
+def test_a_clean_stop_and_restart_of_redis_takes_entries_without_a_hold(local_redis: LocalRedis) -> None:
+    """Ctrl-C of `scalper run`: every process stops, then it marks the server it shuts down (clean-stop).
+    The next start is on a new server (a new run id), yet nothing was lost or in flight: no hold."""
+    local_redis.start()
+    kit = make_kit(local_redis.client())
+    kit.engine().start()
+    run_id = kit.client.info("server")["run_id"]
+    kit.client.set(kit.store.keys.clean_stop(), run_id)  # what `scalper run` writes before SHUTDOWN
+    local_redis.stop()
+    local_redis.start()
+    kit.client = local_redis.client()
+    after_clean = kit.engine()
+    after_clean.start()
+    assert after_clean.entries_held_until == 0
+    local_redis.kill()  # a crash this time: no mark for this server
+    local_redis.start()
+    kit.client = local_redis.client()
+    after_crash = kit.engine()
+    after_crash.start()
+    assert after_crash.entries_held_until > 0
+
+
+def test_a_redis_that_came_back_empty_holds_entries_and_rebuilds_the_risk_state(
+    real_redis: RealRedis, redis_server: RedisServer
+) -> None:
+    """Redis lost everything (the marker too) while the exchange kept the day's orders: one position closed
+    at a loss two hours ago, one still open. Before: no hold, and the daily loss and loss streak were zero.
+    The venue is on a database of its own here, so that emptying the bot's leaves the exchange whole."""
+    venue = redis.Redis(unix_socket_path=redis_server.socket_path, db=1)
+    venue.flushdb()
+    kit = make_kit(real_redis.client, venue_client=venue)
+    kit.clock.t -= kit.clock.t % 86_400 - 4 * 3600  # 04:00 UTC: the day has room behind
+    earlier = new_position_id(kit.clock() - 2 * 3600)
+    kit.clock.advance(-2 * 3600)
+    kit.quote(50_000.0)
+    kit.order(client_order_id(earlier, IntentAction.OPEN, 1), "buy", "1")
+    kit.quote(49_500.0)
+    kit.order(client_order_id(earlier, IntentAction.CLOSE, 1), "sell", "1", reduce_only=True)
+    kit.clock.advance(2 * 3600)
+    kit.quote(50_000.0)
+    still_open = new_position_id(kit.clock() - 60)
+    kit.order(client_order_id(still_open, IntentAction.OPEN, 1), "buy", "1")
+    real_redis.client.flushdb()  # the bot's Redis comes back empty
+
+    engine = kit.engine()
+    engine.start()
+    assert engine.entries_held_until > 0
+    assert kit.store.load(still_open).state == "open"
+    restored = kit.store.load(earlier)
+    assert restored.state == "closed" and restored.realized_pnl + restored.fees < -5  # 1 × 0.01 BTC × -500
+    risk = RiskState(kit.client, PREFIX).snapshot(BTC, kit.clock())
+    assert risk.daily_pnl == restored.realized_pnl + restored.fees and risk.loss_streak == 1
+
+
+def test_a_new_deployment_takes_entries_at_once(kit: Kit) -> None:
+    engine = kit.engine()
+    engine.start()
+    assert engine.redis_fresh is False and engine.entries_held_until == 0

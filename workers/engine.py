@@ -121,6 +121,7 @@ class Engine:
         self.exchange_known = reconciler is None
         # After a Redis restart: no entries until then (engine.redis_restart_hold_s); 0 = none.
         self.entries_held_until = 0.0
+        self.redis_fresh = False  # Redis had no trace of this shard's engine when it started
         self.started = False
         self.ticks_seen = 0
         self.dropped_ticks = 0
@@ -210,12 +211,19 @@ class Engine:
         pipe.set(self.keys.seen_redis(self.shard), self._redis_run_id, get=True)
         pipe.get(self.keys.clean_stop())
         seen, clean = pipe.execute()
+        # No trace of this shard's engine: a new deployment, or a Redis that came back empty (the marker
+        # lost with the rest). The reconciler's first pass tells them apart by the exchange's orders.
+        self.redis_fresh = seen is None
         if seen is None or _s(seen) == self._redis_run_id or (clean is not None and _s(clean) == _s(seen)):
             return
+        self.hold_entries("Redis restarted since this shard's engine last started")
+
+    def hold_entries(self, why: str) -> None:
+        """No entries for `engine.redis_restart_hold_s`: an order sent before Redis lost its record may still
+        land, and must be restored under its own id before a new position takes its symbol."""
         hold = self.settings.engine.redis_restart_hold_s
         self.entries_held_until = self.wall() + hold
-        log.warning("Redis restarted since this shard's engine last started: no entries for %.0f s, "
-                    "until requests sent before it have landed", hold)  # fmt: skip
+        log.warning("%s: no entries for %.0f s, until requests sent before it have landed", why, hold)
 
     def _warm_up(self) -> None:
         """Closed candles from the history stream, up to where the tick cursor starts."""

@@ -59,6 +59,21 @@ def entry_attempt(entries: list[Order]) -> int:
     return max(cid.attempt for o in entries if (cid := parse_client_order_id(o.cl_ord_id)))
 
 
+def _closed_by_its_orders(position_id: str, orders: list[Order]) -> bool:
+    """Its own close and harvest orders filled at least what its entries filled: over, whatever else is
+    held on its symbol and side."""
+    opened = closed = Decimal(0)
+    for order in orders:
+        cid = parse_client_order_id(order.cl_ord_id)
+        if cid is None or cid.position_id != position_id:
+            continue
+        if cid.action is IntentAction.OPEN:
+            opened += order.filled
+        elif cid.action in (IntentAction.CLOSE, IntentAction.HARVEST):
+            closed += order.filled
+    return opened > 0 and closed >= opened
+
+
 def fees(orders: list[Order]) -> Decimal:
     return sum((o.fee for o in orders), Decimal(0))
 
@@ -73,6 +88,7 @@ class Reconciler:
         self.last: Report | None = None
         self._reconnected_at = ""
         self._lost_sweep_due = False  # look for positions whose records Redis lost (set on taking a shard)
+        self._restored_by_id: set[str] = set()  # open positions whose lost records were restored
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return exchange_loop.run(coro, timeout=10)
@@ -112,14 +128,21 @@ class Reconciler:
                     exch = settlement.UNKNOWN  # several bot positions share one exchange position: no resize
                 self._settle_one(engine, pos, exch, now, report)
         for key, ex_pos in held.items():
-            if key not in mine:
-                self._unknown(engine, ex_pos, now, report)
+            if key in mine:
+                continue
+            if engine.symbol_quarantined(ex_pos.inst_id):
+                # It may be the position whose hash cannot be read: never adopted twice, left to its stop.
+                report.why = f"{ex_pos.inst_id}: a position cannot be read; the exchange's is left alone"
+                continue
+            self._unknown(engine, ex_pos, now, report)
         if self._lost_sweep_due and not self.dry_run:
             try:
                 self._restore_closed_records(engine, set(held), now, report)
                 self._lost_sweep_due = False
             except _READ_ERRORS as err:  # due again on the next pass
                 log.warning("recent orders unreadable (%s): the sweep for lost records waits", err)
+            else:
+                self._after_a_fresh_redis(engine, report)
         self._orphan_stops(engine, report)
         self._mark(engine, report)
         self.last = report
@@ -210,6 +233,8 @@ class Reconciler:
             state_since=now, wall_since=engine.wall(), entry_size=ex.size, leverage=int(ex.lever),
             entry_attempt=entry_attempt(lost[1]) if lost else 0,
         )  # fmt: skip
+        if lost:
+            self._restored_by_id.add(pos.id)
         why = "record lost, restored by its entry's order id" if lost else "adopted unknown exchange position"
         # Adopted as an entry that already filled: the same path as our own fills, with fresh stops; no
         # entry intent, since the position already exists at the exchange.
@@ -238,12 +263,33 @@ class Reconciler:
         side = OrderSide.BUY if ex.side == "long" else OrderSide.SELL
         return next(((pid, entries) for pid, entries in lost.items() if entries[0].side is side), None)
 
-    def _lost_records(self, engine: Engine, symbol: str) -> dict[str, list[Order]]:
+    def _after_a_fresh_redis(self, engine: Engine, report: Report) -> None:
+        """Redis had no trace of this shard's engine. If the exchange has orders of ours Redis knows nothing
+        of, it came back empty (or rolled back past the marker), not new: entries wait as after any restart,
+        and the day's records were restored above, which rebuilt the daily loss and the loss streaks."""
+        if not engine.redis_fresh:
+            return
+        engine.redis_fresh = False
+        restored = [pid for pid, trigger, _ in report.corrections if trigger == "restored"]
+        restored += [pid for pid in report.adopted if pid in self._restored_by_id]
+        if restored:
+            engine.hold_entries(f"Redis had no record of {len(restored)} of today's positions at the "
+                                "exchange (it came back empty or rolled back); restored from its orders")
+
+    def _lost_records(self, engine: Engine, symbol: str,
+                      recent: list[Order] | None = None) -> dict[str, list[Order]]:  # fmt: skip
         """Recent filled entry orders of ours on the symbol, by position id, newest first, for the ids that
-        have no record in Redis. Read errors propagate."""
-        since_ms = (engine.wall() - LOST_RECORD_MAX_AGE_S) * 1000
+        have no record in Redis. Read errors propagate. Recent: the last hour; the whole UTC day when
+        Redis had no trace of this shard (it may have come back empty: the day's positions rebuild its risk
+        state)."""
+        since = engine.wall() - LOST_RECORD_MAX_AGE_S
+        if engine.redis_fresh:
+            since = min(since, engine.wall() - engine.wall() % 86_400)
+        since_ms = since * 1000
         entries: dict[str, list[Order]] = {}
-        for order in self._run(self.exchange.recent_orders(symbol)):  # newest first
+        if recent is None:
+            recent = self._run(self.exchange.recent_orders(symbol))
+        for order in recent:  # newest first
             cid = parse_client_order_id(order.cl_ord_id)
             if cid and cid.action is IntentAction.OPEN and order.filled > 0 and order.u_time_ms >= since_ms:
                 entries.setdefault(cid.position_id, []).append(order)
@@ -257,10 +303,17 @@ class Reconciler:
         the exchange's PnL and fees, so that no fill of ours belongs to no record (and the daily loss and
         loss streak count it). One read of recent orders per symbol, when the engine takes the shard."""
         for symbol in list(engine.book):
-            for pid, filled in self._lost_records(engine, symbol).items():
+            recent = self._run(self.exchange.recent_orders(symbol))
+            last_ms: dict[str, int] = {}
+            for order in recent:
+                if cid := parse_client_order_id(order.cl_ord_id):
+                    last_ms[cid.position_id] = max(last_ms.get(cid.position_id, 0), order.u_time_ms)
+            # Oldest first, each closed at the time of its last order: the loss streak and the UTC day of
+            # every close come out as they were (the daily loss limit counts them on their own day).
+            for pid, filled in sorted(self._lost_records(engine, symbol, recent).items()):
                 side = Side.LONG if filled[0].side is OrderSide.BUY else Side.SHORT
-                if (symbol, side.value) in held:
-                    continue  # still open: adopted above
+                if (symbol, side.value) in held and not _closed_by_its_orders(pid, recent):
+                    continue  # may be (part of) the position held there: adopted above
                 size = sum((o.filled for o in filled), Decimal(0))
                 pos = Position(id=pid, symbol=symbol, side=side, state_since=now, wall_since=engine.wall(),
                                entry_size=size, leverage=engine.cfg[symbol].risk.leverage,
@@ -270,7 +323,8 @@ class Reconciler:
                 fill = {"price": filled[0].avg_px or Decimal(0), "size": size, "fee": fees(filled)}
                 engine.settle(pos, settlement.Settlement("entry_filled", "restored", fill), now)
                 gone = settlement.Settlement("external_close", "record lost; flat at the exchange")
-                engine.settle(pos, self._with_exchange_totals(pos, gone), now)
+                closed_at = last_ms.get(pid, 0) / 1000 or now
+                engine.settle(pos, self._with_exchange_totals(pos, gone), min(closed_at, now))
                 report.corrections.append((pid, "restored", "record lost; flat at the exchange"))
 
     def _orphan_stops(self, engine: Engine, report: Report) -> None:
