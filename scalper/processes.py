@@ -132,8 +132,13 @@ def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, c
     from workers.reconciler import Reconciler
 
     client = redis_client(settings)
-    exchange = exchange_client(settings, client)
-    reconciler = Reconciler(exchange, unknown_positions=settings.engine.unknown_positions)
+    if background_io:  # the client is made on the I/O thread, on first use: nothing on this thread
+        io_exchange = ThreadExchange(lambda: exchange_client(settings, client))
+    else:
+        exchange = exchange_client(settings, client)
+        io_exchange = ThreadExchange(lambda: exchange)
+    policy = settings.engine.unknown_positions
+    reconciler = Reconciler(exchange_factory=io_exchange.get, unknown_positions=policy)
     entries = StrategyEntries(settings, client)
     engine = Engine(
         settings, client, symbols=symbols, shard=shard, clock=clock,  # type: ignore[arg-type]
@@ -141,7 +146,6 @@ def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, c
         reconcile_every_s=settings.engine.reconcile_every_s, mark_every_s=settings.engine.mark_every_s,
         background_io=background_io,
     )  # fmt: skip
-    io_exchange = ThreadExchange(lambda: exchange if not background_io else exchange_client(settings, client))
     engine.io.add("account", entries.balance_every_s, lambda _: entries.read_account(io_exchange.get()),
                   entries.use_account)  # fmt: skip
     if clock == "wall" and settings.exchange.venue == "okx":

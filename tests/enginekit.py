@@ -64,13 +64,16 @@ class Kit:
     paper: PaperExchange
     store: PositionStore
 
-    def engine(self, *, wall: Any = None) -> Engine:
-        """A freshly started engine process: nothing in memory, everything from Redis and the venue."""
+    def engine(self, *, wall: Any = None, background_io: bool = False, exchange: Any = None) -> Engine:
+        """A freshly started engine process: nothing in memory, everything from Redis and the venue.
+        `background_io`: its exchange reads on their own thread, as in production; `exchange`: the venue
+        as the engine's reads see it (the paper venue itself by default)."""
+        venue = exchange or self.paper
         entries = StrategyEntries(self.settings, self.client)
         engine = Engine(self.settings, self.client, symbols=[BTC], entries=entries, clock="wall",
-                        wall=wall or self.clock, hand_off_to_rq=False,
-                        reconciler=Reconciler(self.paper))  # fmt: skip
-        engine.io.add("account", 5.0, lambda _: entries.read_account(self.paper), entries.use_account)
+                        wall=wall or self.clock, hand_off_to_rq=False, background_io=background_io,
+                        reconciler=Reconciler(venue))  # fmt: skip
+        engine.io.add("account", 5.0, lambda _: entries.read_account(venue), entries.use_account)
         return engine
 
     def run(self, coro: Any) -> Any:

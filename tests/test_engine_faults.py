@@ -5,7 +5,10 @@ in this process on a real redis-server, with the real entries and a paper venue 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal as D
 
@@ -375,3 +378,42 @@ def test_a_new_deployment_takes_entries_at_once(kit: Kit) -> None:
     engine = kit.engine()
     engine.start()
     assert engine.redis_fresh is False and engine.entries_held_until == 0
+
+
+# --- no exchange I/O on the tick path ---
+
+
+def test_a_tick_through_the_stop_is_decided_while_the_exchange_is_still_answering(kit: Kit) -> None:
+    """The reconciler's reads and the balance refresh run on the engine's I/O thread. Before, they ran on
+    the tick loop: with a REST call taking 10 s, every symbol's stop losses waited for it."""
+    pos, _ = _opened(kit)
+    answered: list[str] = []
+    release = threading.Event()
+    paper = kit.paper
+
+    class SlowExchange:
+        """The venue, with its positions read taking until the test lets it answer (at most 5 s)."""
+
+        async def positions(self) -> list:
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 5.0)
+            answered.append("positions")
+            return await paper.positions()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(paper, name)
+
+    kit.client.delete(kit.store.keys.lease("all"))
+    engine = kit.engine(background_io=True, exchange=SlowExchange())
+    try:
+        engine.run_once(block_ms=0)  # takes the shard; its first pass is now waiting on the exchange
+        kit.tick(48_000.0)  # through the stop loss
+        engine.run_once(block_ms=0)
+        assert kit.store.load(pos.id).state == "closing" and answered == []  # decided before it answered
+        release.set()
+        deadline = time.monotonic() + 10
+        while (engine.io.busy("reconcile") or not engine.exchange_known) and time.monotonic() < deadline:
+            engine.run_once(block_ms=10)
+        assert answered and engine.exchange_known
+    finally:
+        release.set()
+        engine.stop()

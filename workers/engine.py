@@ -35,6 +35,7 @@ from workers.events import EventBus, order_from, position_from
 from workers.exchange_io import ExchangeIO
 from workers.lease import Lease
 from workers.quarantine import Quarantine
+from workers.reconcile_plan import Plan, PlanningView
 from workers.relay import Relay, RqHandOff
 from workers.tickguard import TickGuard
 
@@ -96,8 +97,13 @@ class Engine:
         self.bus = EventBus(client, self.keys)
         self.relay = Relay(client, self.keys)
         self.quarantine = Quarantine(client, self.keys, process=f"engine-{shard}")
-        # Exchange reads (clock, balance, instruments) on their own thread; inline for tests and tools.
+        # Exchange reads (reconciler, clock, balance, instruments) on their own thread; inline for tests.
         self.io = ExchangeIO(threaded=background_io, name=f"exchange-io-{shard}")
+        if reconciler is not None:  # asked for by the engine (_schedule_reconcile), never on its own
+            self.io.add("reconcile", _INF, self._plan_pass, self._apply_pass, self._prepare_pass,
+                        first_in_s=_INF)
+        self._pass_at_start = False
+        self._hold_pass = ""  # "asked" / "running": the pass that ends an entry hold
         self.shard = shard
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
         self.consumer = f"engine-{shard}"
@@ -198,7 +204,13 @@ class Engine:
         self.quarantine.flush()
         log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
         if self.reconciler is not None:
-            self.reconciler.reconcile(self, self.now(), at_start=True)
+            # The first pass also looks for records Redis lost. Threaded, entries wait for it (the
+            # exchange is unknown until then) while exits go on; inline (tests, tools), it runs now.
+            self._pass_at_start = True
+            if self.io.threaded:
+                self.io.request("reconcile")
+            else:
+                self.io.run_now("reconcile")
             self._last_reconcile = self.wall()
 
     def _hold_after_redis_restart(self) -> None:
@@ -267,20 +279,62 @@ class Engine:
         if wall - self._last_marks >= self.mark_every_s:
             self.flush_marks()
             self._last_marks = wall
-        rec = self.reconciler
-        hold_over = bool(self.entries_held_until) and wall >= self.entries_held_until
-        if rec is not None and (
-            wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self) or hold_over
-        ):
-            if hold_over:
-                rec.sweep_lost_records()  # for records lost with orders that landed during the hold
-            self.check_same_redis()
-            rec.reconcile(self, self.now())
-            self._last_reconcile = wall
-        if hold_over and (rec is None or self.exchange_known):
-            self.entries_held_until = 0.0
+        self._schedule_reconcile(wall)
         self.quarantine.flush()
         return n
+
+    # --- reconciling, off the tick path (workers/reconcile_plan.py) ---
+
+    def _schedule_reconcile(self, wall: float) -> None:
+        """A pass every `reconcile_every_s`, after a reconnect, when an event asked for one, and when an
+        entry hold ends (then a sweep for lost records first, and entries reopen only once it is done)."""
+        rec = self.reconciler
+        hold_over = bool(self.entries_held_until) and wall >= self.entries_held_until
+        if rec is None:
+            if hold_over:
+                self.entries_held_until = 0.0
+            return
+        if hold_over and not self._hold_pass:
+            rec.sweep_lost_records()  # for records lost with orders that landed during the hold
+            self._hold_pass = "asked"
+        elif self._hold_pass == "running" and not self.io.busy("reconcile"):
+            self._hold_pass = "asked"  # that pass failed before it could deliver: again
+        due = wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self)
+        if (due or self._hold_pass == "asked") and not self.io.busy("reconcile"):
+            self.check_same_redis()
+            self.io.request("reconcile")
+            self._last_reconcile = wall
+        self.io.poll()  # inline: the pass runs now; threaded: it is handed out, or delivered
+
+    def _prepare_pass(self) -> tuple[PlanningView, float, bool, bool]:
+        """Engine thread: what the pass works on, copied between ticks."""
+        at_start, self._pass_at_start = self._pass_at_start, False
+        ends_hold = self._hold_pass == "asked"
+        if ends_hold:
+            self._hold_pass = "running"
+        return PlanningView(self), self.now(), at_start, ends_hold
+
+    def _plan_pass(self, arg: tuple[PlanningView, float, bool, bool]) -> tuple[Plan, bool]:
+        """I/O thread: the reconciler reads the exchange and decides; nothing of the engine changes."""
+        view, now, at_start, ends_hold = arg
+        assert self.reconciler is not None
+        self.reconciler.reconcile(view, now, at_start=at_start)  # type: ignore[arg-type]
+        return view.finish(), ends_hold
+
+    def _apply_pass(self, result: tuple[Plan, bool]) -> None:
+        """Engine thread: apply what the pass decided. A pass that ended an entry hold reopens entries
+        once it read the exchange (and did not itself find a reason to hold them again)."""
+        plan, ends_hold = result
+        before = self.entries_held_until
+        plan.apply(self)
+        if ends_hold:
+            self._hold_pass = ""
+            if self.exchange_known and self.entries_held_until == before:
+                self.entries_held_until = 0.0
+
+    def find(self, position_id: str) -> Position | None:
+        """A live position of this shard by id."""
+        return next((b[position_id] for b in self.book.values() if position_id in b), None)
 
     @property
     def exchange_settled(self) -> bool:
@@ -541,14 +595,11 @@ class Engine:
             if commands.valid_id(cmd_id):
                 commands.reply(self.client, self.keys, cmd_id, commands.Outcome("rejected", str(err)))
             return
-        target = self.book.get(cmd.symbol) if cmd.cmd == "open" else self._find(cmd.position_id)
+        target = self.book.get(cmd.symbol) if cmd.cmd == "open" else self.find(cmd.position_id)
         if target is None or commands.applied(self.client, self.keys, cmd.cmd_id):
             return  # another shard's, or answered before (this is a replay after a restart)
         outcome = self._open(cmd) if cmd.cmd == "open" else self._close(cmd)
         commands.reply(self.client, self.keys, cmd.cmd_id, outcome)
-
-    def _find(self, position_id: str) -> Position | None:
-        return next((b[position_id] for b in self.book.values() if position_id in b), None)
 
     def _open(self, cmd: commands.Command) -> commands.Outcome:
         pid = cmd.cmd_id  # an open's position id is its command's id: a replay finds it
@@ -572,11 +623,11 @@ class Engine:
         return commands.Outcome(result.state, f"{result.side.value} {result.entry_size} {result.symbol}", pid)
 
     def _close(self, cmd: commands.Command) -> commands.Outcome:
-        pos = self._find(cmd.position_id)
+        pos = self.find(cmd.position_id)
         assert pos is not None
         pos.close_request = pos.close_request or cmd.reason
         self.step_symbol(pos.symbol)  # at once, not on the next tick
-        pos = self._find(cmd.position_id) or pos
+        pos = self.find(cmd.position_id) or pos
         return commands.Outcome(pos.state, pos.exit_reason or f"close requested ({cmd.reason})", pos.id)
 
     # --- coalesced marks ---

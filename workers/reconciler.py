@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -80,15 +80,28 @@ def fees(orders: list[Order]) -> Decimal:
 
 class Reconciler:
     def __init__(
-        self, exchange: Exchange, *, unknown_positions: str = "adopt", dry_run: bool = False
-    ) -> None:
-        self.exchange = exchange
+        self, exchange: Exchange | None = None, *, unknown_positions: str = "adopt", dry_run: bool = False,
+        exchange_factory: Callable[[], Exchange] | None = None,
+    ) -> None:  # fmt: skip
+        """`exchange_factory`: the client is made on first use, on the thread that runs the passes (the
+        engine's exchange I/O thread: an async client belongs to its thread's loop)."""
+        if exchange is None and exchange_factory is None:
+            raise ValueError("an exchange or an exchange_factory is needed")
+        self._exchange = exchange
+        self._exchange_factory = exchange_factory
         self.unknown_positions = unknown_positions
         self.dry_run = dry_run
         self.last: Report | None = None
         self._reconnected_at = ""
         self._lost_sweep_due = False  # look for positions whose records Redis lost (set on taking a shard)
         self._restored_by_id: set[str] = set()  # open positions whose lost records were restored
+
+    @property
+    def exchange(self) -> Exchange:
+        if self._exchange is None:
+            assert self._exchange_factory is not None
+            self._exchange = self._exchange_factory()
+        return self._exchange
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return exchange_loop.run(coro, timeout=10)
@@ -109,11 +122,13 @@ class Reconciler:
     def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Report:
         """One pass. `at_start` (the engine took the shard): also look for records Redis lost."""
         report = Report()
-        self._lost_sweep_due |= at_start
+        # Taken now and given back on failure: a sweep asked for while this pass runs is not lost.
+        sweep, self._lost_sweep_due = self._lost_sweep_due or at_start, False
         try:
             exch_positions = self._run(self.exchange.positions())
         except _READ_ERRORS as err:
             report.exchange_known, report.why = False, f"positions unreadable: {type(err).__name__}: {err}"
+            self._lost_sweep_due |= sweep
             self._mark(engine, report)
             self.last = report  # the failed pass is the latest news, not the previous successful one
             return report
@@ -135,11 +150,11 @@ class Reconciler:
                 report.why = f"{ex_pos.inst_id}: a position cannot be read; the exchange's is left alone"
                 continue
             self._unknown(engine, ex_pos, now, report)
-        if self._lost_sweep_due and not self.dry_run:
+        if sweep and not self.dry_run:
             try:
                 self._restore_closed_records(engine, set(held), now, report)
-                self._lost_sweep_due = False
             except _READ_ERRORS as err:  # due again on the next pass
+                self._lost_sweep_due = True
                 log.warning("recent orders unreadable (%s): the sweep for lost records waits", err)
             else:
                 self._after_a_fresh_redis(engine, report)
