@@ -734,7 +734,7 @@ def test_reconcile_runs_again_after_a_reconnect_and_periodically(world: World) -
     world.place("manualclose2", "sell", "1", reduce_only=True)
     engine.run_once(block_ms=0)
     assert world.load(other).state == "open"
-    world.clock.advance(engine.reconcile_every_s)
+    world.clock.advance(engine.passes.every_s)
     engine.run_once(block_ms=0)
     assert world.load(other).state == "closed"
 

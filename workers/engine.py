@@ -33,9 +33,11 @@ from statemachines.store import PositionNotFound, PositionStore
 from workers import commands, settlement
 from workers.events import EventBus, order_from, position_from
 from workers.exchange_io import ExchangeIO
+from workers.flags import FlaggedPositions
 from workers.lease import Lease
+from workers.operator_desk import OperatorDesk
 from workers.quarantine import Quarantine
-from workers.reconcile_plan import Plan, PlanningView
+from workers.reconcile_plan import ReconcilePasses
 from workers.relay import Relay, RqHandOff
 from workers.tickguard import TickGuard
 
@@ -99,18 +101,14 @@ class Engine:
         self.quarantine = Quarantine(client, self.keys, process=f"engine-{shard}")
         # Exchange reads (reconciler, clock, balance, instruments) on their own thread; inline for tests.
         self.io = ExchangeIO(threaded=background_io, name=f"exchange-io-{shard}")
-        if reconciler is not None:  # asked for by the engine (_schedule_reconcile), never on its own
-            self.io.add("reconcile", _INF, self._plan_pass, self._apply_pass, self._prepare_pass,
-                        first_in_s=_INF)
-        self._pass_at_start = False
-        self._hold_pass = ""  # "asked" / "running": the pass that ends an entry hold
         self.shard = shard
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
         self.consumer = f"engine-{shard}"
         self.clock_mode = clock
         self.entries = entries
         self.reconciler = reconciler
-        self.reconcile_every_s = reconcile_every_s
+        self.passes = ReconcilePasses(self, reconcile_every_s)  # run on the I/O thread
+        self.desk = OperatorDesk(self)  # operator commands
         self.mark_every_s = mark_every_s
         self.wall = wall
         self.ind = {s: self._new_indicators() for s in self.symbols}
@@ -132,13 +130,13 @@ class Engine:
         self.ticks_seen = 0
         self.dropped_ticks = 0
         self.dropped_events = 0
-        self.bad_positions: dict[str, str] = {}  # position id -> symbol: flagged, left to their stops
+        # Positions left to their exchange-side stops: their hash cannot be parsed, or stepping them failed.
+        self.flagged = FlaggedPositions(client, self.keys, self.quarantine)
         self._last_step = dict.fromkeys(self.symbols, 0.0)  # wall time each symbol was last stepped
         self._started_at = 0.0  # the engine's clock when it took the shard
         self._last_marks = 0.0
         self._last_sweep = 0.0
         self._intents_relayed = 0
-        self._last_reconcile = 0.0
         self._control_id = "0-0"
         self._redis_run_id = ""  # the server this engine loaded its state from
 
@@ -181,11 +179,11 @@ class Engine:
             for pos in book.values():
                 self.pm.detach(pos)  # the shared machine must not keep models of a stale book
             book.clear()
-        self.bad_positions.clear()
+        self.flagged.clear()
         for pos in self.store.load_live(on_bad=self._bad_hash):
             if pos.symbol in self.book:
                 self.book[pos.symbol][pos.id] = self.pm.attach(pos)
-        self._unflag_readable()
+        self.flagged.unflag_readable(self.symbols)
         raw = self.client.hgetall(self.keys.cursor())
         self.cursors = {s: _s(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
         for s in self.symbols:
@@ -203,15 +201,7 @@ class Engine:
         self.started = True
         self.quarantine.flush()
         log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
-        if self.reconciler is not None:
-            # The first pass also looks for records Redis lost. Threaded, entries wait for it (the
-            # exchange is unknown until then) while exits go on; inline (tests, tools), it runs now.
-            self._pass_at_start = True
-            if self.io.threaded:
-                self.io.request("reconcile")
-            else:
-                self.io.run_now("reconcile")
-            self._last_reconcile = self.wall()
+        self.passes.first()
 
     def _hold_after_redis_restart(self) -> None:
         """A Redis that restarted since this shard's engine last started may have lost its last second:
@@ -279,58 +269,9 @@ class Engine:
         if wall - self._last_marks >= self.mark_every_s:
             self.flush_marks()
             self._last_marks = wall
-        self._schedule_reconcile(wall)
+        self.passes.schedule(wall)
         self.quarantine.flush()
         return n
-
-    # --- reconciling, off the tick path (workers/reconcile_plan.py) ---
-
-    def _schedule_reconcile(self, wall: float) -> None:
-        """A pass every `reconcile_every_s`, after a reconnect, when an event asked for one, and when an
-        entry hold ends (then a sweep for lost records first, and entries reopen only once it is done)."""
-        rec = self.reconciler
-        hold_over = bool(self.entries_held_until) and wall >= self.entries_held_until
-        if rec is None:
-            if hold_over:
-                self.entries_held_until = 0.0
-            return
-        if hold_over and not self._hold_pass:
-            rec.sweep_lost_records()  # for records lost with orders that landed during the hold
-            self._hold_pass = "asked"
-        elif self._hold_pass == "running" and not self.io.busy("reconcile"):
-            self._hold_pass = "asked"  # that pass failed before it could deliver: again
-        due = wall - self._last_reconcile >= self.reconcile_every_s or rec.due_to_reconnect(self)
-        if (due or self._hold_pass == "asked") and not self.io.busy("reconcile"):
-            self.check_same_redis()
-            self.io.request("reconcile")
-            self._last_reconcile = wall
-        self.io.poll()  # inline: the pass runs now; threaded: it is handed out, or delivered
-
-    def _prepare_pass(self) -> tuple[PlanningView, float, bool, bool]:
-        """Engine thread: what the pass works on, copied between ticks."""
-        at_start, self._pass_at_start = self._pass_at_start, False
-        ends_hold = self._hold_pass == "asked"
-        if ends_hold:
-            self._hold_pass = "running"
-        return PlanningView(self), self.now(), at_start, ends_hold
-
-    def _plan_pass(self, arg: tuple[PlanningView, float, bool, bool]) -> tuple[Plan, bool]:
-        """I/O thread: the reconciler reads the exchange and decides; nothing of the engine changes."""
-        view, now, at_start, ends_hold = arg
-        assert self.reconciler is not None
-        self.reconciler.reconcile(view, now, at_start=at_start)  # type: ignore[arg-type]
-        return view.finish(), ends_hold
-
-    def _apply_pass(self, result: tuple[Plan, bool]) -> None:
-        """Engine thread: apply what the pass decided. A pass that ended an entry hold reopens entries
-        once it read the exchange (and did not itself find a reason to hold them again)."""
-        plan, ends_hold = result
-        before = self.entries_held_until
-        plan.apply(self)
-        if ends_hold:
-            self._hold_pass = ""
-            if self.exchange_known and self.entries_held_until == before:
-                self.entries_held_until = 0.0
 
     def find(self, position_id: str) -> Position | None:
         """A live position of this shard by id."""
@@ -455,37 +396,22 @@ class Engine:
 
     def _bad_hash(self, symbol: str, position_id: str, raw: Any, why: str) -> None:
         if symbol in self.book:
-            self._flag(symbol, position_id, raw, f"bad_hash: its hash cannot be parsed: {why}")
+            self.flagged.flag(symbol, position_id, raw, f"bad_hash: its hash cannot be parsed: {why}")
 
     def _bad_position(self, pos: Position, why: str) -> None:
         self.pm.detach(pos)
         self.book[pos.symbol].pop(pos.id, None)
-        self._flag(pos.symbol, pos.id, pos.to_hash(), why)
-
-    def _flag(self, symbol: str, position_id: str, raw: Any, why: str) -> None:
-        """Left out of management, with its exchange-side stop; the operator is told (log, dead letter,
-        the symbol's quarantined set). Its symbol takes no entries and no adoption until it is fixed."""
-        if position_id not in self.bad_positions:
-            log.error("position %s (%s) is left to its exchange-side stop: %s. Fix or delete its hash; the "
-                      "engine takes it back when it starts again", position_id, symbol, why)  # fmt: skip
-        self.bad_positions[position_id] = symbol
-        self.quarantine.put(f"positions:{symbol}", why, raw, ref=position_id)
-        self.client.sadd(self.keys.bad_positions(symbol), position_id)
-
-    def _unflag_readable(self) -> None:
-        """Drop the flags of positions that are readable again (fixed by the operator) or gone."""
-        pipe = self.client.pipeline(transaction=False)
-        for symbol in self.symbols:
-            pipe.smembers(self.keys.bad_positions(symbol))
-        for symbol, ids in zip(self.symbols, pipe.execute(), strict=True):
-            fixed = [i for i in (_s(x) for x in ids) if i not in self.bad_positions]
-            if fixed:
-                self.client.srem(self.keys.bad_positions(symbol), *fixed)
+        self.flagged.flag(pos.symbol, pos.id, pos.to_hash(), why)
 
     def symbol_quarantined(self, symbol: str) -> bool:
         """A position of the symbol cannot be read: nothing on the symbol may be assumed (no entry, no
         adoption of an exchange position that may be that one)."""
-        return symbol in self.bad_positions.values()
+        return self.flagged.has(symbol)
+
+    @property
+    def bad_positions(self) -> dict[str, str]:
+        """Flagged positions: id -> symbol."""
+        return self.flagged.ids
 
     # --- exchange events ---
 
@@ -525,7 +451,7 @@ class Engine:
                 if st.trigger == "close_filled":
                     # Over at the exchange: the reconciler settles it now, with the PnL of all its orders
                     # (the stop's fill, an earlier attempt's late fill), not this order's alone.
-                    self._last_reconcile = 0.0
+                    self.passes.ask()
                 else:
                     self.settle(pos, st, now)
         elif fields.get("kind") == "position":
@@ -539,7 +465,7 @@ class Engine:
             # A flat or resized exchange position: settle it now through the reconciler, which reads the
             # exchange whole (and finds the fill that flattened it, for the realized PnL).
             if any(p.size != ex.size for p in mine) or (ex.size == 0 and book):
-                self._last_reconcile = 0.0
+                self.passes.ask()
 
     def settle(self, pos: Position, st: settlement.Settlement, now: float) -> None:
         if not st.trigger:
@@ -567,7 +493,7 @@ class Engine:
         except PositionNotFound:
             return
         except ValueError as err:
-            self._flag(pos.symbol, pos.id, {}, f"bad_hash: its hash cannot be parsed: {err}")
+            self.flagged.flag(pos.symbol, pos.id, {}, f"bad_hash: its hash cannot be parsed: {err}")
             return
         if fresh.state != State.CLOSED:
             self.book[fresh.symbol][fresh.id] = self.pm.attach(fresh)
@@ -576,59 +502,14 @@ class Engine:
         """A position created by this engine (entry) or the reconciler (adoption)."""
         self.book[pos.symbol][pos.id] = self.pm.attach(pos)
 
-    # --- operator commands: manual entry, manual close (workers/commands.py) ---
+    # --- operator commands: manual entry, manual close (workers/operator_desk.py) ---
 
     def _control(self, panic: bool, reply: Any) -> None:
         self.panic = panic
         for _, entries in reply or []:
             for entry_id, raw in entries:
                 self._control_id = _s(entry_id)
-                self.on_command(_s(entry_id), {_s(k): _s(v) for k, v in raw.items()})
-
-    def on_command(self, entry_id: str, fields: dict[str, str]) -> None:
-        """Apply one control entry if it is this shard's and not applied before; answer it."""
-        try:
-            cmd = commands.parse_command(fields)
-        except commands.BadCommand as err:
-            self.quarantine.put("control", f"bad_command: {err}", fields, ref=entry_id)
-            cmd_id = fields.get("cmd_id", "")
-            if commands.valid_id(cmd_id):
-                commands.reply(self.client, self.keys, cmd_id, commands.Outcome("rejected", str(err)))
-            return
-        target = self.book.get(cmd.symbol) if cmd.cmd == "open" else self.find(cmd.position_id)
-        if target is None or commands.applied(self.client, self.keys, cmd.cmd_id):
-            return  # another shard's, or answered before (this is a replay after a restart)
-        outcome = self._open(cmd) if cmd.cmd == "open" else self._close(cmd)
-        commands.reply(self.client, self.keys, cmd.cmd_id, outcome)
-
-    def _open(self, cmd: commands.Command) -> commands.Outcome:
-        pid = cmd.cmd_id  # an open's position id is its command's id: a replay finds it
-        try:
-            known = self.store.load(pid)
-        except PositionNotFound:
-            known = None
-        except ValueError:
-            return commands.Outcome("rejected", f"position {pid} exists but cannot be read", pid)
-        if known is not None:
-            return commands.Outcome(known.state, f"position {pid} is {known.state}", pid)
-        if self.entries is None:
-            return commands.Outcome("rejected", "this engine takes no entries")
-        if self.symbol_quarantined(cmd.symbol):
-            return commands.Outcome("refused", f"{cmd.symbol} has a position that cannot be read",
-                                    code="quarantined_position")  # fmt: skip
-        assert cmd.side is not None
-        result = self.entries.open(self, cmd.symbol, cmd.side, "manual entry (scalper open)", self.now(), pid)
-        if isinstance(result, Refusal):
-            return commands.Outcome("refused", result.message, code=result.code)
-        return commands.Outcome(result.state, f"{result.side.value} {result.entry_size} {result.symbol}", pid)
-
-    def _close(self, cmd: commands.Command) -> commands.Outcome:
-        pos = self.find(cmd.position_id)
-        assert pos is not None
-        pos.close_request = pos.close_request or cmd.reason
-        self.step_symbol(pos.symbol)  # at once, not on the next tick
-        pos = self.find(cmd.position_id) or pos
-        return commands.Outcome(pos.state, pos.exit_reason or f"close requested ({cmd.reason})", pos.id)
+                self.desk.apply(_s(entry_id), {_s(k): _s(v) for k, v in raw.items()})
 
     # --- coalesced marks ---
 

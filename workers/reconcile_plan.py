@@ -168,3 +168,82 @@ class PlanningView:
         self.plan.exchange_known = self.exchange_known
         self.plan.redis_fresh = self.redis_fresh
         return self.plan
+
+
+class ReconcilePasses:
+    """When the engine's passes run, and what each carries. A pass every `every_s`, after a reconnect, when
+    an event asked for one (`ask`), and when an entry hold ends: then it sweeps for lost records first, and
+    entries reopen only once it has read the exchange."""
+
+    def __init__(self, engine: Engine, every_s: float) -> None:
+        self.engine = engine
+        self.every_s = every_s
+        self.last = 0.0  # wall time the last pass was asked for
+        self.at_start = False
+        self.hold_pass = ""  # "asked" / "running": the pass that ends an entry hold
+        if engine.reconciler is not None:  # asked for by `schedule`, never on its own
+            inf = float("inf")
+            engine.io.add("reconcile", inf, self._plan, self._apply, self._prepare, first_in_s=inf)
+
+    def ask(self) -> None:
+        """A pass on the next loop turn (an order event said the position is over at the exchange)."""
+        self.last = 0.0
+
+    def first(self) -> None:
+        """On taking the shard: a pass that also looks for records Redis lost. Threaded, entries wait for
+        it (the exchange is unknown until then) while exits go on; inline (tests, tools), it runs now."""
+        engine = self.engine
+        if engine.reconciler is None:
+            return
+        self.at_start = True
+        if engine.io.threaded:
+            engine.io.request("reconcile")
+        else:
+            engine.io.run_now("reconcile")
+        self.last = engine.wall()
+
+    def schedule(self, wall: float) -> None:
+        engine, rec = self.engine, self.engine.reconciler
+        hold_over = bool(engine.entries_held_until) and wall >= engine.entries_held_until
+        if rec is None:
+            if hold_over:
+                engine.entries_held_until = 0.0
+            return
+        if hold_over and not self.hold_pass:
+            rec.sweep_lost_records()  # for records lost with orders that landed during the hold
+            self.hold_pass = "asked"
+        elif self.hold_pass == "running" and not engine.io.busy("reconcile"):
+            self.hold_pass = "asked"  # that pass failed before it could deliver: again
+        due = wall - self.last >= self.every_s or rec.due_to_reconnect(engine)
+        if (due or self.hold_pass == "asked") and not engine.io.busy("reconcile"):
+            engine.check_same_redis()
+            engine.io.request("reconcile")
+            self.last = wall
+        engine.io.poll()  # inline: the pass runs now; threaded: it is handed out, or delivered
+
+    def _prepare(self) -> tuple[PlanningView, float, bool, bool]:
+        """Engine thread: what the pass works on, copied between ticks."""
+        at_start, self.at_start = self.at_start, False
+        ends_hold = self.hold_pass == "asked"
+        if ends_hold:
+            self.hold_pass = "running"
+        return PlanningView(self.engine), self.engine.now(), at_start, ends_hold
+
+    def _plan(self, arg: tuple[PlanningView, float, bool, bool]) -> tuple[Plan, bool]:
+        """I/O thread: the reconciler reads the exchange and decides; nothing of the engine changes."""
+        view, now, at_start, ends_hold = arg
+        assert self.engine.reconciler is not None
+        self.engine.reconciler.reconcile(view, now, at_start=at_start)  # type: ignore[arg-type]
+        return view.finish(), ends_hold
+
+    def _apply(self, result: tuple[Plan, bool]) -> None:
+        """Engine thread: apply what the pass decided. A pass that ended an entry hold reopens entries
+        once it read the exchange (and did not itself find a reason to hold them again)."""
+        plan, ends_hold = result
+        engine = self.engine
+        before = engine.entries_held_until
+        plan.apply(engine)
+        if ends_hold:
+            self.hold_pass = ""
+            if engine.exchange_known and engine.entries_held_until == before:
+                engine.entries_held_until = 0.0
