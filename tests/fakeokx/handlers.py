@@ -156,10 +156,10 @@ def _close_position(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _leverage(e: Engine, q: Q, b: Any) -> list[Any]:
-    e.set_leverage(b["instId"], Decimal(b["lever"]), b["mgnMode"])
-    return [
-        {"lever": b["lever"], "mgnMode": b["mgnMode"], "instId": b["instId"], "posSide": b.get("posSide", "")}
-    ]
+    lever = Decimal(str(b["lever"]))  # a client may send a JSON number; OKX answers strings
+    e.set_leverage(b["instId"], lever, b["mgnMode"])
+    return [{"lever": t.num(lever), "mgnMode": b["mgnMode"], "instId": b["instId"],
+             "posSide": b.get("posSide", "")}]  # fmt: skip
 
 
 def _algo_place(e: Engine, q: Q, b: Any) -> list[Any]:
