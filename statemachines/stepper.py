@@ -165,6 +165,10 @@ def settle_closed(
     pm.fire(pos, trigger, reason=reason, price=price, fields=fields, intent=intent)
 
 
-def resync_size(pm: PositionMachine, pos: Position, *, size: Decimal, reason: str) -> None:
-    """Adopt the exchange's size, logged in the position's stream with the reason."""
-    pm.fire(pos, "resync", reason=reason, fields={"size": size})
+def resync_size(
+    pm: PositionMachine, pos: Position, *, size: Decimal, reason: str, cfg: SymbolConfig
+) -> None:
+    """Adopt the exchange's size, logged in the position's stream with the reason; the protective stop is
+    sized to it (the protect job again)."""
+    intent = protect_intent(pos, _catastrophe(pos, float(pos.entry_price), cfg)).to_fields()
+    pm.fire(pos, "resync", reason=reason, fields={"size": size}, intent=intent)
