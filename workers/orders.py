@@ -120,7 +120,7 @@ async def execute(
         return f"skip: no position {intent.position_id}"
     ex = ctx.exchange
     action = intent.action
-    if action is IntentAction.PROTECT:  # after the entry's fill, and again after each harvest's
+    if action is IntentAction.PROTECT:  # after the entry fills, and again after a harvest or a resync
         if pos.state == State.CLOSED or pos.size <= 0:
             return f"skip: position is {pos.state}"  # it closed before its stop could be placed
         return await _protect(ctx, intent, pos.size)
