@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from scalper.embedded import LocalRedis  # noqa: E402
 from tests.chaos import SETTINGS, Chaos  # noqa: E402
-from tests.chaos_okx import KEY, PASSPHRASE, SECRET, OkxChaos, okx_settings  # noqa: E402
+from tests.chaos_okx import KEY, PASSPHRASE, SECRET, OkxChaos, okx_market, okx_settings  # noqa: E402
 from tests.fakeokx.thread import FakeThread  # noqa: E402
 from tests.system import System  # noqa: E402
 
@@ -47,6 +47,7 @@ def main() -> int:
     okx = None
     if args.venue == "okx":
         okx = FakeThread(KEY, SECRET, PASSPHRASE)
+        okx_market(okx)
         okx.price("46000")
         system = System(server.socket_path, workdir, **okx_settings(okx))
         chaos: Chaos = OkxChaos(

@@ -160,8 +160,10 @@ class Exchange(Protocol):
         """Close the whole position at market, sized by the venue as it executes (OKX close-position):
         nothing can change the position between a read and the send, and the order can only reduce.
         `side` is the closing order's side (sell closes a long); `pos_side` is "long"/"short" in long/short
-        mode and None in net mode, where the venue closes the net position. The answer may be a bare
-        acknowledgement (LIVE, nothing filled, no size or venue id yet): query `get_order` for more.
+        mode and None in net mode, where the venue closes the net position. `td_mode` is the margin mode to
+        close in; where a position is per margin mode (OKX) and none is held in it, the venue closes the
+        position in the mode it reports for it, so a settings change cannot strand one. The answer may be
+        a bare acknowledgement (LIVE, nothing filled, no size or venue id yet): query `get_order` for more.
         Raises NothingToClose when nothing is held; otherwise the rules of `place_order` hold (one order
         per client id, DuplicateClientId while it is pending, OutcomeUnknown: query before any retry)."""
         ...
@@ -192,8 +194,17 @@ class Exchange(Protocol):
         trigger_px: Decimal,
         size: Decimal,
         pos_side: str | None = None,
-    ) -> StopOrder: ...
+    ) -> StopOrder:
+        """A reduce-only stop for `size` contracts, in the margin mode the venue reports for the position
+        it protects (a stop in another mode would close nothing)."""
+        ...
+
     async def move_stop(self, inst_id: str, algo_cl_ord_id: str, trigger_px: Decimal) -> StopOrder: ...
+    async def resize_stop(self, inst_id: str, algo_cl_ord_id: str, size: Decimal) -> StopOrder:
+        """The same live stop (same client id) for a new size: after a partial close it covers exactly what
+        is held. OrderNotFound when it is not live. Resizing to the size it has changes nothing."""
+        ...
+
     async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None: ...
     async def stops(self) -> list[StopOrder]: ...
     def events(self) -> AsyncIterator[ExchangeEvent]: ...

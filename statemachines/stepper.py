@@ -74,15 +74,18 @@ def entry_filled(
     the position opens with its ATR stop loss fixed at the fill."""
     stop = guards.initial_stop(pos.sign, float(price), atr, cfg.exits)
     # The exchange-side catastrophe stop, so that a dead bot never leaves a naked position.
-    catastrophe = float(price) * (1.0 - pos.sign * cfg.risk.protective_stop_pct / 100.0)
     pm.fire(
         pos,
         "entry_filled",
         reason="fill",
         price=float(price),
         fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop, "fees": fee},
-        intent=protect_intent(pos, catastrophe).to_fields(),
+        intent=protect_intent(pos, _catastrophe(pos, float(price), cfg)).to_fields(),
     )
+
+
+def _catastrophe(pos: Position, entry_price: float, cfg: SymbolConfig) -> float:
+    return entry_price * (1.0 - pos.sign * cfg.risk.protective_stop_pct / 100.0)
 
 
 def harvest_filled(
@@ -95,7 +98,8 @@ def harvest_filled(
     realized_pnl: Decimal | None = None,
     fees: Decimal | None = None,
 ) -> None:
-    """The partial close filled: the rest trails, its stop at least at breakeven plus fees."""
+    """The partial close filled: the rest trails, its stop at least at breakeven plus fees. The protect job
+    runs again: it sizes the exchange-side stop to what is left (or places it, if it never was)."""
     level = armed_trail_stop(pos, float(price), cfg, at_least_breakeven=True)
     pm.fire(
         pos,
@@ -105,6 +109,7 @@ def harvest_filled(
         fields={"size": remaining, "trail_stop": level}
         | ({} if realized_pnl is None else {"realized_pnl": realized_pnl})
         | ({} if fees is None else {"fees": fees}),
+        intent=protect_intent(pos, _catastrophe(pos, float(pos.entry_price), cfg)).to_fields(),
     )
 
 
@@ -160,6 +165,10 @@ def settle_closed(
     pm.fire(pos, trigger, reason=reason, price=price, fields=fields, intent=intent)
 
 
-def resync_size(pm: PositionMachine, pos: Position, *, size: Decimal, reason: str) -> None:
-    """Adopt the exchange's size, logged in the position's stream with the reason."""
-    pm.fire(pos, "resync", reason=reason, fields={"size": size})
+def resync_size(
+    pm: PositionMachine, pos: Position, *, size: Decimal, reason: str, cfg: SymbolConfig
+) -> None:
+    """Adopt the exchange's size, logged in the position's stream with the reason; the protective stop is
+    sized to it (the protect job again)."""
+    intent = protect_intent(pos, _catastrophe(pos, float(pos.entry_price), cfg)).to_fields()
+    pm.fire(pos, "resync", reason=reason, fields={"size": size}, intent=intent)

@@ -34,7 +34,7 @@ from feeds.replay import bar_ticks, read_bars, sample_path
 from scalper.embedded import LocalRedis
 from statemachines.position import Position
 from tests.chaos import SETTINGS, SYMBOL, Chaos, check_no_transient, size_mismatches
-from tests.fakeokx.engine import FAlgo, FOrder, FPos
+from tests.fakeokx.engine import FAlgo, FOrder, FPos, PosKey
 from tests.fakeokx.thread import FakeThread
 from tests.system import System
 
@@ -46,6 +46,23 @@ POSITIONS = "/api/v5/account/positions"
 REST_TIMEOUT_S = 5.0  # the adapter's default: a "timeout" fault replies after it
 TICK = Decimal("0.1")
 BEAT = "chaos:beat"  # the harness's own heartbeat key: what Redis kept of it measures the lost window
+
+
+def okx_market(okx: FakeThread, history_bars: int = 60) -> None:
+    """The fake as the bot meets OKX: closed positions may be listed with pos "0", snapshots come every
+    half second (each delivered 0.1 s after it was taken, so some arrive after fills they predate), and
+    the market has an hour of 1-minute history for the feed's REST warm-up (the sample's first bars)."""
+    now_min = int(time.time()) // 60 * 60_000
+    bars = read_bars(sample_path())[:history_bars]
+    history = [(now_min - (len(bars) - i) * 60_000, *(Decimal(repr(v)).quantize(TICK) for v in bar[1:]))
+               for i, bar in enumerate(bars)]  # fmt: skip
+
+    def setup() -> None:
+        okx.fake.engine.flat_records = True
+        okx.fake.snapshot_interval, okx.fake.snapshot_lag = 0.5, 0.1
+        okx.fake.engine.candles.seed(SYMBOL, history)
+
+    okx.sync(setup)
 
 
 def okx_settings(okx: FakeThread) -> dict[str, str]:
@@ -234,7 +251,7 @@ class OkxChaos(Chaos):
 
 @dataclass(frozen=True)
 class Venue:
-    positions: dict[tuple[str, str], FPos]
+    positions: dict[PosKey, FPos]
     orders: dict[str, FOrder]
     algos: dict[str, FAlgo]
 
@@ -257,9 +274,23 @@ def check_one_order_per_client_id(venue: Venue) -> list[str]:
 
 
 def check_protective_stops(venue: Venue, positions: list[Position]) -> list[str]:
-    live = {a.algo_cl_ord_id for a in venue.algos.values() if a.state == "live"}
-    return [f"{p.id} {p.state} without a live protective stop at OKX"
-            for p in positions if p.state in ("open", "trailing") and f"{p.id}s1" not in live]  # fmt: skip
+    """Each open or trailing position has a live stop at OKX, for what it holds, in the margin mode OKX
+    holds it in (a stop in another mode closes nothing)."""
+    live = {a.algo_cl_ord_id: a for a in venue.algos.values() if a.state == "live"}
+    problems = []
+    for p in positions:
+        stop = live.get(f"{p.id}s1")
+        if p.state not in ("open", "trailing"):
+            continue
+        if stop is None:
+            problems.append(f"{p.id} {p.state} without a live protective stop at OKX")
+            continue
+        modes = {k[2] for k, x in venue.positions.items() if k[0] == p.symbol and x.pos and
+                 _side(x.pos if k[1] != "short" else -x.pos) == p.side.value}  # fmt: skip
+        if stop.sz != p.size or stop.td_mode not in modes:
+            problems.append(f"{p.id} {p.state} holds {p.size}; its stop is for {stop.sz} in {stop.td_mode} "
+                            f"margin (held in {sorted(modes)})")  # fmt: skip
+    return problems
 
 
 def check_pnl(venue: Venue, positions: list[Position]) -> list[str]:

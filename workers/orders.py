@@ -120,7 +120,7 @@ async def execute(
         return f"skip: no position {intent.position_id}"
     ex = ctx.exchange
     action = intent.action
-    if action is IntentAction.PROTECT:
+    if action is IntentAction.PROTECT:  # after the entry fills, and again after a harvest or a resync
         if pos.state == State.CLOSED or pos.size <= 0:
             return f"skip: position is {pos.state}"  # it closed before its stop could be placed
         return await _protect(ctx, intent, pos.size)
@@ -224,10 +224,20 @@ def _refused(intent: OrderIntent, side: OrderSide) -> Order:
 
 
 async def _protect(ctx: WorkerContext, intent: OrderIntent, size: Decimal) -> str:
+    """Place the position's protective stop, or, when it is live already, size it to what the position
+    holds now (after a partial close it would cover more than is held)."""
     ex = ctx.exchange
-    if any(s.algo_cl_ord_id == intent.cl_ord_id and s.state == "live" for s in await ex.stops()):
-        return "exists: protective stop"
     inst = ctx.instruments[intent.symbol]
+    live = [s for s in await ex.stops() if s.algo_cl_ord_id == intent.cl_ord_id and s.state == "live"]
+    if live:
+        held = inst.round_size(size)
+        if held <= 0 or live[0].size == held:
+            return "exists: protective stop"
+        try:
+            await ex.resize_stop(intent.symbol, intent.cl_ord_id, held)
+        except OrderNotFound:  # triggered or cancelled since the read: the reconciler settles what it did
+            return "protective stop gone"
+        return f"protective stop resized to {held}"
     trigger = inst.round_price(Decimal(repr(intent.stop_px)))
     try:
         await ex.place_stop(intent.symbol, intent.cl_ord_id, OrderSide(intent.order_side), trigger, size,

@@ -200,7 +200,7 @@ def apply(
             pm, pos, reason=st.reason, realized_pnl=pos.realized_pnl + pnl, fees=pos.fees + fee
         )
     elif trig == "resync":
-        stepper.resync_size(pm, pos, size=kw["size"], reason=st.reason)
+        stepper.resync_size(pm, pos, size=kw["size"], reason=st.reason, cfg=cfg)
     elif trig in ("close_filled", "external_close", "entry_failed"):
         stepper.settle_closed(
             pm, pos, trigger=trig, reason=st.reason, realized_pnl=pos.realized_pnl + pnl, fees=pos.fees + fee

@@ -8,6 +8,13 @@ outcome too, and would wait for the reconnect before it could even be queried.) 
 position modes and the unknown-outcome rule are in orders.py; protective stops in stops.py; push -> event
 conversion in events.py.
 
+Margin modes: at OKX a position is identified by instrument, posSide AND margin mode; a close, reduce-only
+order or stop in another margin mode finds no position there. A stop is placed in the margin mode of the
+position it protects, as GET positions reports it now (never the settings' td_mode from memory: after a
+restart or a settings change they may differ). A close or reduce-only order goes in the mode it is given
+(no read on the exit path); when OKX finds nothing to close in it, positions are read, and if the position
+is held in the other margin mode the request is sent again there. Only then is "nothing to close" final.
+
 events(): ORDER / POSITION / ACCOUNT from the orders, positions and account channels; after every
 re-established private connection (re-logged-in and resubscribed) a RECONNECTED event, then an ORDER event
 with the catch-up: GET orders-pending plus GET order by clOrdId for our orders that were in flight.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
@@ -30,6 +38,7 @@ from exchanges.base import (
     ExchangePosition,
     ExchangeUnavailable,
     Instrument,
+    NothingToClose,
     Order,
     OrderNotFound,
     OrderRequest,
@@ -56,6 +65,7 @@ if TYPE_CHECKING:
     from config.settings import ExchangeSettings
 
 PosMode = Literal["net", "long_short"]
+log = logging.getLogger(__name__)
 
 
 class OkxExchange:
@@ -156,10 +166,21 @@ class OkxExchange:
         return [b for rec in recs for b in to_balances(rec)]
 
     async def positions(self) -> list[ExchangePosition]:
-        """Open positions only (OKX keeps a closed one with pos "0" for a while: left out here)."""
-        recs = await self.rest.get("/api/v5/account/positions", PositionRec, {"instType": self.inst_type},
-                                   kind=Kind.POSITIONS)  # fmt: skip
+        """Open positions only (OKX may list a closed one with pos "0": left out here, it is flat)."""
+        return await self._positions()
+
+    async def _positions(self, inst_id: str = "") -> list[ExchangePosition]:
+        params = {"instType": self.inst_type, **({"instId": inst_id} if inst_id else {})}
+        recs = await self.rest.get("/api/v5/account/positions", PositionRec, params, kind=Kind.POSITIONS)
         return [p for p in convert_all(recs, to_position, "position") if p.size != 0]
+
+    async def _margin_mode(self, inst_id: str, closing_side: OrderSide, prefer: str) -> str | None:
+        """The margin mode of the position an order on `closing_side` closes (a sell closes a long), as OKX
+        reports it now: `prefer` when a position is held in it, else the mode one is held in; None when
+        nothing is held. Unreadable: ExchangeUnavailable (never "nothing held")."""
+        direction = "long" if closing_side is OrderSide.SELL else "short"
+        modes = {p.mgn_mode for p in await self._positions(inst_id) if p.side == direction}
+        return prefer if prefer in modes else min(modes, default=None)
 
     async def pending_orders(self) -> list[Order]:
         return await self.desk.pending(self.inst_type)
@@ -190,7 +211,17 @@ class OkxExchange:
     # --- orders ---
 
     async def place_order(self, req: OrderRequest) -> Order:
-        return await self.desk.place(req)
+        try:
+            return await self.desk.place(req)
+        except NothingToClose:
+            if not req.reduce_only:
+                raise
+            mode = await self._margin_mode(req.inst_id, req.side, req.td_mode)
+            if mode is None or mode == req.td_mode:
+                raise
+            log.warning("okx order %s: nothing to reduce in %s margin; the position is %s: sent there",
+                        req.cl_ord_id, req.td_mode, mode)  # fmt: skip
+            return await self.desk.place(replace(req, td_mode=mode))
 
     async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None:
         await self.desk.cancel(inst_id, cl_ord_id)
@@ -199,8 +230,17 @@ class OkxExchange:
         self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None = None
     ) -> Order:
         """POST close-position under our clOrdId (orders.py): a bare LIVE acknowledgement, or the order
-        found by clOrdId after an unknown outcome. NothingToClose when already flat."""
-        return await self.desk.close(inst_id, cl_ord_id, side, td_mode, pos_side)
+        found by clOrdId after an unknown outcome. In `td_mode`, else in the margin mode the position is
+        held in (see the module's docstring); NothingToClose when nothing is held in either."""
+        try:
+            return await self.desk.close(inst_id, cl_ord_id, side, td_mode, pos_side)
+        except NothingToClose:
+            mode = await self._margin_mode(inst_id, side, td_mode)
+            if mode is None or mode == td_mode:
+                raise
+            log.warning("okx close %s: no position in %s margin; it is held in %s: closing it there",
+                        cl_ord_id, td_mode, mode)  # fmt: skip
+            return await self.desk.close(inst_id, cl_ord_id, side, mode, pos_side)
 
     async def set_leverage(
         self, inst_id: str, lever: int, mgn_mode: str, pos_side: str | None = None
@@ -228,7 +268,8 @@ class OkxExchange:
             pos_side = pos_side or ("long" if side is OrderSide.SELL else "short")
         else:
             pos_side = None
-        td_mode = self.desk.td_modes.get(inst_id, self.td_mode)
+        # In the margin mode of the position it protects (a stop in another one would close nothing).
+        td_mode = await self._margin_mode(inst_id, side, self.td_mode) or self.td_mode
         stop = await _stops.place(self.rest, inst, algo_cl_ord_id, side, trigger_px, size, td_mode, pos_side,
                                   self.desk.queries, self.desk.query_delay)  # fmt: skip
         self._stops[algo_cl_ord_id] = stop
@@ -240,6 +281,15 @@ class OkxExchange:
         if known is None:
             raise OrderNotFound("51603", f"no stop {algo_cl_ord_id}")
         stop = await _stops.move(self.rest, inst, known, trigger_px)
+        self._stops[algo_cl_ord_id] = stop
+        return stop
+
+    async def resize_stop(self, inst_id: str, algo_cl_ord_id: str, size: Decimal) -> StopOrder:
+        inst = await self._instrument(inst_id)
+        known = self._stops.get(algo_cl_ord_id) or await _stops.lookup(self.rest, inst_id, algo_cl_ord_id)
+        if known is None:
+            raise OrderNotFound("51603", f"no stop {algo_cl_ord_id}")
+        stop = await _stops.resize(self.rest, inst, known, size)
         self._stops[algo_cl_ord_id] = stop
         return stop
 

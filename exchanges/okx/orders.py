@@ -73,7 +73,6 @@ class OrderDesk:
         self.sent: OrderedDict[str, None] = OrderedDict()
         self.sent_max = sent_max
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self.td_modes: dict[str, str] = {}  # instId -> tdMode of our last order there (stops reuse it)
 
     async def pending(self, inst_type: str) -> list[Order]:
         recs = await self._rest.get(
@@ -116,7 +115,7 @@ class OrderDesk:
                     u_time_ms=acks[0].ts or now_ms(),
                 )  # fmt: skip
 
-            return await self._submit(req.inst_id, req.cl_ord_id, req.td_mode, send)
+            return await self._submit(req.inst_id, req.cl_ord_id, send)
 
     async def close(
         self, inst_id: str, cl_ord_id: str, side: OrderSide, td_mode: str, pos_side: str | None
@@ -145,7 +144,7 @@ class OrderDesk:
             )  # fmt: skip
 
         async with self._exclusive(cl_ord_id):
-            return await self._submit(inst_id, cl_ord_id, td_mode, send)
+            return await self._submit(inst_id, cl_ord_id, send)
 
     @asynccontextmanager
     async def _exclusive(self, cl: str) -> AsyncIterator[None]:
@@ -162,9 +161,7 @@ class OrderDesk:
             else:
                 self._locks[cl] = (lock, users - 1)
 
-    async def _submit(
-        self, inst_id: str, cl: str, td_mode: str, send: Callable[[], Awaitable[Order]]
-    ) -> Order:
+    async def _submit(self, inst_id: str, cl: str, send: Callable[[], Awaitable[Order]]) -> Order:
         """The unknown-outcome rule around one send (under the clOrdId's lock)."""
         if cl in self.sent:  # an earlier attempt may have placed it: look before sending again
             existing = await self._lookup(inst_id, cl)
@@ -172,7 +169,6 @@ class OrderDesk:
                 return existing
         self._remember(cl)
         self.inflight[cl] = inst_id  # before sending: a reconnect catch-up must cover it
-        self.td_modes[inst_id] = td_mode
         try:
             return await send()
         except OutcomeUnknown as e:

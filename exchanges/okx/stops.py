@@ -2,10 +2,13 @@
 
   place    POST /api/v5/trade/order-algo   ordType conditional, slTriggerPx, slOrdPx -1, algoClOrdId
   move     POST /api/v5/trade/amend-algos  newSlTriggerPx (by algoClOrdId)
+  resize   POST /api/v5/trade/amend-algos  newSz (by algoClOrdId): the same stop, for what is held now
   cancel   POST /api/v5/trade/cancel-algos [{instId, algoClOrdId}]
   lookup   GET  /api/v5/trade/order-algo?algoClOrdId=   (any state)
   pending  GET  /api/v5/trade/orders-algo-pending?ordType=conditional
 Placing follows the same unknown-outcome rule as orders: look it up by algoClOrdId, never place it twice.
+A stop is placed in the margin mode (tdMode) of the position it protects: at OKX a position is per margin
+mode, and a stop in another mode finds nothing to close when it triggers (the adapter reads the mode).
 """
 
 from __future__ import annotations
@@ -112,6 +115,17 @@ async def move(rest: OkxRest, inst: Instrument, stop: StopOrder, trigger_px: Dec
     }
     await rest.post("/api/v5/trade/amend-algos", OrderAck, body, kind=Kind.ALGO, inst_id=inst.inst_id)
     return replace(stop, trigger_px=trigger)
+
+
+async def resize(rest: OkxRest, inst: Instrument, stop: StopOrder, size: Decimal) -> StopOrder:
+    """The stop's size amended in place (its algoClOrdId stays). Amending to a size it already has changes
+    nothing, so after an unknown outcome the caller may read the stop and send it again."""
+    sz = inst.round_size(size)
+    if sz <= 0:
+        raise LotSizeError("51020", f"stop size {size} below minSz {inst.min_sz}")
+    body = {"instId": inst.inst_id, "algoClOrdId": stop.algo_cl_ord_id, "newSz": dec_str(sz)}
+    await rest.post("/api/v5/trade/amend-algos", OrderAck, body, kind=Kind.ALGO, inst_id=inst.inst_id)
+    return replace(stop, size=sz)
 
 
 async def cancel(rest: OkxRest, inst_id: str, algo_cl_ord_id: str) -> None:

@@ -308,6 +308,16 @@ class PaperExchange:
         self.state.txn().stop(stop).commit()
         return stop
 
+    @faulty("resize_stop")
+    async def resize_stop(self, inst_id: str, algo_cl_ord_id: str, size: Decimal) -> StopOrder:
+        """OKX amend-algos newSz: the same stop, for a new size."""
+        stop = self._live_stop(inst_id, algo_cl_ord_id)
+        inst = self.insts[inst_id]
+        check_size(size, inst.lot_sz, inst.min_sz)
+        stop = replace(stop, size=size)
+        self.state.txn().stop(stop).commit()
+        return stop
+
     @faulty("cancel_stop")
     async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None:
         stop = self._live_stop(inst_id, algo_cl_ord_id)

@@ -46,7 +46,8 @@ RESULTS: dict[str, Any] = {
     "instruments": list[Instrument], "balance": list[Balance], "positions": list[ExchangePosition],
     "pending_orders": list[Order], "place_order": Order, "close_position": Order, "get_order": Order | None,
     "cancel_order": None,
-    "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "cancel_stop": None,
+    "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "resize_stop": StopOrder,
+    "cancel_stop": None,
     "stops": list[StopOrder], "recent_orders": list[Order],
 }  # fmt: skip
 READS = frozenset({"instruments", "balance", "positions", "pending_orders", "get_order", "stops",
@@ -172,6 +173,8 @@ class PaperVenue:
                         "size": Decimal(args["size"])}  # fmt: skip
             elif op == "move_stop":
                 args = {**args, "trigger_px": Decimal(args["trigger_px"])}
+            elif op == "resize_stop":
+                args = {**args, "size": Decimal(args["size"])}
             result = await getattr(self.exchange, op)(**args)
             body = {"ok": True, "result": result}
         except OutcomeUnknown as err:  # injected: the caller must see a lost reply, so send none
@@ -357,6 +360,9 @@ class PaperClient:
         return await self._call(
             "move_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, trigger_px=str(trigger_px)
         )
+
+    async def resize_stop(self, inst_id: str, algo_cl_ord_id: str, size: Decimal) -> StopOrder:
+        return await self._call("resize_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id, size=str(size))
 
     async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None:
         await self._call("cancel_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)

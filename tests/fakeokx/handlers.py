@@ -1,7 +1,9 @@
 """The fake's REST side: signature checks (REST and WS login), error envelopes, endpoint handlers.
 
 A handler is `(engine, query, body) -> data[]`; a refusal raises `Refused(code)`, which `error()` turns
-into OKX's envelope: per-order failures as code "1" with the reason in data[].sCode, others top-level.
+into OKX's envelope: a refused order request (POST place/cancel/algo) as code "1" with the reason in
+data[].sCode, everything else top-level: "order does not exist" on GET /trade/order is
+{"code": "51603", "data": []}, as at OKX.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tests.fakeokx import templates as t
 from tests.fakeokx import wire
 from tests.fakeokx.engine import Engine, Refused, now_ms
 
-ITEM_LEVEL = frozenset(
+ITEM_LEVEL = frozenset(  # POST paths whose per-order refusals come back in data[].sCode
     {
         "/api/v5/trade/order",
         "/api/v5/trade/cancel-order",
@@ -83,12 +85,12 @@ def check_login(a: Mapping[str, str], creds: tuple[str, str, str], clock_offset:
 
 
 def error(
-    path: str, code: str, msg: str = "", *, body: Any = None, status: int | None = None
+    method: str, path: str, code: str, msg: str = "", *, body: Any = None, status: int | None = None
 ) -> web.Response:
     http, text = t.rest_errors().get(code, (200, EXTRA_MSGS.get(code, "error (fake)")))
     msg = msg or text
     status = http if status is None else status
-    if path in ITEM_LEVEL and code.startswith("51"):  # per-order failure: code "1", reason in sCode
+    if method == "POST" and path in ITEM_LEVEL and code.startswith("51"):  # code "1", reason in sCode
         first = body[0] if isinstance(body, list) and body else body if isinstance(body, dict) else {}
         item = {"clOrdId": first.get("clOrdId", ""), "ordId": "", "tag": "", "ts": str(now_ms()),
                 "sCode": code, "sMsg": msg, "subCode": ""}  # fmt: skip
@@ -116,7 +118,8 @@ def _balance(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _positions(e: Engine, q: Q, b: Any) -> list[Any]:
-    return [wire.position(e, p) for p in e.positions.values() if p.pos]
+    shown = e.positions.values() if e.flat_records else e.held()
+    return [wire.position(e, p) for p in shown if q.get("instId") in (None, "", p.inst_id)]
 
 
 def _place(e: Engine, q: Q, b: Any) -> list[Any]:
@@ -132,12 +135,13 @@ def _get_order(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _pending(e: Engine, q: Q, b: Any) -> list[Any]:
-    return [wire.order(o, rest=True) for o in reversed(e.pending())]
+    mine = [o for o in e.pending() if q.get("instId") in (None, "", o.inst_id)]
+    return [wire.order(o, rest=True) for o in reversed(mine)]
 
 
 def _history(e: Engine, q: Q, b: Any) -> list[Any]:
-    inst = q.get("instId")
-    done = [o for o in e.orders.values() if o.state in ("filled", "canceled") and o.inst_id == inst]
+    done = [o for o in e.orders.values()
+            if not o.pending and q.get("instId") in (None, "", o.inst_id)]  # fmt: skip
     return [wire.order(o, rest=True) for o in reversed(done)][: int(q.get("limit") or 100)]
 
 
@@ -152,10 +156,10 @@ def _close_position(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _leverage(e: Engine, q: Q, b: Any) -> list[Any]:
-    e.set_leverage(b["instId"], Decimal(b["lever"]), b["mgnMode"])
-    return [
-        {"lever": b["lever"], "mgnMode": b["mgnMode"], "instId": b["instId"], "posSide": b.get("posSide", "")}
-    ]
+    lever = Decimal(str(b["lever"]))  # a client may send a JSON number; OKX answers strings
+    e.set_leverage(b["instId"], lever, b["mgnMode"])
+    return [{"lever": t.num(lever), "mgnMode": b["mgnMode"], "instId": b["instId"],
+             "posSide": b.get("posSide", "")}]  # fmt: skip
 
 
 def _algo_place(e: Engine, q: Q, b: Any) -> list[Any]:
@@ -165,7 +169,8 @@ def _algo_place(e: Engine, q: Q, b: Any) -> list[Any]:
 
 def _algo_amend(e: Engine, q: Q, b: Any) -> list[Any]:
     a = e.amend_algo(b)
-    return [{"algoId": a.algo_id, "algoClOrdId": a.algo_cl_ord_id, "reqId": "", "sCode": "0", "sMsg": ""}]
+    return [{"algoId": a.algo_id, "algoClOrdId": a.algo_cl_ord_id, "reqId": b.get("reqId", ""), "sCode": "0",
+             "sMsg": ""}]  # fmt: skip
 
 
 def _algo_cancel(e: Engine, q: Q, b: Any) -> list[Any]:
@@ -185,7 +190,27 @@ def _algo_get(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _algo_pending(e: Engine, q: Q, b: Any) -> list[Any]:
-    return [wire.algo(a) for a in e.algos.values() if a.state == "live"]
+    return [wire.algo(a) for a in _algos(e, q) if a.state == "live"]
+
+
+def _algo_history(e: Engine, q: Q, b: Any) -> list[Any]:
+    """GET orders-algo-history: by state (effective, canceled, order_failed) or by algoId."""
+    if not q.get("state") and not q.get("algoId"):
+        raise Refused("50015", "Either parameter state or algoId is required")
+    done = [a for a in _algos(e, q) if a.state != "live" and q.get("state") in (None, "", a.state)
+            and q.get("algoId") in (None, "", a.algo_id)]  # fmt: skip
+    return [wire.algo(a) for a in reversed(done)][: int(q.get("limit") or 100)]
+
+
+def _algos(e: Engine, q: Q) -> list[Any]:
+    if "conditional" not in q.get("ordType", "conditional").split(","):
+        return []  # the fake has conditional (stop) algo orders only
+    return [a for a in e.algos.values() if q.get("instId") in (None, "", a.inst_id)]
+
+
+def _candles(e: Engine, q: Q, b: Any) -> list[Any]:
+    e.inst(q.get("instId", ""))
+    return e.candles.rows(q)
 
 
 Handler = Callable[[Engine, Q, Any], list[Any]]
@@ -206,4 +231,7 @@ ROUTES: Mapping[tuple[str, str], Handler] = {
     ("POST", "/api/v5/trade/cancel-algos"): _algo_cancel,
     ("GET", "/api/v5/trade/order-algo"): _algo_get,
     ("GET", "/api/v5/trade/orders-algo-pending"): _algo_pending,
+    ("GET", "/api/v5/trade/orders-algo-history"): _algo_history,
+    ("GET", "/api/v5/market/candles"): _candles,
+    ("GET", "/api/v5/market/history-candles"): _candles,
 }

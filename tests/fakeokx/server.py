@@ -3,10 +3,14 @@ verification, and the /ws/v5/public, /private (login checked), /business WebSock
 
 Orders fill from the price path the test drives (`await set_price(inst, px)`); positions and the account
 change and are pushed (orders: no snapshot on subscribe; positions/account: a snapshot on subscribe, then
-event_update pushes). Knobs: `fault()` (error codes for the next N calls, delays/timeouts that did or did
-not execute), `refuse`, `drop()`, `mute()` (stop answering pings), `notice()` (64008), `send_raw()`,
-`clock_offset` (the server's clock), `snapshot_page_size`. Observations: `requests`, `count()`, `logins`,
-`pings`, `connects`, `subscribe_requests`. Every message shape starts from a real one (templates.py).
+event_update pushes, and a regular snapshot every `snapshot_interval` seconds, ~5 at OKX: pushes.py).
+A connection with no traffic either way for `idle_timeout` seconds (30 at OKX) is closed with 4004.
+Knobs: `fault()` (error codes for the next N calls, delays/timeouts that did or did not execute), `refuse`,
+`drop()`, `mute()` (stop answering pings), `notice()` (64008), `send_raw()`, `clock_offset` (the server's
+clock), `snapshot_page_size`, `take_snapshot()` / `send_snapshot()` (a snapshot taken now, delivered
+later: stale), `engine.flat_records`, `engine.candles.seed()`; `oversize` (engine.py: how a closing order
+larger than the position ends). Observations: `requests`, `count()`, `logins`, `pings`, `connects`,
+`idle_closes`, `subscribe_requests`. Every message shape starts from a real one (templates.py).
 """
 
 from __future__ import annotations
@@ -23,13 +27,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakeokx import handlers as h
+from tests.fakeokx import pushes, wire
 from tests.fakeokx import templates as t
-from tests.fakeokx import wire
 from tests.fakeokx.engine import Engine, FOrder, FPos, Refused
-
-UID = "44123456789584"
-PRIVATE_CHANNELS = frozenset({"orders", "positions", "account"})
-PUBLIC_CHANNELS = frozenset({"tickers", "trades"})
+from tests.fakeokx.pushes import PRIVATE_CHANNELS, PUBLIC_CHANNELS, SNAPSHOT_CHANNELS, UID, Snapshot
 
 
 @dataclass
@@ -62,14 +63,22 @@ class Conn:
     muted: bool = False
     subs: list[dict[str, str]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_io: float = field(default_factory=time.monotonic)  # the last frame either way
+    snapshot_due: dict[int, float] = field(default_factory=dict)  # sub index -> when its next one is due
 
 
 class FakeOkx:
     def __init__(self, api_key: str, secret: str, passphrase: str, *, pos_mode: str = "net_mode",
-                 demo: bool = True, cash: Decimal = Decimal(10_000)) -> None:  # fmt: skip
+                 demo: bool = True, cash: Decimal = Decimal(10_000), oversize: str = "resize",
+                 snapshot_interval: float = 5.0, snapshot_lag: float = 0.0,
+                 idle_timeout: float = 30.0) -> None:  # fmt: skip
         self._creds = (api_key, secret, passphrase)
         self.demo = demo
-        self.engine = Engine(t.instruments(), pos_mode=pos_mode, cash=cash)
+        self.snapshot_interval = snapshot_interval  # 0: only the one on subscribe
+        self.snapshot_lag = snapshot_lag  # a regular snapshot is sent this long after it was taken
+        self.idle_timeout = idle_timeout
+        self.idle_closes = 0
+        self.engine = Engine(t.instruments(), pos_mode=pos_mode, cash=cash, oversize=oversize)
         self.engine.changed = self._changed
         self.requests: list[Req] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -85,7 +94,6 @@ class FakeOkx:
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._flush_lock = asyncio.Lock()
         self._ids = itertools.count(1)
-        self._candles: dict[str, list[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -102,6 +110,7 @@ class FakeOkx:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._spawn(self._regular_pushes())
         return self
 
     async def stop(self) -> None:
@@ -156,8 +165,22 @@ class FakeOkx:
         self._outbox.append(("tickers", {"data": [wire.ticker(inst_id, px, tick)], "_instId": inst_id}))
         trade = wire.trade(inst_id, px, str(next(self._ids)))
         self._outbox.append(("trades", {"data": [trade], "_instId": inst_id}))
-        self._outbox.append(("candle1m", {"data": [self._candle(inst_id, px)], "_instId": inst_id}))
+        candle = self.engine.candles.on_price(inst_id, px, int(time.time() * 1000))
+        self._outbox.append(("candle1m", {"data": [candle], "_instId": inst_id}))
         await self._flush()
+
+    def take_snapshot(self) -> Snapshot:
+        """Positions and account as they are now, to send later with `send_snapshot` (a stale snapshot,
+        as one OKX took just before a fill and delivered just after its event push)."""
+        return pushes.take(self.engine)
+
+    async def send_snapshot(self, snap: Snapshot | None = None) -> None:
+        """A regular snapshot push to every positions/account subscriber (the current state if none)."""
+        snap = snap or self.take_snapshot()
+        for c in list(self.conns["private"]):
+            for sub in c.subs:
+                if sub.get("channel") in SNAPSHOT_CHANNELS and not c.muted:
+                    await self._send_snapshot(c, sub, snap, 0.0)
 
     def count(self, method: str, path: str) -> int:
         return len(self.calls(method, path))
@@ -182,7 +205,7 @@ class FakeOkx:
             denied = h.check_rest_auth(request.headers, request.method, request.raw_path, text, self._creds,
                                        demo=self.demo, clock_offset=self.clock_offset)  # fmt: skip
             if denied is not None:
-                return h.error(path, denied, status=200 if denied == "50101" else 401)
+                return h.error(request.method, path, denied, status=200 if denied == "50101" else 401)
         handler = h.ROUTES.get((request.method, path))
         if handler is None:
             return web.json_response({"code": "404", "msg": "Not Found (fake)", "data": []}, status=404)
@@ -192,33 +215,40 @@ class FakeOkx:
             f.count -= 1
             if f.count <= 0:
                 queue.popleft()
-            return await self._faulty(f, handler, path, request.query, body)
-        return await self._run(handler, path, request.query, body)
+            return await self._faulty(f, handler, request.method, path, request.query, body)
+        return await self._run(handler, request.method, path, request.query, body)
 
-    async def _run(self, handler: h.Handler, path: str, query: Any, body: Any) -> web.Response:
+    async def _run(self, handler: h.Handler, method: str, path: str, query: Any, body: Any) -> web.Response:
         try:
             data = handler(self.engine, query, body)
         except Refused as e:
             await self._flush()
-            return h.error(path, e.code, e.msg, body=body)
+            return h.error(method, path, e.code, e.msg, body=body)
         await self._flush()
         return web.json_response({"code": "0", "msg": "", "data": data})
 
-    async def _faulty(self, f: Fault, handler: h.Handler, path: str, query: Any, body: Any) -> web.Response:
+    async def _faulty(
+        self, f: Fault, handler: h.Handler, method: str, path: str, query: Any, body: Any
+    ) -> web.Response:
         if f.late is not None:
-            task = asyncio.create_task(self._later(f.late, handler, path, query, body))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        resp = await self._run(handler, path, query, body) if f.execute else None
+            self._spawn(self._later(f.late, handler, method, path, query, body))
+        resp = await self._run(handler, method, path, query, body) if f.execute else None
         if f.delay:
             await asyncio.sleep(f.delay)
         if f.code:
-            return h.error(path, f.code, body=body, status=f.http_status)
-        return resp if resp is not None else h.error(path, "50004", body=body)
+            return h.error(method, path, f.code, body=body, status=f.http_status)
+        return resp if resp is not None else h.error(method, path, "50004", body=body)
 
-    async def _later(self, delay: float, handler: h.Handler, path: str, query: Any, body: Any) -> None:
+    async def _later(
+        self, delay: float, handler: h.Handler, method: str, path: str, query: Any, body: Any
+    ) -> None:
         await asyncio.sleep(delay)
-        await self._run(handler, path, query, body)
+        await self._run(handler, method, path, query, body)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- pushes ---
 
@@ -231,8 +261,7 @@ class FakeOkx:
             self._outbox.append(("positions", {"eventType": "event_update", "data": data}))
         if account:
             data = [wire.account(self.engine)]
-            self._outbox.append(("account", {"eventType": "event_update", "curPage": 1, "lastPage": True,
-                                             "data": data}))  # fmt: skip
+            self._outbox.append(("account", {"eventType": "event_update", "data": data}))
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -242,24 +271,37 @@ class FakeOkx:
                 kind = "private" if channel in PRIVATE_CHANNELS else "public" if channel in PUBLIC_CHANNELS \
                     else "business"  # fmt: skip
                 for c in list(self.conns[kind]):
-                    sub = next((s for s in c.subs if _matches(s, channel, inst_id, msg)), None)
+                    sub = next((s for s in c.subs if pushes.matches(s, channel, inst_id, msg)), None)
                     if sub is not None and not c.muted:
                         arg = {**sub, "uid": UID} if kind == "private" else sub
                         await self._send(c, {"arg": arg, **msg})
 
-    def _candle(self, inst_id: str, px: Decimal) -> list[Any]:
-        bar_ts = str(time.time_ns() // 60_000_000_000 * 60_000)
-        cur = self._candles.get(inst_id)
-        if cur is None or cur[0] != bar_ts:
-            cur = [bar_ts, px, px, px, px]
-        cur = self._candles[inst_id] = [bar_ts, cur[1], max(cur[2], px), min(cur[3], px), px]
-        template = t.doc("ws_candle1D_push_en.json")["data"][0]
-        return [bar_ts, *(t.num(v) for v in cur[1:5]), *template[5:8], "0"]
+    async def _regular_pushes(self) -> None:
+        """Each positions/account subscription gets a snapshot every interval (its own, or the fake's)."""
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            for c in list(self.conns["private"]):
+                for i, sub in enumerate(c.subs):
+                    every = pushes.interval(sub, self.snapshot_interval)
+                    if sub.get("channel") not in SNAPSHOT_CHANNELS or not every or c.muted:
+                        continue
+                    due = c.snapshot_due.setdefault(i, now + every)
+                    if now >= due:
+                        c.snapshot_due[i] = now + every
+                        self._spawn(self._send_snapshot(c, sub, pushes.take(self.engine), self.snapshot_lag))
+
+    async def _send_snapshot(self, c: Conn, sub: dict[str, str], snap: Snapshot, lag: float) -> None:
+        await asyncio.sleep(lag)  # meanwhile fills may be pushed: then this one arrives stale
+        async with self._flush_lock:
+            for msg in pushes.messages(snap, sub, self.snapshot_page_size):
+                await self._send(c, msg)
 
     async def _send(self, c: Conn, msg: dict[str, Any] | str) -> None:
         try:
             async with c.lock:
                 await c.ws.send_str(msg if isinstance(msg, str) else json.dumps(msg))
+            c.last_io = time.monotonic()
         except (ConnectionError, RuntimeError):
             pass  # the client is gone: like OKX, the push is simply lost
 
@@ -276,8 +318,10 @@ class FakeOkx:
         conn = Conn(kind, ws, request, f"{next(self._ids):08x}")
         self.conns[kind].add(conn)
         self.connects[kind] += 1
+        watchdog = asyncio.create_task(self._close_when_idle(conn))
         try:
             async for msg in ws:
+                conn.last_io = time.monotonic()
                 if msg.type != WSMsgType.TEXT:
                     continue
                 if msg.data == "ping":
@@ -287,8 +331,19 @@ class FakeOkx:
                     continue
                 await self._ws_request(conn, msg.data)
         finally:
+            watchdog.cancel()
             self.conns[kind].discard(conn)
         return ws
+
+    async def _close_when_idle(self, c: Conn) -> None:
+        """OKX closes a connection that has had no traffic for 30 s (4004), e.g. one that never pings."""
+        while True:
+            idle = time.monotonic() - c.last_io
+            if idle >= self.idle_timeout:
+                self.idle_closes += 1
+                await c.ws.close(code=4004, message=b"No data received in 30s.")
+                return
+            await asyncio.sleep(min(self.idle_timeout - idle, 1.0) + 0.01)
 
     async def _ws_error(self, c: Conn, code: str, msg: str) -> None:
         await self._send(c, {"event": "error", "code": code, "msg": msg, "connId": c.conn_id})
@@ -328,22 +383,6 @@ class FakeOkx:
         c.subs.append(dict(arg))
         ack = {"event": "subscribe", "arg": dict(arg), "connId": c.conn_id}
         await self._send(c, {"id": req_id, **ack} if req_id else ack)
-        snap = {"arg": {**arg, "uid": UID}, "eventType": "snapshot"}
-        if ch == "positions":
-            recs = [wire.position(self.engine, p) for p in self.engine.positions.values() if p.pos]
-            size = self.snapshot_page_size or max(1, len(recs))
-            pages = [recs[i : i + size] for i in range(0, len(recs), size)] or [[]]
-            for n, page in enumerate(pages, 1):
-                await self._send(c, {**snap, "curPage": n, "lastPage": n == len(pages), "data": page})
-        elif ch == "account":
-            await self._send(c, {**snap, "curPage": 1, "lastPage": True, "data": [wire.account(self.engine)]})
-
-
-def _matches(sub: dict[str, str], channel: str, inst_id: str | None, msg: dict[str, Any]) -> bool:
-    if sub.get("channel") != channel:
-        return False
-    if inst_id is not None:
-        return sub.get("instId") == inst_id
-    if "instId" in sub:
-        return all(d.get("instId") == sub["instId"] for d in msg["data"])
-    return True
+        if ch in SNAPSHOT_CHANNELS:
+            for msg in pushes.messages(pushes.take(self.engine), arg, self.snapshot_page_size):
+                await self._send(c, msg)

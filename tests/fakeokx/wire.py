@@ -88,7 +88,7 @@ def algo(a: FAlgo) -> dict[str, Any]:
         slTriggerPx=num(a.sl_trigger_px), slOrdPx="-1", slTriggerPxType="last", tdMode=a.td_mode,
         posSide=a.pos_side, reduceOnly="true" if a.reduce_only else "false", state=a.state,
         cTime=str(a.c_time), uTime=str(a.u_time), tag="", ordIdList=list(a.ord_ids),
-        ordId=a.ord_ids[-1] if a.ord_ids else "",
+        ordId=a.ord_ids[-1] if a.ord_ids else "", failCode=a.fail_code,
     )  # fmt: skip
     return rec
 
