@@ -140,7 +140,7 @@ def test_worker_sigkilled_in_the_middle_of_a_close_job(manual: System) -> None:
     pos = _open_one(manual)
     # The venue will sit on the next close order for 3 s: the worker is inside the job, waiting.
     manual.client.rpush("scalper:paper:faults",
-                        json.dumps({"kind": "delay", "op": "place_order", "seconds": 3}))  # fmt: skip
+                        json.dumps({"kind": "delay", "op": "close_position", "seconds": 3}))  # fmt: skip
     assert manual.cli("close", pos.id, "--wait", "0").returncode == 0
     manual.wait("the close job to start", lambda: manual.client.llen("rq:queue:orders") == 0
                 and manual.position(pos.id).state == "closing", timeout=10)  # fmt: skip
