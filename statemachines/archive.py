@@ -38,7 +38,8 @@ class ArchiveResult:
     refused: list[str] = field(default_factory=list)  # not closed, or moved, when the script ran: untouched
     gone: list[str] = field(default_factory=list)  # no hash
     malformed: list[str] = field(default_factory=list)  # a hash that cannot be parsed: untouched
-    failed: list[str] = field(default_factory=list)  # the script raised (a key of the wrong type): untouched
+    # (id, error) of the scripts that raised (out of memory, a key of the wrong type): untouched
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ class ClosedArchive:
         replies = scripts.execute(raise_on_error=False) if queued else []
         for pid, reply in zip(queued, replies, strict=True):
             if isinstance(reply, Exception):
-                result.failed.append(pid)
+                result.failed.append((pid, str(reply)))
             elif int(reply) == 1:
                 result.done.append(pid)
             elif int(reply) == 0 and zero_is_gone:

@@ -214,6 +214,30 @@ def test_unparsable_or_orphaned_records_are_left_alone_and_the_rest_goes_on(
     assert sum("left alone" in r.message for r in caplog.records) == 2  # logged once each
 
 
+def test_at_maxmemory_removal_still_frees_memory_and_a_failed_archive_is_tried_again(
+    world: tuple[redis.Redis, PositionStore, PositionMachine, Clock], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, store, pm, clock = world
+    old = [closed_position(store, pm, clock).id for _ in range(20)]
+    sweep = retention(client)
+    assert sweep.run_once(clock()) == (20, 0)
+    new = [closed_position(store, pm, clock).id for _ in range(20)]
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 20_000)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set("probe", "x")  # Redis refuses writes that add memory
+        # Archiving the new ones adds memory: refused. Removing the old ones does not: done.
+        assert sweep.run_once(clock.advance(RETENTION + 1)) == (0, 20)
+        assert sum("failed, tried again" in r.message for r in caplog.records) == 20
+        assert sweep.run_once(clock.advance(1)) == (20, 0)  # below the limit again: archived now
+    finally:
+        client.config_set("maxmemory", 0)
+    assert not any(client.exists(store.keys.pos(BTC, i)) for i in old)
+    assert all(store.check_consistency(i) == [] for i in new)
+    assert {r.id for r in TradeLedger(client, store.keys).all()} == set(old) | set(new)
+
+
 # --- crash safety ---
 
 

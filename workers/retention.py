@@ -53,6 +53,7 @@ class ClosedRetention:
         self._no_archive: dict[str, set[str]] = {s: set() for s in self.symbols}
         self._no_removal: dict[str, set[str]] = {s: set() for s in self.symbols}
         self._failing = ""  # the last error logged, so a persistent one is logged once
+        self._failed_once: set[tuple[str, str]] = set()  # (step, id) whose script failure was logged
 
     @classmethod
     def from_settings(
@@ -103,14 +104,14 @@ class ClosedRetention:
             self.ledger.forget_expired_days()
         return Sweep(archived=archived, removed=removed)
 
-    @staticmethod
     def _leave_alone(
-        pairs: list[tuple[str, str]], result: ArchiveResult, skip: dict[str, set[str]], step: str
+        self, pairs: list[tuple[str, str]], result: ArchiveResult, skip: dict[str, set[str]], step: str
     ) -> None:
-        """Records that cannot be archived or removed as they are are logged once and not tried again by
-        this process: a hash that does not parse, a key of the wrong type; for the archive also a closed id
-        with no hash or whose hash is not closed (check_consistency reports those)."""
-        bad = {"unparsable": result.malformed, "failed": result.failed}
+        """A record that cannot be archived or removed as it is, is logged once and not tried again by this
+        process: a hash that does not parse; for the archive also a closed id with no hash or whose hash is
+        not closed (check_consistency reports those). A script that failed (out of memory, a key of the
+        wrong type) is logged once and tried again on the next pass."""
+        bad = {"unparsable": result.malformed}
         if step == "archive":
             bad |= {"no hash": result.gone, "not closed": result.refused}
         symbol_of = {pid: s for s, pid in pairs}
@@ -118,3 +119,8 @@ class ClosedRetention:
             for pid in ids:
                 skip[symbol_of[pid]].add(pid)
                 log.warning("retention: %s of %s %s left alone (%s)", step, symbol_of[pid], pid, why)
+        for pid, err in result.failed:
+            if (step, pid) not in self._failed_once:
+                self._failed_once.add((step, pid))
+                log.warning("retention: %s of %s %s failed, tried again next pass: %s",
+                            step, symbol_of[pid], pid, err)  # fmt: skip
