@@ -22,6 +22,7 @@ from statemachines.keys import Keys
 from statemachines.ledger import TradeRecord
 from statemachines.lifecycle import State
 from statemachines.position import Position
+from statemachines.store import parse_hash
 
 CLOSED = State.CLOSED.value
 
@@ -142,13 +143,11 @@ class ClosedArchive:
                 result.gone.append(pid)
                 continue
             try:
-                pos = Position.from_hash(raw)
-                if (pos.id, pos.symbol) != (pid, symbol):
-                    raise ValueError(f"the hash says {pos.id} {pos.symbol}")
-                rec = TradeRecord.of(pos)
-            except (ValueError, TypeError, ArithmeticError):
+                pos = parse_hash(raw, symbol, pid)
+            except ValueError:
                 result.malformed.append(pid)
                 continue
+            rec = TradeRecord.of(pos)
             script(scripts, symbol, pid, pos, rec)
             queued.append(pid)
         replies = scripts.execute(raise_on_error=False) if queued else []
