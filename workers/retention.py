@@ -66,7 +66,7 @@ class ClosedRetention:
         """Archive what closed since the last call and remove what is past the retention; None when not due
         yet. A Redis error reply (a key of the wrong type, a script refused) is logged and the call skipped;
         a lost connection propagates, as from any other step of the engine's loop."""
-        if now - self._last < EVERY_S:
+        if 0 <= now - self._last < EVERY_S:  # (a clock set back does not pause it)
             return None
         self._last = now
         try:
@@ -99,7 +99,7 @@ class ClosedRetention:
             removed = len(result.done)
             log.info("retention: removed %d closed positions (closed before %.0f); their ledger rows stay",
                      removed, cutoff)  # fmt: skip
-        if now - self._last_days >= FORGET_DAYS_EVERY_S:
+        if not 0 <= now - self._last_days < FORGET_DAYS_EVERY_S:
             self._last_days = now
             self.ledger.forget_expired_days()
         return Sweep(archived=archived, removed=removed)

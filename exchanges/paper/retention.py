@@ -76,7 +76,7 @@ class PaperRetention:
     def run_once(self, now: float) -> int | None:
         """One bounded pass when due: returns how many records it removed (stream entries included), None
         when not due or keeping everything."""
-        if not self.history_s or now - self.last_run < EVERY_S:
+        if not self.history_s or 0 <= now - self.last_run < EVERY_S:
             return None
         try:
             return self._sweep(now)
