@@ -13,10 +13,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECTION = ConfigDict(extra="forbid", validate_assignment=True)
+DAY_S = 86_400
+# The shortest retention of closed positions and of the paper venue's finished orders: a day. The reconciler
+# restores a position whose record is missing from an entry order of the last hour (workers/reconciler.py,
+# LOST_RECORD_MAX_AGE_S), so a position removed by retention must be older than that; and a person looking
+# at yesterday's trades should find them.
+MIN_RETENTION_S = DAY_S
 
 
 class ExchangeSettings(BaseModel):
@@ -33,6 +39,14 @@ class ExchangeSettings(BaseModel):
     ws_url: str = ""  # the base, e.g. wss://ws.okx.com:8443/ws/v5 (/public, /private, /business appended)
     taker_fee: Decimal = Field(Decimal("0.0005"), ge=0, lt=Decimal("0.01"))
     maker_fee: Decimal = Field(Decimal("0.0002"), ge=Decimal("-0.001"), lt=Decimal("0.01"))
+    # The paper venue keeps its finished orders, stops, fills and served requests this long, as OKX keeps
+    # its orders history 7 days (0 = forever).
+    paper_history_s: float = Field(7 * DAY_S, ge=0)
+
+    @field_validator("paper_history_s")
+    @classmethod
+    def _paper_history_floor(cls, seconds: float) -> float:
+        return _retention(seconds)
 
     @model_validator(mode="after")
     def _okx_needs_credentials(self) -> ExchangeSettings:
@@ -168,6 +182,24 @@ class EngineSettings(BaseModel):
     # The host clock against the exchange's (measured): a larger difference is logged as an error.
     # Prices' ages are always taken on the exchange's clock.
     max_clock_skew_s: float = Field(2.0, gt=0)
+    # A closed position stays in Redis this long after it closed (hash, log, index entries: `scalper show`
+    # shows it whole), then only its row in the day's trade ledger remains (0 = keep forever).
+    closed_retention_s: float = Field(3 * DAY_S, ge=0)
+    # A day's trade ledger is kept this many days after its last write (0 = forever).
+    ledger_retention_days: int = Field(400, ge=0)
+
+    @field_validator("closed_retention_s")
+    @classmethod
+    def _closed_retention_floor(cls, seconds: float) -> float:
+        return _retention(seconds)
+
+    @model_validator(mode="after")
+    def _ledger_outlives_positions(self) -> EngineSettings:
+        days, kept = self.ledger_retention_days, self.closed_retention_s
+        if days and kept and days * DAY_S < kept:
+            # A ledger row is written when its position closes; it must still be there when the position goes.
+            raise ValueError("engine.ledger_retention_days must cover engine.closed_retention_s")
+        return self
 
 
 class SymbolOverrides(BaseModel):
@@ -244,6 +276,12 @@ class Settings(BaseSettings):
             s: c.model_dump(mode="json", exclude={"symbol"}) for s, c in self._per_symbol.items()
         }
         return data
+
+
+def _retention(seconds: float) -> float:
+    if 0 < seconds < MIN_RETENTION_S:
+        raise ValueError(f"must be 0 (keep forever) or at least {MIN_RETENTION_S} (a day)")
+    return seconds
 
 
 class ConfigError(ValueError):

@@ -10,8 +10,9 @@ from typing import Any
 import redis
 
 from statemachines.keys import Keys
+from statemachines.ledger import TradeLedger, TradeRecord
 from statemachines.position import Position, Side
-from statemachines.store import PositionStore
+from statemachines.store import PositionNotFound, PositionStore
 from workers import commands
 
 COLUMNS = ("id", "symbol", "side", "state", "size", "entry_price", "stop_price", "trail_stop", "peak_pnl_pct",
@@ -33,12 +34,29 @@ def row(pos: Position) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def archived_row(rec: TradeRecord) -> dict[str, Any]:
+    """A position removed after the retention, as its trade ledger row shows it (size: the entry's)."""
+    return {
+        "id": rec.id, "symbol": rec.symbol, "side": rec.side, "state": "archived",
+        "size": format(rec.size, "f"), "entry_price": format(rec.entry_price, "f"), "stop_price": "",
+        "trail_stop": "", "peak_pnl_pct": "", "exit_reason": rec.exit_reason,
+        "realized_pnl": format(rec.pnl, "f"), "fees": format(rec.fees, "f"), "opened": _when(rec.entry_ts),
+        "version": "", "closed": _when(rec.exit_ts), "net": format(rec.net, "f"),
+    }  # fmt: skip
+
+
 def positions(store: PositionStore, *, include_closed: bool) -> list[dict[str, Any]]:
-    if include_closed:
-        found = [p for s in store.symbols() for p in store.load_symbol(s)]
-    else:
+    """Live positions; with `include_closed` also the closed ones Redis still holds and, as `archived`,
+    those removed after the retention whose trade ledger row remains."""
+    if not include_closed:
         found = store.load_live()
-    return [row(p) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
+        return [row(p) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
+    found = [p for s in store.symbols() for p in store.load_symbol(s)]
+    stored = {p.id for p in found}
+    archived = [r for r in TradeLedger(store.client, store.keys).all() if r.id not in stored]
+    keyed = [((p.created_at, p.id), row(p)) for p in found]
+    keyed += [((r.entry_ts, r.id), archived_row(r)) for r in archived]
+    return [r for _, r in sorted(keyed, key=lambda kr: kr[0])]
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
@@ -51,7 +69,14 @@ def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str
 
 
 def show(store: PositionStore, position_id: str) -> dict[str, Any]:
-    pos = store.load(position_id)
+    """The position's fields and log; for one removed after the retention, its trade ledger row."""
+    try:
+        pos = store.load(position_id)
+    except PositionNotFound:
+        rec = TradeLedger(store.client, store.keys).find(position_id)
+        if rec is None:
+            raise PositionNotFound(f"no stored position {position_id}, and no trade ledger row") from None
+        return {"archived": archived_row(rec), "keys": {"ledger": store.keys.ledger(rec.day)}}
     return {
         "position": pos.to_hash(),
         "log": store.log(position_id),
@@ -60,6 +85,8 @@ def show(store: PositionStore, position_id: str) -> dict[str, Any]:
 
 
 def show_text(data: dict[str, Any]) -> str:
+    if "archived" in data:
+        return _archived_text(data)
     pos = data["position"]
     head = f"position {pos['id']}  {pos['symbol']} {pos['side']}  state {pos['state']}  v{pos['version']}"
     out = [head, f"  redis: HGETALL '{data['keys']['hash']}'   XRANGE '{data['keys']['log']}' - +", ""]
@@ -69,6 +96,17 @@ def show_text(data: dict[str, Any]) -> str:
     for e in data["log"]:
         out.append(f"    v{e['version']:>3}  {_when(float(e['ts']))}  {e['from'] or '∅':>10} → {e['to']:<10} "
                    f"{e['trigger']:<14} {e['reason']}  @ {e['price']}")  # fmt: skip
+    return "\n".join(out)
+
+
+def _archived_text(data: dict[str, Any]) -> str:
+    rec, key = data["archived"], data["keys"]["ledger"]
+    out = [f"position {rec['id']}  {rec['symbol']} {rec['side']}  archived: past the retention "
+           "(engine.closed_retention_s), its hash and transition log were removed; its trade ledger row:",
+           f"  redis: HGET '{key}' {rec['id']}", ""]  # fmt: skip
+    fields = ("opened", "closed", "entry_price", "size", "exit_reason", "realized_pnl", "fees", "net")
+    width = max(len(k) for k in fields)
+    out += [f"  {k.ljust(width)}  {rec[k]}" for k in fields]
     return "\n".join(out)
 
 

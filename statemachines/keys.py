@@ -4,6 +4,8 @@
     {prefix}:{SYMBOL}:pos:ID:log      STREAM  a transition per entry: from to trigger reason price ts version
     {prefix}:{SYMBOL}:state:STATE     SET     ids of the symbol's positions in STATE
     {prefix}:{SYMBOL}:positions       SET     ids of all the symbol's positions
+    {prefix}:{SYMBOL}:archived        ZSET    closed ids whose ledger row is written -> close time (wall):
+                                              the retention's queue, oldest first
     {prefix}:{SYMBOL}:outbox          STREAM  order intents of stores without an RQ hand-off (for the relay)
     {prefix}:{SYMBOL}:ticks           STREAM  market ticks from the feed (px bid ask ts), trimmed
     {prefix}:{SYMBOL}:history         STREAM  closed 1-minute candles for indicator warm-up (ts o h l c)
@@ -20,6 +22,8 @@
     {prefix}:{SYMBOL}:quarantined     SET     ids of the symbol's positions whose hash cannot be parsed
     {prefix}:dead-letter              STREAM  records a reader could not parse (workers/quarantine.py)
     {prefix}:quarantined              HASH    source -> number of records quarantined
+    {prefix}:ledger:{YYYYMMDD}        HASH    the UTC day's trade ledger: position id -> its trade (JSON)
+    {prefix}:ledger:days              SET     the days that have a ledger
 
 The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
 so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.
@@ -66,6 +70,10 @@ class Keys:
 
     def log(self, symbol: str, position_id: str) -> str:
         return f"{self.pos(symbol, position_id)}:log"
+
+    def archived(self, symbol: str) -> str:
+        """The symbol's closed positions whose ledger row is written, scored by their close (wall) time."""
+        return f"{self.slot(symbol)}:archived"
 
     def state(self, symbol: str, state: str) -> str:
         return f"{self.slot(symbol)}:state:{_check_leaf('state', state)}"
@@ -131,3 +139,12 @@ class Keys:
 
     def pos_symbol(self) -> str:
         return f"{self.prefix}:pos-symbol"
+
+    def ledger(self, day: str) -> str:
+        """The trade ledger of one UTC day (YYYYMMDD): a row per position that closed that day."""
+        if len(day) != 8 or not day.isdigit():
+            raise ValueError(f"invalid ledger day {day!r}: YYYYMMDD")
+        return f"{self.prefix}:ledger:{{{day}}}"
+
+    def ledger_days(self) -> str:
+        return f"{self.prefix}:ledger:days"

@@ -100,3 +100,78 @@ end
 redis.call('HSET', KEYS[1], 'close_request', ARGV[1])
 return 1
 """
+
+# --- retention: the trade ledger and the removal of closed positions (workers/retention.py) ---
+
+# A closed position's row in its day's trade ledger, and its place in the symbol's retention queue. Closed
+# is terminal, so the row (encoded by the caller from the hash at this version) stays true.
+# KEYS: hash, symbol's archived zset, the day's ledger, ledger days set
+# ARGV: id, version, row, close time (the queue's score), ledger TTL seconds (0 = none), day
+# -> 1 archived, 0 not a closed position at that version
+ARCHIVE_CLOSED = """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
+if cur[1] ~= 'closed' or cur[2] ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+if tonumber(ARGV[5]) > 0 then
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+redis.call('SADD', KEYS[4], ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
+
+# Remove a closed position: its ledger row first (unless already there), then the hash, the log, its index
+# entries, its queue entry and its global id -> symbol entry. A position that is not closed, or not at the
+# version the caller read, is never touched. The checks come first, and the only write that may add memory
+# (the row) before any delete, so a refused write (OOM) leaves everything as it was.
+# KEYS: hash, log, closed state set, symbol's positions set, symbol's archived zset, pos-symbol,
+#       the day's ledger, ledger days set
+# ARGV: id, version, row, ledger TTL seconds (0 = none), day, symbol
+# -> 1 removed; 0 no such hash, -1 not closed (either way only its queue entry is dropped); -2 another
+#    version than the caller read (kept, for a later pass)
+REMOVE_CLOSED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return 0
+end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
+if cur[1] ~= 'closed' then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return -1
+end
+if cur[2] ~= ARGV[2] then
+  return -2
+end
+if redis.call('HEXISTS', KEYS[7], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[7], ARGV[1], ARGV[3])
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('EXPIRE', KEYS[7], ARGV[4])
+  end
+  redis.call('SADD', KEYS[8], ARGV[5])
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('HGET', KEYS[6], ARGV[1]) == ARGV[6] then
+  redis.call('HDEL', KEYS[6], ARGV[1])
+end
+return 1
+"""
+
+# Forget the ledger days whose hash has expired (checked and removed together, so a day written again
+# in between stays listed).
+# KEYS: ledger days set, then one day's ledger per day
+# ARGV: the days, in the order of their keys
+# -> how many were forgotten
+FORGET_EXPIRED_DAYS = """
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    n = n + redis.call('SREM', KEYS[1], ARGV[i - 1])
+  end
+end
+return n
+"""

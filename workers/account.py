@@ -36,7 +36,8 @@ def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
         maker_fee=ex.maker_fee, pos_mode="long_short" if ex.pos_mode == "long_short" else "net",
         default_lever=settings.risk.leverage,
     )  # fmt: skip
-    return PaperVenue(client, exchange, Keys(settings.redis.prefix), list(settings.symbols))
+    return PaperVenue(client, exchange, Keys(settings.redis.prefix), list(settings.symbols),
+                      history_s=ex.paper_history_s)  # fmt: skip
 
 
 def run_account(settings: Settings, client: redis.Redis, stop: threading.Event | None = None) -> None:

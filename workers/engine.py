@@ -39,6 +39,7 @@ from workers.operator_desk import OperatorDesk
 from workers.quarantine import Quarantine
 from workers.reconcile_plan import ReconcilePasses
 from workers.relay import Relay, RqHandOff
+from workers.retention import ClosedRetention
 from workers.tickguard import TickGuard
 
 log = logging.getLogger("scalper.engine")
@@ -101,6 +102,7 @@ class Engine:
         self.quarantine = Quarantine(client, self.keys, process=f"engine-{shard}")
         # Exchange reads (reconciler, clock, balance, instruments) on their own thread; inline for tests.
         self.io = ExchangeIO(threaded=background_io, name=f"exchange-io-{shard}")
+        self.retention = ClosedRetention.from_settings(client, self.keys, self.symbols, settings.engine)
         self.shard = shard
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
         self.consumer = f"engine-{shard}"
@@ -269,6 +271,7 @@ class Engine:
         if wall - self._last_marks >= self.mark_every_s:
             self.flush_marks()
             self._last_marks = wall
+            self.retention.run_once(wall)  # closed positions: to the ledger, and out after the retention
         self.passes.schedule(wall)
         self.quarantine.flush()
         return n

@@ -69,7 +69,7 @@ class PaperExchange:
             raise ValueError("at least one instrument is needed")
         if pos_mode not in ("net", "long_short"):
             raise ValueError(f"pos_mode must be 'net' or 'long_short', not {pos_mode!r}")
-        self.state = PaperState(redis_client, prefix, account)
+        self.state = PaperState(redis_client, prefix, account, wall=clock)
         self.insts = {i.inst_id: i for i in instruments}
         self.taker_fee, self.maker_fee = Decimal(taker_fee), Decimal(maker_fee)
         self.slippage_bps = Decimal(slippage_bps)

@@ -36,6 +36,7 @@ from exchanges.base import (
     StopOrder,
 )
 from exchanges.paper.exchange import PaperExchange
+from exchanges.paper.retention import PaperRetention
 from statemachines.keys import Keys
 from workers.events import EventBus, order_fields, position_fields
 
@@ -84,7 +85,17 @@ def _s(v: Any) -> str:
 class PaperVenue:
     """Runs the PaperExchange: quotes in, requests in, events out. One instance per paper account."""
 
-    def __init__(self, client: redis.Redis, exchange: PaperExchange, keys: Keys, symbols: list[str]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        exchange: PaperExchange,
+        keys: Keys,
+        symbols: list[str],
+        *,
+        history_s: float = 0,
+    ) -> None:
+        """`history_s`: finished orders, stops, fills and served requests are kept this long (0 = forever;
+        the account process passes `exchange.paper_history_s`)."""
         self.client = client
         self.exchange = exchange
         self.keys = keys
@@ -95,6 +106,7 @@ class PaperVenue:
         self._events = exchange.events()
         self.served = 0
         self.quotes = 0
+        self.retention = PaperRetention(exchange.state, served_key(keys), history_s)
 
     async def start(self) -> None:
         # Resume quotes from the newest tick (a stale quote would fill at a price long gone).
@@ -127,6 +139,7 @@ class PaperVenue:
                     await self._quote(key, raw)
                 self.cursors[key] = _s(entries[-1][0])
         self._publish_events()
+        self.retention.run_once(self.exchange.clock())
 
     def _take_faults(self, specs: list[bytes]) -> None:
         for raw in specs:

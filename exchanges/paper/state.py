@@ -8,21 +8,25 @@
     K:lever                HASH    INST:POSSIDE -> leverage chosen with set_leverage
     K:order:CLORDID        HASH    the latest order with that client id (Order fields + frozen partial rest)
     K:orders               SET     client ids of pending (live / partially_filled) orders
+    K:orders:done          ZSET    client ids of finished orders -> when they finished (wall clock)
     K:stop:ALGOCLORDID     HASH    the latest protective stop with that algo client id (StopOrder fields)
     K:stops                SET     algo client ids of live stops
+    K:stops:done           ZSET    algo client ids of stops no longer live -> since when (wall clock)
     K:fills                STREAM  one entry per fill, liquidations included (liq=1)
     K:seq                  STRING  counter behind ordId, algoId and tradeId
 
 e.g. `redis-cli HGETALL 'scalper:paper:{main}:pos:BTC-USDT-SWAP:net'`. A fill rewrites the order, the
 position, the account and appends the fill in one transaction, so a crash never leaves half a fill.
-One writer per account is assumed (the PaperExchange owning it); readers may be anything.
+One writer per account is assumed (the PaperExchange owning it); readers may be anything. The `done` sets
+are the queues of exchanges/paper/retention.py, which removes finished records after the venue's history.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import Enum
@@ -157,12 +161,20 @@ def pos_rec(data: Mapping[str, str]) -> PosRec:
 class PaperState:
     """Reads and transactional writes of one paper account."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "scalper", account: str = "main") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "scalper",
+        account: str = "main",
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        """`wall`: the clock that stamps when an order or stop finished (the retention's queue)."""
         for part in (prefix, account):
             if not part or any(ch in "{} \t\r\n" for ch in part):
                 raise ValueError(f"invalid key part {part!r}")
         self.client = client
         self.k = f"{prefix}:paper:{{{account}}}"
+        self.wall = wall
 
     # --- keys ---
 
@@ -280,6 +292,7 @@ class Txn:
             self.pipe.srem(self.state.key("orders"), rec.order.cl_ord_id)
         else:
             self.pipe.sadd(self.state.key("orders"), rec.order.cl_ord_id)
+        self._finished("orders", rec.order.cl_ord_id, rec.order.state.terminal)
         return self
 
     def position(self, inst_id: str, pos_side: str, rec: PosRec | None) -> Txn:
@@ -300,7 +313,16 @@ class Txn:
             self.pipe.sadd(self.state.key("stops"), stop.algo_cl_ord_id)
         else:
             self.pipe.srem(self.state.key("stops"), stop.algo_cl_ord_id)
+        self._finished("stops", stop.algo_cl_ord_id, stop.state != "live")
         return self
+
+    def _finished(self, kind: str, rid: str, finished: bool) -> None:
+        """Queue a finished order or stop for the retention (since when: the first time it was seen
+        finished), or take one that is live again (a client id used anew) out of the queue."""
+        if finished:
+            self.pipe.zadd(self.state.key(kind, "done"), {rid: self.state.wall()}, nx=True)
+        else:
+            self.pipe.zrem(self.state.key(kind, "done"), rid)
 
     def lever(self, inst_id: str, pos_side: str, lever: int) -> Txn:
         self.pipe.hset(self.state.key("lever"), pos_key(inst_id, pos_side), str(lever))
