@@ -62,6 +62,19 @@ class RedisSettings(BaseModel):
     url: SecretStr | None = None
     prefix: str = Field("scalper", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     data_dir: Path = Path("data")
+    # A command unanswered this long fails, and the process waits for Redis and starts again, instead of
+    # hanging on a server that vanished without closing the connection. It must exceed the longest blocking
+    # read: the paper venue's reply wait (2 s); the order worker waits for jobs up to 1 s less than this.
+    socket_timeout_s: float = Field(10.0, ge=3, le=300)
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    # TCP keepalive (redis:// and rediss://): probes after this many idle seconds, then every as many
+    # seconds; keepalive_probes unanswered ones close the connection.
+    keepalive_s: int = Field(10, ge=1, le=3600)
+    keepalive_probes: int = Field(3, ge=1, le=20)
+    # A connection idle this long is PINGed before it is used again (0 = never).
+    health_check_s: int = Field(30, ge=0)
+    # While Redis is down or refusing writes, processes try again after a wait that doubles up to this.
+    retry_max_wait_s: float = Field(2.0, gt=0, le=60)
 
 
 class RiskSettings(BaseModel):
