@@ -64,7 +64,7 @@ class RedisSettings(BaseModel):
     data_dir: Path = Path("data")
     # A command unanswered this long fails, and the process waits for Redis and starts again, instead of
     # hanging on a server that vanished without closing the connection. It must exceed the longest blocking
-    # read: the paper venue's reply wait (2 s); the order worker waits for jobs up to 1 s less than this.
+    # read: the paper venue's reply wait (2 s); the order worker keeps its wait for a job 2 s below it.
     socket_timeout_s: float = Field(10.0, ge=3, le=300)
     connect_timeout_s: float = Field(5.0, gt=0, le=60)
     # TCP keepalive (redis:// and rediss://): probes after this many idle seconds, then every as many
