@@ -1,20 +1,23 @@
 """Settings for every part of scalper, loaded from environment variables and `.env`.
 
 Environment names are `SCALPER_<SECTION>__<FIELD>` (e.g. `SCALPER_EXITS__TAKE_PROFIT_PCT=0.8`); the Redis URL
-is also read from the conventional `REDIS_URL`. Percent settings (`*_pct`) are percent of price, so 0.5 means
-half a percent; PnL compared with them is net of the estimated round-trip fee.
+is also read from the conventional `REDIS_URL` (environment or `.env`). Percent settings (`*_pct`) are percent
+of price, so 0.5 means half a percent; PnL compared with them is net of the estimated round-trip fee.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
 import re
+from collections.abc import Mapping
 from decimal import Decimal
+from json import JSONDecodeError
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 _SECTION = ConfigDict(extra="forbid", validate_assignment=True)
 DAY_S = 86_400
@@ -48,6 +51,16 @@ class ExchangeSettings(BaseModel):
     def _paper_history_floor(cls, seconds: float) -> float:
         return _retention(seconds)
 
+    @field_validator("api_key", "api_secret", "passphrase")
+    @classmethod
+    def _printable_ascii(cls, value: SecretStr | None) -> SecretStr | None:
+        # OKX's credentials are ASCII; another character (a typographic quote, a non-breaking space pasted
+        # with it) would only fail later, inside the signer, as an encoding error quoting the character.
+        text = "" if value is None else value.get_secret_value()
+        if not (text.isascii() and text.isprintable()):
+            raise ValueError("must be printable ASCII, as OKX's credentials are (the value is not shown)")
+        return value
+
     @model_validator(mode="after")
     def _okx_needs_credentials(self) -> ExchangeSettings:
         if self.venue == "okx":
@@ -63,6 +76,19 @@ class RedisSettings(BaseModel):
     url: SecretStr | None = None
     prefix: str = Field("scalper", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     data_dir: Path = Path("data")
+    # A command unanswered this long fails, and the process waits for Redis and starts again, instead of
+    # hanging on a server that vanished without closing the connection. It must exceed the longest blocking
+    # read: the paper venue's reply wait (2 s); the order worker keeps its wait for a job 2 s below it.
+    socket_timeout_s: float = Field(10.0, ge=3, le=300)
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    # TCP keepalive (redis:// and rediss://): probes after this many idle seconds, then every as many
+    # seconds; keepalive_probes unanswered ones close the connection.
+    keepalive_s: int = Field(10, ge=1, le=3600)
+    keepalive_probes: int = Field(3, ge=1, le=20)
+    # A connection idle this long is PINGed before it is used again (0 = never).
+    health_check_s: int = Field(30, ge=0)
+    # While Redis is down or refusing writes, processes try again after a wait that doubles up to this.
+    retry_max_wait_s: float = Field(2.0, gt=0, le=60)
 
 
 class RiskSettings(BaseModel):
@@ -225,6 +251,8 @@ _INST_ID = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,3}$")
 
 
 class Settings(BaseSettings):
+    # extra="ignore" because .env may hold other programs' variables; a SCALPER_ variable that names no
+    # section is refused by `settings_customise_sources` instead.
     model_config = SettingsConfigDict(
         env_prefix="SCALPER_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
@@ -243,10 +271,23 @@ class Settings(BaseSettings):
 
     _per_symbol: dict[str, SymbolConfig] = PrivateAttr(default_factory=dict)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        variables = {"the environment": _variables(env_settings), ".env": _variables(dotenv_settings)}
+        _refuse_unknown_sections(variables)
+        # Last, so that SCALPER_REDIS__URL wins over the conventional name wherever either is set.
+        conventional = _ConventionalRedisUrl(settings_cls, variables)
+        return init_settings, env_settings, dotenv_settings, conventional, file_secret_settings
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
-        if self.redis.url is None and os.environ.get("REDIS_URL"):
-            self.redis = self.redis.model_copy(update={"url": SecretStr(os.environ["REDIS_URL"])})
         if not self.symbols:
             raise ValueError("symbols: at least one symbol is needed")
         resolved = {}
@@ -288,6 +329,46 @@ class ConfigError(ValueError):
     """Invalid configuration; the message names every bad setting and its environment variable."""
 
 
+def _variables(source: PydanticBaseSettingsSource) -> Mapping[str, str | None]:
+    """The variables an environment or .env source read (names lower-cased: they are case-insensitive)."""
+    return getattr(source, "env_vars", {})
+
+
+def _refuse_unknown_sections(variables: Mapping[str, Mapping[str, str | None]]) -> None:
+    """A SCALPER_ variable must name a section (SCALPER_RISK__LEVERAGE, SCALPER_SYMBOLS): a misspelt one
+    (SCALPER_RISKK__LEVERAGE) would otherwise be ignored without a word. Names only, never values."""
+    sections = list(Settings.model_fields)
+    known = ", ".join(sections)
+    lines = []
+    for where, found in variables.items():
+        for name in sorted(found):
+            if not name.startswith("scalper_"):
+                continue
+            section = name.removeprefix("scalper_").split("__", 1)[0]
+            if section not in sections:
+                near = difflib.get_close_matches(section, sections, n=1)
+                hint = f"did you mean SCALPER_{near[0].upper()}?" if near else f"sections are {known}"
+                lines.append(f"{name.upper()} (in {where}): no setting section '{section}' ({hint})")
+    if lines:
+        raise ConfigError(_invalid(lines))
+
+
+class _ConventionalRedisUrl(PydanticBaseSettingsSource):
+    """`REDIS_URL`, from the environment or else from `.env`, as `redis.url`."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], variables: Mapping[str, Mapping[str, str | None]]
+    ) -> None:
+        super().__init__(settings_cls)
+        self.url = next((v["redis_url"] for v in variables.values() if v.get("redis_url")), None)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        return {"redis": {"url": self.url}} if self.url else {}
+
+
 def _override(base: BaseModel, over: dict[str, Any], where: str) -> Any:
     if not over:
         return base
@@ -312,20 +393,45 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as err:
         message = describe_validation_error(err)
+    except SettingsError as err:  # a JSON value that does not parse (SCALPER_SYMBOLS='{"BTC...')
+        message = _describe_unparsable(err)
     # Raised outside the except block: the ValidationError quotes every bad input (a secret under a misspelt
     # name, SCALPER_REDIS__URLL=redis://:password@...), and `from None` would keep it as __context__.
     raise ConfigError(message)
 
 
 def describe_validation_error(err: Any) -> str:
-    lines = ["invalid configuration:"]
+    lines = []
     for e in err.errors(include_url=False, include_input=False):
         loc = [str(p) for p in e["loc"]]
         msg = e["msg"].removeprefix("Value error, ")
         if not loc:  # a cross-field rule: its message names the settings itself
-            lines.append(f"  {msg}")
+            lines.append(msg)
             continue
         env = "SCALPER_" + "__".join(p.upper() for p in loc[:2])
         hint = f" (env {env})" if loc[0] != "symbols" else " (env SCALPER_SYMBOLS)"
-        lines.append(f"  {'.'.join(loc)}{hint}: {msg}")
-    return "\n".join(lines)
+        lines.append(f"{'.'.join(loc)}{hint}: {msg}")
+    return _invalid(lines)
+
+
+_UNPARSABLE = re.compile(r'field "(?P<field>\w+)" from source "(?P<source>\w+)"')
+
+
+def _describe_unparsable(err: SettingsError) -> str:
+    """pydantic-settings' message names the field and its source; the cause says where the JSON breaks.
+    Neither holds the value (a JSONDecodeError keeps the text in `.doc`, which is never shown)."""
+    found = _UNPARSABLE.search(str(err))
+    field = found["field"] if found else "a setting"
+    where = "in .env" if found and found["source"].startswith("DotEnv") else "env"
+    cause = err.__cause__
+    why = ""
+    if isinstance(cause, JSONDecodeError):
+        why = f" ({cause.msg} at line {cause.lineno} column {cause.colno})"
+    return _invalid([f"{field} ({where} SCALPER_{field.upper()}): not valid JSON{why}"])
+
+
+def _invalid(lines: list[str]) -> str:
+    """One line for one problem, else a list."""
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
+    return "\n  ".join(["invalid configuration:", *lines])

@@ -80,7 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:  # a clear one-line error for the operator; -v shows the traceback
         from scalper.connect import NoRedis
+        from workers.redis_trouble import diagnose
 
+        trouble = diagnose(err)
+        if trouble is not None:  # never redis-py's text: a script's error, a pipeline's arguments
+            then = "; run the command again when Redis is back" if trouble.transient else ""
+            print(f"scalper: {trouble.what}{then}", file=sys.stderr)
+            return 1
         if isinstance(err, NoRedis | LookupError) or not args.verbose:
             print(f"scalper: {type(err).__name__}: {err}", file=sys.stderr)
             return 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+from typing import Any
 
 import redis
 
-from config.settings import Settings
+from config.settings import RedisSettings, Settings
 from exchanges.base import Exchange
 from scalper.embedded import embedded_url
 from statemachines.keys import Keys
@@ -107,27 +109,53 @@ def redis_client(settings: Settings, *, check: bool = True) -> redis.Redis:
     address, the password and the TLS handshake, and a failure is a NoRedis naming the setting."""
     url = redis_url(settings)
     if settings.redis.url is None:
-        return connect(url, f"the embedded Redis of {settings.redis.data_dir}/", check=check)
+        where = f"the embedded Redis of {settings.redis.data_dir}/"
+        return connect(url, where, check=check, options=settings.redis)
     setting = "SCALPER_REDIS__URL" if os.environ.get("SCALPER_REDIS__URL") else "REDIS_URL"
-    return connect(url, setting, check=check)
+    return connect(url, setting, check=check, options=settings.redis)
 
 
-def connect(url: str, setting: str = "REDIS_URL", *, check: bool = True) -> redis.Redis:
-    """A client of `url`; errors name `setting` (where the URL came from) and show the URL redacted."""
-    client, problem = _open(url, setting, check)
+def connect(
+    url: str, setting: str = "REDIS_URL", *, check: bool = True, options: RedisSettings | None = None
+) -> redis.Redis:
+    """A client of `url`; errors name `setting` (where the URL came from) and show the URL redacted.
+    `options`: the timeouts, keepalive and health checks (the settings' defaults if not given)."""
+    client, problem = _open(url, setting, check, options or RedisSettings())
     if problem is not None:  # raised outside any except block: no __context__ holding a library's message
         raise NoRedis(problem)
     assert client is not None
     return client
 
 
-def _open(url: str, setting: str, check: bool) -> tuple[redis.Redis | None, str | None]:
+def client_options(url: str, options: RedisSettings) -> dict[str, Any]:
+    """redis-py's arguments for a connection that cannot hang: every read and connect has a timeout (a
+    Redis that vanished without closing the connection, or a black-holed route, fails instead), TCP
+    keepalive finds a dead peer on an idle connection, and one idle for long is PINGed before use."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": options.socket_timeout_s,
+        "socket_connect_timeout": options.connect_timeout_s,
+        "health_check_interval": options.health_check_s,
+    }
+    if url.lower().startswith(("redis://", "rediss://")):  # TCP; a unix socket has no keepalive
+        probes = {"TCP_KEEPIDLE": options.keepalive_s, "TCP_KEEPINTVL": options.keepalive_s,
+                  "TCP_KEEPCNT": options.keepalive_probes}  # fmt: skip
+        kwargs["socket_keepalive"] = True
+        # Linux names; elsewhere the system's keepalive timing applies.
+        kwargs["socket_keepalive_options"] = {
+            getattr(socket, name): value for name, value in probes.items() if hasattr(socket, name)
+        }
+    return kwargs
+
+
+def _open(
+    url: str, setting: str, check: bool, options: RedisSettings
+) -> tuple[redis.Redis | None, str | None]:
     shown = f"{setting}={redact_url(url)}" if setting.isupper() else f"{redact_url(url)} ({setting})"
     if _garbled(url):  # not handed on: the parser's own message would quote a piece of the password
         return None, (f"{shown} is malformed: its port is not a port number, or its password has a / ? or # "
                       "that must be percent-encoded (%2F %3F %23)")  # fmt: skip
     try:
-        client = redis.Redis.from_url(url, health_check_interval=30)
+        client = redis.Redis.from_url(url, **client_options(url, options))
     except (ValueError, TypeError) as err:
         return None, f"{shown} is not a Redis URL that works: {scrub(str(err), url)}"
     if not check:
@@ -137,6 +165,9 @@ def _open(url: str, setting: str, check: bool) -> tuple[redis.Redis | None, str 
         client.ping()
     except redis.AuthenticationError as err:
         return None, f"Redis at {shown} refused the credentials ({scrub(str(err), url)}): {refused}"
+    except redis.TimeoutError:
+        return None, (f"Redis at {shown}: no answer within {options.socket_timeout_s:g} s (a firewall "
+                      "dropping the packets, or the wrong host or port)")  # fmt: skip
     except redis.ConnectionError as err:
         reason = scrub(str(err), url)
         if "SSL" in reason or "TLS" in reason or "certificate" in reason.lower():

@@ -20,6 +20,7 @@ from config.settings import Settings
 from exchanges.base import Exchange
 from scalper.connect import NoRedis, exchange_client, redis_client
 from statemachines.keys import Keys
+from workers.redis_trouble import Outage, RedisTrouble, diagnose, transient
 
 log = logging.getLogger("scalper")
 
@@ -61,33 +62,38 @@ def stop_on_signals() -> threading.Event:
 
 
 MAINTENANCE_S = 5  # seconds between an order worker's RQ maintenance passes (see run_worker)
+# A run that lasted this long was healthy: its failure starts a new outage (logged, back-off from the start).
+HEALTHY_RUN_S = 30.0
 
-# redis-py raises these when the server is gone, restarting (BusyLoadingError is a ConnectionError) or slow.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
-
-def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, cap_s: float = 5.0) -> int:
-    """Run `run` and, when Redis goes away under it, run it again from scratch (new connections, state
-    reloaded from Redis) after a capped back-off, instead of exiting: a Redis restart or failover is a pause.
-    From scratch because the restarted Redis may have lost its last second of writes; nothing in memory is
-    trusted over what Redis and the exchange say (the engine reconciles at start)."""
-    delay, ran = 0.1, False
+def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, max_wait_s: float) -> int:
+    """Run `run` and, on transient Redis trouble (gone, restarting, slow, or refusing writes: out of memory,
+    MISCONF, READONLY, BUSY...; see workers/redis_trouble.py), run it again from scratch (new connections,
+    state reloaded from Redis) after a back-off capped at `max_wait_s`, instead of exiting: an outage is a
+    pause, logged once. From scratch because the restarted Redis may have lost its last second of writes;
+    nothing in memory is trusted over what Redis and the exchange say (the engine reconciles at start)."""
+    outage = Outage(name, log, max_wait_s)
+    first = True
     while True:
         started = time.monotonic()
         try:
             return run()
-        except (*REDIS_DOWN, NoRedis) as err:
+        except (redis.RedisError, NoRedis) as err:
             if stop.is_set():
                 return 0
-            if isinstance(err, NoRedis) and not ran:
-                raise  # unreachable at the very first start: a configuration problem, said and exited
-            ran = True
-            if time.monotonic() - started > 60:
-                delay = 0.1  # it had been running fine: a new outage, not the same one
-            log.warning("%s: Redis unavailable (%s: %s); starting again in %.1fs", name, type(err).__name__,
-                        err, delay)  # fmt: skip
-            stop.wait(delay)
-            delay = min(delay * 2, cap_s)
+            if isinstance(err, NoRedis):
+                if first:
+                    raise  # unreachable at the very first start: a configuration problem, said and exited
+                trouble = RedisTrouble("unreachable", True, str(err))
+            else:
+                found = diagnose(err)
+                if found is None or not found.transient:
+                    raise
+                trouble = found
+            first = False
+            if time.monotonic() - started > HEALTHY_RUN_S:
+                outage.forget()  # it had been running fine: this is a new outage
+            stop.wait(outage.failed(trouble))
 
 
 def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str | None = None) -> int:
@@ -108,7 +114,7 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
         log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
         return 0
 
-    return ride_out_redis("feed", once, stop)
+    return ride_out_redis("feed", once, stop, max_wait_s=settings.redis.retry_max_wait_s)
 
 
 def run_account_process(settings: Settings) -> int:
@@ -120,7 +126,7 @@ def run_account_process(settings: Settings) -> int:
         run_account(settings, redis_client(settings), stop)
         return 0
 
-    return ride_out_redis("account", once, stop)
+    return ride_out_redis("account", once, stop, max_wait_s=settings.redis.retry_max_wait_s)
 
 
 def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str,  # type: ignore[no-untyped-def]
@@ -189,11 +195,14 @@ def run_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clo
             while not stop.is_set():
                 engine.run_once()
         finally:
-            with contextlib.suppress(*REDIS_DOWN):  # releasing the lease needs Redis; its TTL covers us
-                engine.stop()
+            try:
+                engine.stop()  # flushes the marks and releases the lease: both need Redis
+            except redis.RedisError as err:
+                if not transient(err):
+                    raise  # (the lease's TTL covers a release that could not be sent)
         return 0
 
-    return ride_out_redis("engine", once, stop)
+    return ride_out_redis("engine", once, stop, max_wait_s=settings.redis.retry_max_wait_s)
 
 
 def run_worker(settings: Settings, burst: bool = False) -> int:
@@ -206,22 +215,31 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     def once() -> int:
         client = redis_client(settings)
         # A SimpleWorker runs jobs in this process: the forking worker adds ~7 ms per job, and our jobs keep
-        # their exchange connection between runs. OrderWorker trims its round trips before each job.
+        # their exchange connection between runs. OrderWorker trims its round trips before each job, and
+        # waits out Redis trouble where it happens instead of quitting RQ's loop (see workers/rqworker.py).
         # Maintenance every few seconds, not RQ's ten minutes: it is where a worker takes over the scheduler
         # (which runs the retries) from one that died, and hands a dead worker's started jobs back. It runs
-        # between dequeues, whose wait RQ derives from the worker TTL (TTL - 15 s; 405 s by default).
+        # between dequeues, whose wait RQ derives from the worker TTL (TTL - 15 s; 405 s by default): at
+        # most MAINTENANCE_S, and 2 s below the socket timeout (a wait longer than the socket timeout would
+        # make RQ raise it: see OrderWorker.connection_timeout).
+        dequeue_wait_s = max(1, min(MAINTENANCE_S, int(settings.redis.socket_timeout_s) - 2))
         worker = OrderWorker([Queue(QUEUE, connection=client)], connection=client,
-                             maintenance_interval=MAINTENANCE_S, worker_ttl=MAINTENANCE_S + 15,
-                             preload=orders.preload(settings.redis.prefix))  # fmt: skip
-        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+                             maintenance_interval=MAINTENANCE_S, worker_ttl=dequeue_wait_s + 15,
+                             preload=orders.preload(settings.redis.prefix),
+                             max_wait_s=settings.redis.retry_max_wait_s)  # fmt: skip
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        except redis.RedisError as err:
+            if worker.stop_requested and transient(err):
+                return 0  # stopping during an outage: unregistering failed; the registration expires
+            raise
         if not burst and not worker.stop_requested:
-            # RQ's loop quits on an error it cannot handle (Redis dropped during a job; logged above) and
-            # returns as if done: start again, as after any outage, instead of ending the formation.
-            raise redis.ConnectionError("the RQ worker loop quit on an error")
+            # RQ's loop quits on an error it cannot handle and returns as if done: start again, as after
+            # any outage, instead of ending the formation.
+            raise redis.ConnectionError("the RQ worker loop quit on an error logged above")
         return 0
 
     exit_with_parent_on_fork()  # RQ forks its scheduler
-    # RQ retries a lost connection while it waits for jobs, but its loop quits when one drops during a job
-    # (it cannot record the job's end): the worker starts again here, and that job is recovered like the
-    # job of a killed worker.
-    return ride_out_redis("worker", once, threading.Event())
+    # A failure to start (registering the worker while Redis refuses writes) or a loop that quit starts the
+    # worker again here; a job it held is recovered like the job of a killed worker.
+    return ride_out_redis("worker", once, threading.Event(), max_wait_s=settings.redis.retry_max_wait_s)

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.redis_trouble import Outage, diagnose
+
 log = logging.getLogger("scalper.exchange_io")
 
 
@@ -57,6 +59,9 @@ class ExchangeIO:
         self._inbox: queue.SimpleQueue[tuple[Job, Any] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[tuple[Job, Any]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Redis trouble met by a job (the paper venue is reached through Redis): INFO, as the engine's loop
+        # reports the outage itself; a failed job runs again at its interval (the wait is not used).
+        self.redis_outage = Outage(name, log, max_wait_s=1.0, level=logging.INFO)
 
     def add(self, name: str, every_s: float, work: Callable[[Any], Any], deliver: Callable[[Any], None],
             prepare: Callable[[], Any] | None = None, *, first_in_s: float = 0.0) -> Job:  # fmt: skip
@@ -118,10 +123,16 @@ class ExchangeIO:
 
     def _run(self, job: Job, arg: Any) -> Any:
         try:
-            return job.work(arg)
+            result = job.work(arg)
         except Exception as err:  # a job's failure is logged and retried at its interval: never fatal
-            log.warning("%s failed: %s: %s", job.name, type(err).__name__, err)
+            trouble = diagnose(err)
+            if trouble is not None and trouble.transient:
+                self.redis_outage.failed(trouble)  # one line per outage, not one per job and retry
+            else:
+                log.warning("%s failed: %s: %s", job.name, type(err).__name__, err)
             return _FAILED
+        self.redis_outage.over()
+        return result
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

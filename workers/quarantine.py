@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from statemachines.keys import Keys
+from workers.redis_trouble import diagnose
 
 log = logging.getLogger("scalper.quarantine")
 
@@ -77,7 +78,9 @@ class Quarantine:
                 pipe.hincrby(self.keys.quarantined(), fields["source"].split(":", 1)[0], 1)
             pipe.execute()
         except redis.ResponseError as err:
-            log.error("could not write %d dead-letter entries: %s", len(pending), err)
+            trouble = diagnose(err)  # not redis-py's text: it quotes the pipeline's commands
+            why = trouble.what if trouble is not None else str(err)
+            log.error("could not write %d dead-letter entries: %s", len(pending), why)
 
 
 def read_quarantined(client: redis.Redis, keys: Keys, count: int = 20) -> list[dict[str, str]]:

@@ -51,9 +51,12 @@ def request_path(path: str, params: Mapping[str, str] | None = None) -> str:
 def _reveal(value: str | SecretStr | None, name: str) -> str:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
+    # Only the field name, never the value.
     if not isinstance(value, str) or not value:
-        # Only the field name, never the value.
         raise ValueError(f"OKX credential {name} is missing or not a non-empty string")
+    if not (value.isascii() and value.isprintable()):
+        # It goes into HTTP headers, which are ASCII: the encoder's error would quote the character.
+        raise ValueError(f"OKX credential {name} must be printable ASCII")
     return value
 
 
