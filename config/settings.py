@@ -89,6 +89,8 @@ class RedisSettings(BaseModel):
     health_check_s: int = Field(30, ge=0)
     # While Redis is down or refusing writes, processes try again after a wait that doubles up to this.
     retry_max_wait_s: float = Field(2.0, gt=0, le=60)
+    # A process that starts while Redis does not answer yet waits this long for it (0: stops at once).
+    startup_wait_s: float = Field(60.0, ge=0)
 
 
 class RiskSettings(BaseModel):

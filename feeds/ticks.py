@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import redis
@@ -28,10 +29,17 @@ class TickWriter:
         self.published += 1
 
     def history(self, symbol: str, candles: Iterable[tuple[float, float, float, float, float]]) -> int:
-        """Closed candles (start ts, open, high, low, close), oldest first."""
+        """Closed candles (start ts, open, high, low, close), oldest first; those the stream already holds
+        (a feed that started again warms up from the same candles) are left out."""
+        after = float("-inf")
+        for _, fields in self.client.xrevrange(self.keys.history(symbol), count=1):
+            with contextlib.suppress(KeyError, ValueError):  # a record the engine quarantines: not a bound
+                after = float(fields[b"ts"])
         pipe = self.client.pipeline(transaction=False)
         n = 0
         for ts, o, h, low, c in candles:
+            if ts <= after:
+                continue
             pipe.xadd(
                 self.keys.history(symbol),
                 {"ts": repr(ts), "o": repr(o), "h": repr(h), "l": repr(low), "c": repr(c)},

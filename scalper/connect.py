@@ -17,7 +17,12 @@ from statemachines.keys import Keys
 
 class NoRedis(RuntimeError):
     """Redis cannot be used: none configured, unreachable, credentials refused, TLS failed. The message names
-    the setting and shows the URL with its password masked; it never contains the password."""
+    the setting and shows the URL with its password masked; it never contains the password. `transient`:
+    it may come up (no answer, connection refused, loading), as opposed to a configuration problem."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 # Query options that carry a secret (`password`, `ssl_password`): their values are masked too.
@@ -120,11 +125,20 @@ def connect(
 ) -> redis.Redis:
     """A client of `url`; errors name `setting` (where the URL came from) and show the URL redacted.
     `options`: the timeouts, keepalive and health checks (the settings' defaults if not given)."""
-    client, problem = _open(url, setting, check, options or RedisSettings())
+    transient = False
+    try:
+        client, problem = _open(url, setting, check, options or RedisSettings())
+    except _Unreachable as err:
+        client, problem, transient = None, str(err), True
     if problem is not None:  # raised outside any except block: no __context__ holding a library's message
-        raise NoRedis(problem)
+        raise NoRedis(problem, transient=transient)
     assert client is not None
     return client
+
+
+class _Unreachable(Exception):
+    """Within _open: Redis did not answer or refused the connection (it may come up), not a configuration
+    problem. `from None`: no library message is kept with it."""
 
 
 def client_options(url: str, options: RedisSettings) -> dict[str, Any]:
@@ -166,14 +180,14 @@ def _open(
     except redis.AuthenticationError as err:
         return None, f"Redis at {shown} refused the credentials ({scrub(str(err), url)}): {refused}"
     except redis.TimeoutError:
-        return None, (f"Redis at {shown}: no answer within {options.socket_timeout_s:g} s (a firewall "
-                      "dropping the packets, or the wrong host or port)")  # fmt: skip
+        raise _Unreachable(f"Redis at {shown}: no answer within {options.socket_timeout_s:g} s (a firewall "
+                           "dropping the packets, or the wrong host or port)") from None  # fmt: skip
     except redis.ConnectionError as err:
         reason = scrub(str(err), url)
         if "SSL" in reason or "TLS" in reason or "certificate" in reason.lower():
             return None, (f"Redis at {shown}: the TLS handshake failed ({reason}); a private CA goes in as "
                           "?ssl_ca_certs=/path/to/ca.pem")  # fmt: skip
-        return None, f"Redis at {shown}: cannot connect ({reason})"
+        raise _Unreachable(f"Redis at {shown}: cannot connect ({reason})") from None
     except redis.ResponseError as err:  # NOAUTH/WRONGPASS from an older server; anything else: it answered
         reason = scrub(str(err), url)
         if reason.startswith(("NOAUTH", "WRONGPASS")):

@@ -66,14 +66,19 @@ MAINTENANCE_S = 5  # seconds between an order worker's RQ maintenance passes (se
 HEALTHY_RUN_S = 30.0
 
 
-def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, max_wait_s: float) -> int:
+def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, max_wait_s: float,
+                   startup_wait_s: float = 0.0) -> int:  # fmt: skip
     """Run `run` and, on transient Redis trouble (gone, restarting, slow, or refusing writes: out of memory,
     MISCONF, READONLY, BUSY...; see workers/redis_trouble.py), run it again from scratch (new connections,
     state reloaded from Redis) after a back-off capped at `max_wait_s`, instead of exiting: an outage is a
     pause, logged once. From scratch because the restarted Redis may have lost its last second of writes;
-    nothing in memory is trusted over what Redis and the exchange say (the engine reconciles at start)."""
+    nothing in memory is trusted over what Redis and the exchange say (the engine reconciles at start).
+    At the very first start, Redis not answering is waited out for `startup_wait_s` (a process manager may
+    start the processes before Redis is up, or while it restarts); a configuration problem (credentials,
+    TLS, the URL) stops the process at once with its one line."""
     outage = Outage(name, log, max_wait_s)
     first = True
+    born = time.monotonic()
     while True:
         started = time.monotonic()
         try:
@@ -82,9 +87,12 @@ def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, 
             if stop.is_set():
                 return 0
             if isinstance(err, NoRedis):
-                if first:
-                    raise  # unreachable at the very first start: a configuration problem, said and exited
+                if first and (not err.transient or time.monotonic() - born >= startup_wait_s):
+                    raise  # said in one line, and the process stops
                 trouble = RedisTrouble("unreachable", True, str(err))
+                if first:
+                    stop.wait(outage.failed(trouble))
+                    continue
             else:
                 found = diagnose(err)
                 if found is None or not found.transient:
@@ -114,7 +122,8 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
         log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
         return 0
 
-    return ride_out_redis("feed", once, stop, max_wait_s=settings.redis.retry_max_wait_s)
+    return ride_out_redis("feed", once, stop, max_wait_s=settings.redis.retry_max_wait_s,
+                         startup_wait_s=settings.redis.startup_wait_s)
 
 
 def run_account_process(settings: Settings) -> int:
@@ -126,7 +135,8 @@ def run_account_process(settings: Settings) -> int:
         run_account(settings, redis_client(settings), stop)
         return 0
 
-    return ride_out_redis("account", once, stop, max_wait_s=settings.redis.retry_max_wait_s)
+    return ride_out_redis("account", once, stop, max_wait_s=settings.redis.retry_max_wait_s,
+                         startup_wait_s=settings.redis.startup_wait_s)
 
 
 def build_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clock: str,  # type: ignore[no-untyped-def]
@@ -202,7 +212,8 @@ def run_engine(settings: Settings, *, symbols: list[str] | None, shard: str, clo
                     raise  # (the lease's TTL covers a release that could not be sent)
         return 0
 
-    return ride_out_redis("engine", once, stop, max_wait_s=settings.redis.retry_max_wait_s)
+    return ride_out_redis("engine", once, stop, max_wait_s=settings.redis.retry_max_wait_s,
+                         startup_wait_s=settings.redis.startup_wait_s)
 
 
 def run_worker(settings: Settings, burst: bool = False) -> int:
@@ -242,4 +253,5 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     exit_with_parent_on_fork()  # RQ forks its scheduler
     # A failure to start (registering the worker while Redis refuses writes) or a loop that quit starts the
     # worker again here; a job it held is recovered like the job of a killed worker.
-    return ride_out_redis("worker", once, threading.Event(), max_wait_s=settings.redis.retry_max_wait_s)
+    return ride_out_redis("worker", once, threading.Event(), max_wait_s=settings.redis.retry_max_wait_s,
+                         startup_wait_s=settings.redis.startup_wait_s)

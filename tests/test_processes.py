@@ -46,11 +46,23 @@ def test_a_dropped_redis_runs_the_work_again_from_scratch() -> None:
     assert len(calls) == 4
 
 
-def test_no_redis_at_the_very_first_start_is_an_error_not_a_wait() -> None:
-    calls, run = _flaky([NoRedis("Redis at REDIS_URL=...: cannot connect")])
+def test_a_configuration_problem_at_the_very_first_start_is_an_error_not_a_wait() -> None:
+    calls, run = _flaky([NoRedis("Redis at REDIS_URL=...: refused the credentials")])
     with pytest.raises(NoRedis, match="REDIS_URL"):
-        ride_out_redis("t", run, threading.Event(), max_wait_s=0.01)  # type: ignore[arg-type]
+        ride_out_redis("t", run, threading.Event(), max_wait_s=0.01, startup_wait_s=60)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+def test_redis_not_up_yet_at_the_first_start_is_waited_for_then_an_error() -> None:
+    """A process manager may start the processes while Redis starts or restarts (seen in the OKX chaos pass:
+    a process restarted just before a Redis restart exited 1)."""
+    down = NoRedis("Redis at REDIS_URL=...: cannot connect", transient=True)
+    calls, run = _flaky([down, down])
+    assert ride_out_redis("t", run, threading.Event(), max_wait_s=0.01, startup_wait_s=60) == 7  # type: ignore[arg-type]
+    assert len(calls) == 3
+    calls, run = _flaky([down, down])
+    with pytest.raises(NoRedis, match="cannot connect"):  # and no longer than startup_wait_s
+        ride_out_redis("t", run, threading.Event(), max_wait_s=0.01, startup_wait_s=0)  # type: ignore[arg-type]
 
 
 def test_a_stop_during_the_outage_ends_the_process_quietly() -> None:

@@ -241,10 +241,11 @@ class Engine:
                 except (KeyError, ValueError) as err:
                     self.quarantine.put(f"history:{s}", f"bad_candle: {err!r}", f, ref=_s(entry_id))
                     continue
-                if not all(0 < x < _INF for x in candle) or (candles and candle[0] <= candles[-1][0]):
-                    why = "bad_candle: not positive, or not after the previous"
-                    self.quarantine.put(f"history:{s}", why, f, ref=_s(entry_id))
+                if not all(0 < x < _INF for x in candle):
+                    self.quarantine.put(f"history:{s}", "bad_candle: not positive", f, ref=_s(entry_id))
                     continue
+                if candles and candle[0] <= candles[-1][0]:
+                    continue  # a candle written again (an older feed's restart): the first one stands
                 candles.append(candle)
             if candles:
                 self.ind[s].warm_up(candles)
