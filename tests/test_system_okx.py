@@ -90,3 +90,31 @@ def test_okx_end_to_end_through_the_lifecycle(system: System, okx: FakeThread) -
     assert not [p for p in okx.fake.engine.positions.values() if p.pos != 0]  # flat at the exchange
     system.wait("the protective stop cancelled",
                 lambda: okx.fake.count("POST", "/api/v5/trade/cancel-algos") >= 1)  # fmt: skip
+
+
+@pytest.mark.parametrize("exchange_ahead_s", [-45.0, 40.0, -70.0])
+def test_a_host_clock_off_from_okx_changes_no_exit(system: System, okx: FakeThread,
+                                                  exchange_ahead_s: float) -> None:  # fmt: skip
+    """Issue 10, defect 3, through the real processes: OKX's clock (every time the fake gives, /public/time
+    included) is off from this host's. Before, a host 6-59 s ahead held every bot-side exit on stale_price,
+    and 61 s or more ahead emergency-closed every position. The engine measures the offset at start."""
+    okx.fake.clock_offset = exchange_ahead_s
+    for name in ("account", "engine", "worker", "feed"):
+        system.start(name, name)
+    ticks = f"scalper:{{{BTC}}}:ticks"
+    px = [50000]
+
+    def tick() -> None:
+        okx.price(str(px[0]))
+
+    system.wait("ticks", lambda: tick() or system.client.xlen(ticks) > 3)
+    opened = system.cli("open", BTC, "long")
+    assert opened.returncode == 0, opened
+    pos = system.wait("an open position", lambda: tick() or next(
+        (p for p in system.positions() if p.state == "open"), None))  # fmt: skip
+    for _ in range(20):  # a few seconds of market: no stale-price emergency
+        tick()
+        assert system.position(pos.id).state == "open"
+    px[0] = 48000  # through the 3 % stop loss
+    system.wait("closed", lambda: tick() or system.position(pos.id).state == "closed", timeout=40)
+    assert system.position(pos.id).exit_reason == "stop_loss"

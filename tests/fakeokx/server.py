@@ -27,10 +27,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakeokx import handlers as h
-from tests.fakeokx import pushes, wire
+from tests.fakeokx import pushes, records, wire
 from tests.fakeokx import templates as t
 from tests.fakeokx.engine import Engine, FOrder, FPos, Refused
 from tests.fakeokx.pushes import PRIVATE_CHANNELS, PUBLIC_CHANNELS, SNAPSHOT_CHANNELS, UID, Snapshot
+from tests.fakeokx.records import now_ms
 
 
 @dataclass
@@ -89,7 +90,7 @@ class FakeOkx:
         self.login_failures = 0
         self.pings = 0
         self.subscribe_requests: list[tuple[str, list[dict[str, str]]]] = []
-        self.clock_offset = 0.0  # the server's clock minus ours (seconds)
+        self.clock_offset = 0.0  # the server's clock minus ours (seconds): every time it gives is on it
         self.snapshot_page_size = 0  # >0: positions snapshots split into pages of this many records
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._flush_lock = asyncio.Lock()
@@ -157,6 +158,14 @@ class FakeOkx:
         for c in list(self.conns[kind]):
             await self._send(c, text)
 
+    @property
+    def clock_offset(self) -> float:
+        return records.CLOCK_OFFSET[0]
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        records.CLOCK_OFFSET[0] = seconds
+
     async def set_price(self, inst_id: str, px: Decimal | str) -> None:
         """Move the market: fills resting orders, triggers stops, pushes tickers/trades/candles."""
         px = Decimal(px)
@@ -165,7 +174,7 @@ class FakeOkx:
         self._outbox.append(("tickers", {"data": [wire.ticker(inst_id, px, tick)], "_instId": inst_id}))
         trade = wire.trade(inst_id, px, str(next(self._ids)))
         self._outbox.append(("trades", {"data": [trade], "_instId": inst_id}))
-        candle = self.engine.candles.on_price(inst_id, px, int(time.time() * 1000))
+        candle = self.engine.candles.on_price(inst_id, px, now_ms())
         self._outbox.append(("candle1m", {"data": [candle], "_instId": inst_id}))
         await self._flush()
 
@@ -199,7 +208,7 @@ class FakeOkx:
             body = None
         self.requests.append(Req(request.method, path, dict(request.query), body, time.monotonic()))
         if path == "/api/v5/public/time":
-            ts = str(int((time.time() + self.clock_offset) * 1000))
+            ts = str(now_ms())
             return web.json_response({"code": "0", "msg": "", "data": [{"ts": ts}]})
         if not path.startswith(("/api/v5/public/", "/api/v5/market/")):
             denied = h.check_rest_auth(request.headers, request.method, request.raw_path, text, self._creds,
