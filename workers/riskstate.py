@@ -28,7 +28,6 @@ never counts it twice and completes whatever half was missing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,13 +37,10 @@ import redis
 
 from config.settings import RiskSettings, Settings
 from statemachines.keys import DEFAULT_PREFIX, Keys
+from statemachines.ledger import utc_day  # the daily loss limit resets at 00:00 UTC, as the ledger's day
 
 DAY_TTL_S = 3 * 86_400  # today, yesterday and one more for a person looking back
 
-
-def utc_day(ts: float) -> str:
-    """YYYYMMDD of the UTC day `ts` (epoch seconds) falls in; the daily loss limit resets at 00:00 UTC."""
-    return time.strftime("%Y%m%d", time.gmtime(ts))
 
 
 def _s(v: Any) -> str:
