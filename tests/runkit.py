@@ -37,6 +37,9 @@ class ScalperRun:
                                          cwd=workdir, stdout=out, stderr=err,
                                          start_new_session=new_session)  # fmt: skip
         self.pid = self.proc.pid
+        # Every process processes() ever found, with its start time: what cleanup may end, and only if the
+        # pid was not reused meanwhile.
+        self.seen: dict[int, str] = {}
 
     def stdout(self) -> str:
         return self.out.read_text(errors="replace")
@@ -59,7 +62,9 @@ class ScalperRun:
         working directory is its data dir (a daemonized one is nobody's descendant)."""
         found = {p: _comm(p) for p in [self.pid, *descendants(self.pid)]}
         found |= {p: "redis-server" for p in redis_servers_in(self.data_dir)}
-        return {p: n for p, n in found.items() if n}
+        found = {p: n for p, n in found.items() if n}
+        self.seen |= {p: started_at(p) for p in found if p not in self.seen}
+        return found
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "scalper", *args], env=self.env, cwd=self.workdir,
@@ -129,10 +134,18 @@ def wait_all_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
     return [p for p in pids if living(p)]
 
 
-def kill_leftovers(pids: list[int]) -> None:
-    """Test cleanup only: SIGKILL each pid this test's run started that still runs."""
-    for pid in pids:
-        if living(pid):
+def started_at(pid: int) -> str:
+    """The process's start time (in clock ticks since boot): with the pid, it names one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def kill_leftovers(processes: dict[int, str]) -> None:
+    """Test cleanup only: SIGKILL each of these (pid -> start time) that still runs, never a reused pid."""
+    for pid, start in processes.items():
+        if start and living(pid) and started_at(pid) == start:
             os.kill(pid, signal.SIGKILL)
 
 

