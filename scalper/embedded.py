@@ -135,21 +135,20 @@ class LocalRedis:
     def stop(self, timeout_s: float = 30.0) -> None:
         """SHUTDOWN NOSAVE: the append-only file is fsynced, no snapshot is written; returns once the
         process has exited."""
-        if self._proc is None:
+        proc, self._proc = self._proc, None
+        if proc is None:
             return
-        with contextlib.suppress(redis.ConnectionError, redis.ResponseError, OSError):
-            # The dropped connection is the expected answer.
-            _one_shot_client(self.socket_path).shutdown(nosave=True)
-        try:
-            self._proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:  # SHUTDOWN refused (it says why in its log): SIGTERM does the same
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        if os.path.exists(self.socket_path):
+            with contextlib.suppress(redis.ConnectionError, redis.ResponseError, OSError):
+                # The dropped connection is the expected answer.
+                _one_shot_client(self.socket_path).shutdown(nosave=True)
+            if _exited(proc, min(5.0, timeout_s)):
+                return
+        # No socket to ask on, or SHUTDOWN refused (its log says why): SIGTERM is the same shutdown.
+        proc.terminate()
+        if not _exited(proc, timeout_s):
+            proc.kill()
+            proc.wait()
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would: only what reached the append-only file survives."""
@@ -165,6 +164,14 @@ class LocalRedis:
         self.stop()
         if self._sock_dir is not None:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+
+def _exited(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _own_private_dir(path: Path) -> None:
