@@ -297,7 +297,7 @@ def _watch(url: str | None, settings: Settings):  # type: ignore[no-untyped-def]
     url = url or (settings.redis.url.get_secret_value() if settings.redis.url else None)
     if url is None:
         return None
-    connect(url)  # the address, the password and TLS work, or a NoRedis that says which does not
+    connect(url).close()  # the address, the password and TLS work, or a NoRedis that says which does not
     # Timeouts: the watch runs in the loop that restarts children, so a hung Redis must not hang it.
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
     try:
