@@ -106,7 +106,7 @@ class Children:
         assert child.proc.stderr is not None
         os.set_blocking(child.proc.stderr.fileno(), False)
         self.selector.register(child.proc.stderr, selectors.EVENT_READ, child)
-        child.started_at, child.restart_at = time.monotonic(), None
+        child.started_at, child.restart_at, child.last_error = time.monotonic(), None, ""
 
     def pump(self, timeout_s: float) -> None:
         """Copy what the children wrote to stderr, waiting up to `timeout_s` for something to come."""
@@ -198,6 +198,8 @@ class Children:
                 child.proc.kill()
             child.proc.wait()
             self._drain(child)
+        for key in list(self.selector.get_map().values()):  # held open by a grandchild that outlived it
+            key.fileobj.close()  # type: ignore[union-attr]
         self.selector.close()
 
 
