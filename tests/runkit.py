@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+
 from statemachines.position import Position, Side, new_position_id
 from statemachines.store import PositionStore
 
@@ -55,6 +57,20 @@ class ScalperRun:
                                      f"{self.stdout()}\n{self.stderr()}")  # fmt: skip
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} within {timeout}s:\n{self.stdout()}\n{self.stderr()}")
+            time.sleep(0.05)
+
+    def server(self) -> redis.Redis:
+        """A client of the run's embedded Redis, at the address it published."""
+        url = (self.data_dir / "redis.url").read_text().strip()
+        return redis.Redis(unix_socket_path=url.removeprefix("unix://"), decode_responses=True)
+
+    def wait_engine_started(self, timeout: float = 30.0) -> None:
+        """Until the engine has taken its shard on this run's server (and so decided about an entry hold)."""
+        self.wait_for("scalper: running", timeout)
+        server, deadline = self.server(), time.monotonic() + timeout
+        while server.get("scalper:engine:all:redis-run-id") != server.info("server")["run_id"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the engine did not start within {timeout}s:\n{self.stderr()}")
             time.sleep(0.05)
 
     def processes(self) -> dict[int, str]:
