@@ -37,6 +37,7 @@ def test_a_child_that_keeps_failing_at_its_start_stops_the_run_with_its_last_err
              ("feed", "import sys; print('feed: starting', file=sys.stderr); "
                       "sys.exit('RecordingError: /data/x.csv:7: close is not a number')"),
              ("engine", "import time; time.sleep(60)"))  # fmt: skip
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     t0 = time.monotonic()
     code = supervisor.run(settings_on(real_redis, tmp_path), replay=None, speed=1.0, duration=30)
     elapsed = time.monotonic() - t0
@@ -47,7 +48,7 @@ def test_a_child_that_keeps_failing_at_its_start_stops_the_run_with_its_last_err
     last = err.strip().splitlines()[-1]
     assert last.startswith("scalper: feed exited 5 times in a row") and "(exit code 1)" in last
     assert last.endswith("Its last error: RecordingError: /data/x.csv:7: close is not a number")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back on the way out
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # handed back
 
 
 def test_a_child_that_ran_fine_for_a_while_is_restarted_every_time_it_dies(
