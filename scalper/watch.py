@@ -22,6 +22,8 @@ from statemachines.lifecycle import LIVE_STATES
 
 log = logging.getLogger("scalper.run")
 
+AFTER_ERROR_S = 5.0  # the wait before the next pass after one that failed
+
 
 @dataclass
 class _Followed:
@@ -78,6 +80,8 @@ class Watch:
             self._pass()
         except Exception as err:  # a Redis outage, a poison record: the run goes on
             log.debug("watch: %s", err)
+            # A Redis that hangs costs a client timeout per pass: not many of those in the supervisor's loop.
+            self._next = time.monotonic() + AFTER_ERROR_S
 
     def _pass(self) -> None:
         symbols = sorted(self.known)
