@@ -148,3 +148,27 @@ def test_scalper_feed_checks_its_replay_file_the_same_way(
     monkeypatch.setenv("SCALPER_REDIS__DATA_DIR", str(tmp_path / "data"))
     assert main(["feed", "--replay", str(tmp_path / "nonexistent.csv")]) == 2
     assert capsys.readouterr().err == f"scalper: --replay {tmp_path / 'nonexistent.csv'}: no such file\n"
+
+
+NONSENSE = [["run", "--speed", "0"], ["run", "--workers", "0"], ["run", "--duration", "-1"],
+            ["feed", "--speed", "nan"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", NONSENSE)
+def test_run_and_feed_refuse_numbers_that_make_no_sense_naming_the_option(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    assert f"error: argument {args[1]}: {args[2]!r} is not " in capsys.readouterr().err
+
+
+def test_scalper_feed_refuses_a_symbol_that_is_not_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCALPER_SYMBOLS", '{"BTC-USDT-SWAP": {}}')
+    monkeypatch.setenv("SCALPER_REDIS__DATA_DIR", str(tmp_path / "data"))
+    assert main(["feed", "--replay", "sample", "--symbol", "DOGE-USDT-SWAP"]) == 2
+    err = capsys.readouterr().err
+    assert err == "scalper: --symbol DOGE-USDT-SWAP is not a configured symbol (BTC-USDT-SWAP)\n"
