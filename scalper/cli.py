@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
 
@@ -21,13 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--replay", metavar="PATH|sample", help="feed recorded ticks instead of the live OKX feed"
     )
-    run.add_argument("--speed", type=float, default=600.0, help="replay speed (market seconds per second)")
-    run.add_argument("--workers", type=int, default=1, help="order worker processes")
-    run.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = never)")
+    run.add_argument("--speed", type=_positive, default=600.0,
+                     help="replay speed (market seconds per second)")  # fmt: skip
+    run.add_argument("--workers", type=_at_least_one, default=1, help="order worker processes")
+    run.add_argument("--duration", type=_seconds, default=0,
+                     help="stop after this many seconds (0 = never)")  # fmt: skip
 
     feed = sub.add_parser("feed", help="public market data into the tick streams")
     feed.add_argument("--replay", metavar="PATH|sample")
-    feed.add_argument("--speed", type=float, default=600.0)
+    feed.add_argument("--speed", type=_positive, default=600.0)
     feed.add_argument("--symbol", help="replay: the symbol the recording is fed as (default: the first)")
     sub.add_parser("account", help="the private side: paper venue, or OKX's private stream")
     engine = sub.add_parser("engine", help="step the position machines of a symbol shard")
@@ -63,16 +67,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checked(text: str, parse: Callable[[str], float], ok: Callable[[float], bool], what: str) -> float:
+    """An option's number, or argparse's one-line error naming the option."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _checked(text, float, lambda v: v > 0, "a positive number")
+
+
+def _seconds(text: str) -> float:
+    return _checked(text, float, lambda v: v >= 0, "a number of seconds (0 or more)")
+
+
+def _at_least_one(text: str) -> int:
+    return int(_checked(text, int, lambda v: v >= 1, "a whole number, 1 or more"))
+
+
+def _check_replay(replay: str | None) -> str | None:
+    """The replay file, checked before anything starts: None if fine, else the one-line reason."""
+    from feeds.replay import RecordingError, check_recording, sample_path
+
+    if replay is None:
+        return None
+    try:
+        check_recording(sample_path() if replay == "sample" else Path(replay))
+    except RecordingError as err:
+        return f"--replay {err}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
     if args.command == "fsm":
         return _fsm(args)
+    problem = _check_replay(args.replay) if args.command in ("run", "feed") else None
+    if problem is not None:
+        print(f"scalper: {problem}", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
     except ConfigError as err:
         print(f"scalper: {err}", file=sys.stderr)
+        return 2
+    if args.command == "feed" and args.symbol and args.symbol not in settings.symbols:
+        print(f"scalper: --symbol {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
+              file=sys.stderr)  # fmt: skip
         return 2
     try:
         return _dispatch(args, settings)
@@ -114,9 +162,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if cmd == "run":
         from scalper.supervisor import run
 
-        return run(
-            settings, replay=args.replay, speed=args.speed, workers=args.workers, duration=args.duration
-        )
+        return run(settings, replay=args.replay, speed=args.speed, workers=args.workers,
+                   duration=args.duration, verbose=args.verbose)  # fmt: skip
     if cmd == "feed":
         return processes.run_feed(settings, args.replay, args.speed, args.symbol)
     if cmd == "account":

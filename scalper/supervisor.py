@@ -1,24 +1,55 @@
 """`scalper run`: every process of the Procfile on one machine, around one Redis.
 
-With no REDIS_URL it starts the embedded redis-server (append-only, under the data directory) and points
-the children at it; a child that dies is started again (as a process manager would), and Ctrl-C stops the
-children, then Redis, cleanly.
+With no REDIS_URL it holds the data directory (one run per directory: scalper/datalock.py), starts the
+embedded redis-server on it (scalper/embedded.py) and points the children at it. The server and every child
+die with the run, even when it is SIGKILLed (scalper/deathsig.py). A child that exits is started again
+after a short back-off, as a process manager would; one that keeps exiting within seconds of its start
+stops the run with its last error line instead of restarting forever. Ctrl-C (SIGINT, SIGTERM) stops the
+children, then marks the stop as clean in Redis and shuts the embedded server down.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import IO
+
+import redis
 
 from config.settings import Settings
-from scalper.embedded import LocalRedis, cli_path, start_embedded
+from scalper.datalock import DataDirBusy, lock_data_dir
+from scalper.deathsig import dies_with_parent
+from scalper.embedded import EmbeddedRedisError, LocalRedis, cli_path, start_embedded
+from statemachines.keys import Keys
 
 log = logging.getLogger("scalper.run")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a child that exited is started again, and when the run gives up on it."""
+
+    # A child that ran this long had been working: its exit is a new fault, not the same one again.
+    healthy_after_s: float = 30.0
+    # This many short-lived runs in a row stop the whole run.
+    give_up_after: int = 5
+    # The wait before the 1st, 2nd, ... restart of a row of short-lived runs; the last one repeats.
+    backoff_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+
+    def wait_before(self, failures: int) -> float:
+        return self.backoff_s[min(failures, len(self.backoff_s)) - 1]
+
+
+RESTARTS = RestartPolicy()
+STOP_TIMEOUT_S = 10.0  # a child still running this long after SIGTERM is killed
 
 
 @dataclass
@@ -27,8 +58,12 @@ class Child:
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
-    exited_ok: bool = False
-    started_at: float = field(default=0.0)
+    failures: int = 0  # short-lived runs in a row
+    finished: bool = False  # the replay ended: not started again
+    started_at: float = 0.0
+    restart_at: float | None = None
+    last_error: str = ""  # the last line it wrote to stderr
+    _partial: bytes = field(default=b"", repr=False)
 
 
 def _argv(*args: str, verbose: bool = False) -> list[str]:
@@ -49,6 +84,131 @@ def plan(replay: str | None, speed: float, workers: int, verbose: bool = False) 
     return children
 
 
+class GiveUp(Exception):
+    """A child keeps failing at its start: the run stops, with this one-line message."""
+
+
+class Children:
+    """Starts, watches and stops the children. Their stderr passes through this process line by line (so the
+    last error line of each is known) and is copied to ours as it comes."""
+
+    def __init__(self, children: list[Child], env: dict[str, str], policy: RestartPolicy,
+                 replay: bool) -> None:  # fmt: skip
+        self.children, self.env, self.policy, self.replay = children, env, policy, replay
+        self.selector = selectors.DefaultSelector()
+
+    def start(self, child: Child) -> None:
+        # SIGKILL, not SIGTERM, when the run dies: the embedded Redis goes with it, and a child asked to stop
+        # while Redis is gone may wait for it forever (an RQ worker does). Every child is built to be killed
+        # at any instant; a run that stops normally still asks each to stop first (stop_all).
+        child.proc = subprocess.Popen(child.argv, env=self.env, stderr=subprocess.PIPE,
+                                      preexec_fn=dies_with_parent(signal.SIGKILL))  # fmt: skip
+        assert child.proc.stderr is not None
+        os.set_blocking(child.proc.stderr.fileno(), False)
+        self.selector.register(child.proc.stderr, selectors.EVENT_READ, child)
+        child.started_at, child.restart_at, child.last_error = time.monotonic(), None, ""
+
+    def pump(self, timeout_s: float) -> None:
+        """Copy what the children wrote to stderr, waiting up to `timeout_s` for something to come."""
+        if not self.selector.get_map():
+            time.sleep(timeout_s)
+            return
+        for key, _ in self.selector.select(timeout_s):
+            self._read(key.fileobj, key.data)  # type: ignore[arg-type]
+
+    def _read(self, stream: IO[bytes], child: Child) -> None:
+        while True:
+            try:
+                chunk = os.read(stream.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not chunk:  # every writer closed it (the child, and whatever it forked)
+                self.selector.unregister(stream)
+                stream.close()
+                self._lines(child, child._partial + b"\n" if child._partial else b"")
+                child._partial = b""
+                return
+            self._lines(child, child._partial + chunk)
+
+    def _lines(self, child: Child, data: bytes) -> None:
+        *lines, child._partial = data.split(b"\n")
+        for line in lines:
+            text = line.decode(errors="replace")
+            sys.stderr.write(text + "\n")
+            if text.strip():
+                child.last_error = text.strip()
+        if lines:
+            sys.stderr.flush()
+
+    def check(self) -> None:
+        """Start again the children that exited and whose back-off is over; GiveUp on a crash loop."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.finished:
+                continue
+            if child.proc is None:
+                if child.restart_at is not None and now >= child.restart_at:
+                    self.start(child)
+                continue
+            code = child.proc.poll()
+            if code is None:
+                continue
+            self._drain(child)
+            child.proc = None
+            if code == 0 and child.name == "feed" and self.replay:
+                child.finished = True  # the recording ended; the rest keeps running
+                print("scalper: replay finished; positions keep being managed (Ctrl-C stops)")
+                continue
+            self._after_exit(child, code, now)
+
+    def _drain(self, child: Child) -> None:
+        assert child.proc is not None
+        if child.proc.stderr is not None and not child.proc.stderr.closed:
+            self._read(child.proc.stderr, child)
+        if child._partial.strip():
+            child.last_error = child._partial.decode(errors="replace").strip()
+
+    def _after_exit(self, child: Child, code: int, now: float) -> None:
+        ran = now - child.started_at
+        child.failures = child.failures + 1 if ran < self.policy.healthy_after_s else 1
+        if child.failures >= self.policy.give_up_after:
+            raise GiveUp(f"{child.name} exited {child.failures} times in a row within "
+                         f"{self.policy.healthy_after_s:g}s of its start ({_exit_text(code)}); stopping the "
+                         f"run. Its last error: {child.last_error or '(nothing on stderr)'}")  # fmt: skip
+        child.restarts += 1
+        delay = self.policy.wait_before(child.failures)
+        print(f"scalper: {child.name} exited with {_exit_text(code)} after {ran:.1f}s; restarting in "
+              f"{delay:g}s ({child.restarts})")  # fmt: skip
+        child.restart_at = now + delay
+
+    def stop_all(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM to every child (the last started first), then wait; SIGKILL one that outlasts
+        `timeout_s`. Returns when every child has exited."""
+        running = [c for c in reversed(self.children) if c.proc is not None and c.proc.poll() is None]
+        for child in running:
+            assert child.proc is not None
+            child.proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        while any(c.proc.poll() is None for c in running if c.proc) and time.monotonic() < deadline:
+            self.pump(0.05)
+        for child in running:
+            assert child.proc is not None
+            if child.proc.poll() is None:
+                log.warning("%s did not stop within %.0fs: killed", child.name, timeout_s)
+                child.proc.kill()
+            child.proc.wait()
+            self._drain(child)
+        for key in list(self.selector.get_map().values()):  # held open by a grandchild that outlived it
+            key.fileobj.close()  # type: ignore[union-attr]
+        self.selector.close()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 def run(
     settings: Settings,
     *,
@@ -57,106 +217,103 @@ def run(
     workers: int = 1,
     duration: float = 0,
     verbose: bool = False,
+    policy: RestartPolicy = RESTARTS,
 ) -> int:
+    """0 after a stop (Ctrl-C, SIGTERM, `duration`); 1 when the data directory is busy, the embedded Redis
+    cannot start, or a child keeps failing at its start."""
     env = dict(os.environ)
+    data_dir = settings.redis.data_dir
     server: LocalRedis | None = None
-    if settings.redis.url is None:
-        server = start_embedded(settings.redis.data_dir)
-        env["REDIS_URL"] = f"unix://{server.socket_path}"
-        print(f"scalper: embedded Redis at unix://{server.socket_path} (data in {settings.redis.data_dir}/)")
-        print(f"scalper: inspect with: {cli_path()} -s {server.socket_path}")
-    children = plan(replay, speed, workers, verbose)
-    stopping = False
+    with _stop_signals() as stopping:
+        if settings.redis.url is None:
+            try:
+                lock = lock_data_dir(data_dir)
+            except DataDirBusy as err:
+                print(f"scalper: {err}", file=sys.stderr)
+                return 1
+            try:
+                server, stopped = start_embedded(data_dir)
+            except EmbeddedRedisError as err:
+                print(f"scalper: {err}", file=sys.stderr)
+                lock.release()
+                return 1
+            for pid in stopped:
+                print(f"scalper: stopped a redis-server (pid {pid}) an earlier run left serving {data_dir}/")
+            env["REDIS_URL"] = f"unix://{server.socket_path}"
+            print(f"scalper: embedded Redis at unix://{server.socket_path} (data in {data_dir}/)")
+            print(f"scalper: inspect with: {cli_path()} -s {server.socket_path}")
+        try:
+            return _supervise(settings, env, plan(replay, speed, workers, verbose), policy, duration,
+                              replay is not None, stopping)  # fmt: skip
+        finally:
+            if server is not None:
+                _mark_clean_stop(server, settings.redis.prefix)
+                server.stop()
+                print("scalper: embedded Redis stopped")
+                lock.release()
 
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+def _supervise(settings: Settings, env: dict[str, str], plan_: list[Child], policy: RestartPolicy,
+               duration: float, replay: bool, stopping: list[bool]) -> int:  # fmt: skip
+    watch = _watch(env.get("REDIS_URL"), settings)
+    children = Children(plan_, env, policy, replay)
     deadline = time.monotonic() + duration if duration else float("inf")
-    url = env.get("REDIS_URL") or (settings.redis.url.get_secret_value() if settings.redis.url else None)
-    watch = _Watch(url, settings)
     try:
-        for child in children:
-            _start(child, env)
-            time.sleep(0.3)
-        print("scalper: running " + ", ".join(c.name for c in children) + " (Ctrl-C stops)")
-        while not stopping and time.monotonic() < deadline:
-            for child in children:
-                code = child.proc.poll() if child.proc else 0
-                if code is None or child.exited_ok:
-                    continue
-                if code == 0 and child.name == "feed" and replay:
-                    child.exited_ok = True  # the recording ended; the rest keeps running
-                    print("scalper: replay finished; positions keep being managed (Ctrl-C stops)")
-                    continue
-                child.restarts += 1
-                print(f"scalper: {child.name} exited with {code}; restarting ({child.restarts})")
-                _start(child, env)
-            watch.poll()
-            time.sleep(0.2)
+        for child in plan_:
+            children.start(child)
+            children.pump(0.3)
+        print("scalper: running " + ", ".join(c.name for c in plan_) + " (Ctrl-C stops)")
+        while not stopping[0] and time.monotonic() < deadline:
+            children.check()
+            if watch is not None:
+                watch.poll()
+            children.pump(0.2)
+    except GiveUp as err:
+        print(f"scalper: {err}", file=sys.stderr)
+        return 1
     finally:
-        for child in reversed(children):
-            if child.proc and child.proc.poll() is None:
-                child.proc.terminate()
-        for child in children:
-            if child.proc:
-                try:
-                    child.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-        if server is not None:
-            server.stop()
-            print("scalper: embedded Redis stopped")
+        children.stop_all()
     return 0
 
 
-def _start(child: Child, env: dict[str, str]) -> None:
-    child.proc = subprocess.Popen(child.argv, env=env)
-    child.started_at = time.monotonic()
+@contextmanager
+def _stop_signals() -> Iterator[list[bool]]:
+    """SIGINT and SIGTERM set the flag (the loop then stops everything in order); restored on the way out."""
+    stopping = [False]
+
+    def stop(_signum: int, _frame: object) -> None:
+        stopping[0] = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-class _Watch:
-    """Prints every position's state changes as they happen, so the run shows the lifecycle."""
+def _watch(url: str | None, settings: Settings):  # type: ignore[no-untyped-def]
+    from scalper.connect import connect
+    from scalper.watch import Watch
 
-    def __init__(self, url: str | None, settings: Settings) -> None:
-        from scalper.connect import connect
-        from statemachines.store import PositionStore
+    url = url or (settings.redis.url.get_secret_value() if settings.redis.url else None)
+    if url is None:
+        return None
+    connect(url).close()  # the address, the password and TLS work, or a NoRedis that says which does not
+    # Timeouts: the watch runs in the loop that restarts children, so a hung Redis must not hang it.
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return Watch(client, settings.redis.prefix)
+    except redis.RedisError as err:
+        print(f"scalper: not showing position changes ({type(err).__name__}: {err})", file=sys.stderr)
+        return None
 
-        self.store = PositionStore(connect(url), settings.redis.prefix) if url else None
-        self.seen: dict[str, int] = {}
-        self._next = 0.0
-        if self.store is not None:  # positions from earlier runs: a summary, then only what is new
-            earlier = [p for s in self.store.symbols() for p in self.store.load_symbol(s)]
-            self.seen = {p.id: p.version for p in earlier}
-            if earlier:
-                live = [p for p in earlier if p.state != "closed"]
-                print(f"scalper: {len(earlier)} positions from earlier runs, {len(live)} live: "
-                      + (", ".join(f"{p.id} {p.state}" for p in live) or "none"))  # fmt: skip
 
-    def poll(self) -> None:
-        if self.store is None or time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + 1.0
-        try:
-            for symbol in self.store.symbols():
-                for pid in self.store.ids(symbol):
-                    self._show(pid)
-        except Exception as err:  # the watch is cosmetic: never let it stop the run
-            log.debug("watch: %s", err)
-
-    def _show(self, pid: str) -> None:
-        assert self.store is not None
-        done = self.seen.get(pid, 0)
-        log_ = self.store.log(pid)
-        if len(log_) <= done:
-            return
-        pos = self.store.load(pid)
-        for e in log_[done:]:
-            what = f"{e['from'] or 'new'} -> {e['to']}"
-            extra = f" ({e['reason']})" if e["reason"] else ""
-            if e["to"] == "closed":
-                extra += f"  pnl {pos.realized_pnl} fees {pos.fees}"
-            print(f"  {pid} {pos.symbol} {pos.side.value:<5} {what:<22} {e['trigger']}{extra}")
-        self.seen[pid] = len(log_)
+def _mark_clean_stop(server: LocalRedis, prefix: str) -> None:
+    """Every child has exited and the server is about to shut down cleanly: say so in Redis, with the
+    server's run id, so that the next start can tell this stop from a crash."""
+    try:
+        client = server.client(decode_responses=True)
+        client.set(Keys(prefix).clean_stop(), client.info("server")["run_id"])
+    except redis.RedisError as err:
+        log.warning("could not mark the stop as clean: %s", err)
