@@ -1005,3 +1005,22 @@ def test_after_a_redis_restart_entries_wait_until_a_late_entry_has_landed_and_is
     again = world.engine(symbols=[BTC, ETH], entries=RecordingEntries())
     world.start(again)
     assert again.exchange_settled
+
+
+def test_a_harvest_whose_record_redis_lost_is_counted_when_the_position_is_over(world: World) -> None:
+    """Regression (OKX chaos, a Redis restart rewound by up to a second): the harvest's transition was lost,
+    its order had filled at the exchange, then the position closed. Its PnL summed the entry and the close,
+    not the harvest (Redis 3.348, OKX 16.598). Harvest attempts past the record's are looked for, as closes
+    are."""
+    pos = world.opened("long", "2")
+    world.quote(D(51000))
+    harvest = world.place(cid(pos, IntentAction.HARVEST, 1), "sell", "1", reduce_only=True)
+    world.quote(D(50500))
+    close = world.place(cid(pos, IntentAction.CLOSE, 1), "sell", "1", reduce_only=True)
+    assert harvest.pnl > 0 and close.pnl > 0 and world.exchange_size() == 0
+    world.jobs_done()
+    world.start(world.engine())
+    got = world.load(pos)
+    assert got.state == "closed" and got.realized_pnl == harvest.pnl + close.pnl
+    entry = world.order(cid(pos, IntentAction.OPEN))
+    assert entry is not None and got.fees == entry.fee + harvest.fee + close.fee

@@ -204,10 +204,11 @@ class Reconciler:
         """The position is over at the exchange: its realized PnL and fees become the exchange's sums over
         every order it sent, not the record's running total plus the last order. Fills the record missed
         are in those sums: our protective stop's, when it is what flattened the position; a close from an
-        earlier attempt that arrived after its retry was decided; and closes sent under attempts after the
-        record's own, whose transitions a restarted Redis lost (appendfsync everysec: up to its last
-        second). Client ids are deterministic, so each is asked for; past the record's close attempt, in
-        turn until one is not there. A few reads, once per position, off the hot path."""
+        earlier attempt that arrived after its retry was decided; and harvests and closes sent under
+        attempts after the record's own, whose transitions a restarted Redis lost (appendfsync everysec: up
+        to its last second). Client ids are deterministic, so each is asked for; past the record's harvest
+        and close attempts, in turn until one is not there. A few reads, once per position, off the hot
+        path."""
         get = self.exchange.get_order
         orders = [self._run(get(pos.symbol, client_order_id(pos.id, action, n)))
                   for action, last in ((IntentAction.OPEN, pos.entry_attempt),
@@ -215,12 +216,14 @@ class Reconciler:
                                        (IntentAction.CLOSE, pos.close_attempt))
                   for n in range(1, last + 1)]  # fmt: skip
         notes = []
-        for attempt in range(pos.close_attempt + 1, pos.close_attempt + 1 + LOST_ATTEMPTS_MAX):
-            order = self._run(get(pos.symbol, client_order_id(pos.id, IntentAction.CLOSE, attempt)))
-            if order is None:
-                break
-            orders.append(order)
-            notes.append(f"close attempt {attempt} unrecorded, filled {order.filled}")
+        for action, last in ((IntentAction.HARVEST, pos.harvests_done),
+                             (IntentAction.CLOSE, pos.close_attempt)):  # fmt: skip
+            for attempt in range(last + 1, last + 1 + LOST_ATTEMPTS_MAX):
+                order = self._run(get(pos.symbol, client_order_id(pos.id, action, attempt)))
+                if order is None:
+                    break
+                orders.append(order)
+                notes.append(f"{action.value} attempt {attempt} unrecorded, filled {order.filled}")
         stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
         if stop is not None and stop.filled > 0:
             orders.append(stop)
