@@ -120,8 +120,10 @@ class Engine:
         self.book: dict[str, dict[str, Position]] = {s: {} for s in self.symbols}
         self.cursors: dict[str, str] = {}
         self.data_now = 0.0
-        # The exchange's clock minus the host's, seconds, as last measured (live prices' ages use it).
+        # The exchange's clock minus the host's, seconds, as last measured (live prices' ages use it);
+        # not known until the first measurement when a clock job is set up (workers/exchange_io.py).
         self.clock_offset = 0.0
+        self.clock_known = True
         self.panic = False
         # Fail closed: no entries until a reconcile has read the exchange (no reconciler: trust it).
         self.exchange_known = reconciler is None
@@ -160,6 +162,7 @@ class Engine:
                       "exits use the exchange's time; fix the host's clock (NTP)", abs(offset_s),
                       "behind" if offset_s > 0 else "ahead of", limit)  # fmt: skip
         self.clock_offset = offset_s
+        self.clock_known = True
 
     def _new_indicators(self) -> SymbolIndicators:
         ind = self.settings.indicators
@@ -203,6 +206,10 @@ class Engine:
         self.started = True
         self.quarantine.flush()
         log.info("engine owns %s: %d live positions", self.symbols, sum(len(b) for b in self.book.values()))
+        if "clock" in self.io.jobs:  # measured before the first pass (one I/O thread, first come first)
+            self.clock_known = self.clock_known and self.io.jobs["clock"].runs > 0
+            self.io.request("clock")
+            self.io.poll()
         self.passes.first()
 
     def _hold_after_redis_restart(self) -> None:
@@ -330,7 +337,9 @@ class Engine:
         if not (0 < px < _INF and 0 < ts < _INF):
             why = "unparseable: not a positive finite price and time"
         else:
-            why = self.guard[symbol].check(ts, px, None if self.clock_mode == "data" else self.now())
+            data_clock = self.clock_mode == "data"
+            now = None if data_clock or not self.clock_known else self.now()
+            why = self.guard[symbol].check(ts, px, now, data_clock)
         if why:
             self.dropped_ticks += 1
             self.quarantine.put(f"ticks:{symbol}", why, f, ref=_s(entry_id))

@@ -39,13 +39,13 @@ class TickGuard:
             self.last_ts, self.last_px = ts, px
             self.suspects.clear()
 
-    def check(self, ts: float, px: float, now: float | None) -> str:
+    def check(self, ts: float, px: float, now: float | None, data_clock: bool = False) -> str:
         """"" to accept the tick (and move the reference), else why it is dropped ("code: detail", the code
-        one of future, outside_band, time_jump). `now`: the exchange's
-        clock live; None on the data's clock (a replay), where ticks define the time."""
+        one of future, outside_band, time_jump). `now`: the exchange's clock live, None while it is not
+        known yet (no future check then); `data_clock`: a replay, where ticks define the time."""
         if now is not None and ts > now + self.future_s:
             return f"future: time {ts - now:.1f}s ahead of the exchange clock (max {self.future_s}s)"
-        why = self._suspect(ts, px, now is None)
+        why = self._suspect(ts, px, data_clock)
         if not why:
             self._accept(ts, px)
             return ""
