@@ -237,9 +237,11 @@ class PositionStore:
             raise PositionNotFound(f"no stored position {position_id}")
         return parse_hash(raw, symbol, position_id)  # type: ignore[arg-type]
 
-    def load_symbol(self, symbol: str, states: Iterable[str] | None = None) -> list[Position]:
-        """The symbol's positions (only those in `states` if given), oldest id first."""
-        return self._load_many([(symbol, i) for i in self._ids(symbol, states)])
+    def load_symbol(self, symbol: str, states: Iterable[str] | None = None,
+                    on_bad: OnBadHash | None = None) -> list[Position]:  # fmt: skip
+        """The symbol's positions (only those in `states` if given), oldest id first; a hash that cannot be
+        parsed raises ValueError, or, given `on_bad`, is reported to it and left out."""
+        return self._load_many([(symbol, i) for i in self._ids(symbol, states)], on_bad)
 
     def load_live(self, on_bad: OnBadHash | None = None) -> list[Position]:
         """Every non-closed position of every symbol: what crash recovery must settle. A hash that cannot

@@ -22,6 +22,7 @@ the market path through the run differs from one run to the next).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -30,8 +31,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import redis
+
 from scalper import inspect
 from statemachines.position import Position
+from tests.chaosfaults import POISON_SYMBOL, Poison, RedisFaults
 from tests.system import System
 
 SYMBOL = "BTC-USDT-SWAP"
@@ -45,7 +49,8 @@ KINDS = ("engine", "worker", "account", "feed")
 # Settings for a run that trades a lot in little time: fast reconcile, short order timeouts, quick lease
 # takeover, and no risk gate that would stop entries for the rest of the run (cooldowns, loss limits).
 SETTINGS: dict[str, str] = {
-    "symbols": json.dumps({SYMBOL: {}}),
+    # The traded symbol, and one nothing trades where a corrupt position hash is planted (chaosfaults.py).
+    "symbols": json.dumps({SYMBOL: {}, POISON_SYMBOL: {}}),
     "engine__reconcile_every_s": "1",
     "engine__lease_ttl_s": "1",
     # A request the harness holds lands within 1 s or not at all (REST timeout 5 s): 7 s, not 15, so that
@@ -109,9 +114,14 @@ class Chaos:
     """Kills and faults from one seeded RNG; `run` = start, chaos, settle, check."""
 
     def __init__(self, system: System, seed: int, *, workers: int = 2, speed: int = 3000,
-                 gap: tuple[float, float] = (0.5, 1.5), fault_p: float = 0.6) -> None:  # fmt: skip
+                 gap: tuple[float, float] = (0.5, 1.5), fault_p: float = 0.6,
+                 extra_p: float = 0.35) -> None:  # fmt: skip
         self.system = system
         self.rng = random.Random(seed)
+        self.extra_p = extra_p  # chance per step of a fault of chaosfaults.py (Redis, poison records)
+        self.redis_faults = RedisFaults(system.env["REDIS_URL"].removeprefix("unix://"))
+        self.poison = Poison(system.client, system.store.keys, self.rng, SYMBOL)
+        self._decks: dict[str, list[str]] = {}
         self.report = ChaosReport(seed)
         self.workers = [f"worker{i}" for i in range(1, workers + 1)]
         self.speed = speed
@@ -201,11 +211,14 @@ class Chaos:
         self.open_market()
         self.ensure()
         sys_.wait("ticks", lambda: sys_.client.xlen(f"scalper:{{{SYMBOL}}}:ticks") > 5, timeout=30)
+        self.poison.corrupt_position()
         t0 = time.monotonic()
         while self.report.total_kills < kills and time.monotonic() - t0 < max_seconds:
             time.sleep(self.rng.uniform(*self.gap))
-            self.disturb()
-            self.operate()
+            self.redis_faults.due()
+            with contextlib.suppress(redis.RedisError):  # Redis at its memory limit: the harness's writes too
+                self.disturb()
+                self.operate()
             self.kill_one(kinds)
             # Restart after a short random down time, so a dead process also misses events.
             time.sleep(self.rng.uniform(0.0, 0.3))
@@ -230,9 +243,46 @@ class Chaos:
     def disturb(self) -> None:
         if self.rng.random() < self.fault_p:
             self.fault()
+        if self.rng.random() < self.extra_p:
+            self.extra_fault()
+
+    def extra_fault(self) -> None:
+        """Redis at its memory limit, Redis stalled past the lease, or a poison record (chaosfaults.py),
+        dealt from a shuffled deck so that a short run has each."""
+        self.report.faults[self.inject_extra(self.deal("extra", self.EXTRA_FAULTS))] += 1
+
+    def inject_extra(self, kind: str) -> str:
+        """Inject one fault of the deck; returns what the report counts it as."""
+        if kind == "redis_oom":
+            self.redis_faults.oom(round(self.rng.uniform(0.5, 3.0), 2))
+        elif kind == "redis_stall":
+            lease = float(self.system.env.get("SCALPER_ENGINE__LEASE_TTL_S", "5"))
+            self.redis_faults.stall(round(lease + self.rng.uniform(0.2, 1.5), 2))
+        else:
+            kind = f"poison_{self.poison.inject(self.market_price())}"
+        return kind
+
+    def market_price(self) -> float:
+        """The newest believable tick's price (the stream also holds the poison the harness wrote)."""
+        for _, f in self.system.client.xrevrange(f"scalper:{{{SYMBOL}}}:ticks", count=50):
+            with contextlib.suppress(KeyError, ValueError):
+                px = float(f[b"px"])
+                if 1_000 < px < 1_000_000:
+                    return px
+        return 46_000.0
+
+    # Of the deck's cards, poison records come three times as often as each Redis fault.
+    EXTRA_FAULTS = ("poison", "poison", "poison", "redis_oom", "redis_stall")
+
+    def deal(self, deck: str, cards: tuple[str, ...]) -> str:
+        """The next card of a shuffled deck of `cards` (seeded): every card comes once per round."""
+        if not self._decks.get(deck):
+            self._decks[deck] = list(cards)
+            self.rng.shuffle(self._decks[deck])
+        return self._decks[deck].pop()
 
     def kill_one(self, kinds: tuple[str, ...]) -> None:
-        kind = self.rng.choice(kinds)
+        kind = self.deal(f"kill:{','.join(kinds)}", kinds)  # every kind of process as often as the others
         self.kill(self.rng.choice(self.workers) if kind == "worker" else kind)
 
     def quiet(self) -> bool:
@@ -248,6 +298,7 @@ class Chaos:
         hold (those about sizes are eventually consistent: the reconciler runs every second). The
         violations left at the deadline are the report's."""
         sys_ = self.system
+        self.redis_faults.end()
         self.close_market()
         self.ensure(feed=False)
         deadline = time.monotonic() + timeout
@@ -291,6 +342,7 @@ class Chaos:
             *check_protective_stops(sys_, positions),
             *check_pnl(positions, fills),
             *(f"{p.id}: {problem}" for p in positions for problem in sys_.store.check_consistency(p.id)),
+            *self.poison.check(),
         ]
 
 

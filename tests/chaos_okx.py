@@ -87,6 +87,8 @@ class OkxChaos(Chaos):
         self.lost_windows: list[float] = []  # seconds of writes lost per Redis kill
         self.restart_times: list[float] = []
         self.restored = 0  # positions whose record Redis lost, restored from the exchange's orders
+        self.emptied = 0  # Redis restarts with nothing at all
+        self.clock_skew = 0.0
         self._market = threading.Event()
         self._beat_paused = threading.Event()  # while Redis restarts: read what it kept before new beats
         self._threads: list[threading.Thread] = []
@@ -101,6 +103,10 @@ class OkxChaos(Chaos):
     # --- the market: the sample's prices into the fake, which pushes them on its public WebSocket ---
 
     def open_market(self) -> None:
+        # OKX's clock off from this host's, by 5-70 s either way (drawn from the seed): every time the fake
+        # gives is on it, and the engine must age prices on OKX's time (issue 10, defect 3).
+        self.clock_skew = round(self.rng.choice((-1, 1)) * self.rng.uniform(5.0, 70.0), 1)
+        self.okx.fake.clock_offset = self.clock_skew
         self._market.set()
         self._threads = [threading.Thread(target=self._drive, daemon=True)]
         if self.redis is not None:
@@ -109,6 +115,7 @@ class OkxChaos(Chaos):
             t.start()
 
     def close_market(self) -> None:
+        self.okx.sync(self.okx.fake.slow, 0.0, 0.0)  # the exchange answers at its pace again
         self._market.clear()
         for t in self._threads:
             t.join(timeout=10)
@@ -170,8 +177,19 @@ class OkxChaos(Chaos):
             else:
                 self.report.faults[f"ws_drop_{kind}"] += self.okx.sync(self.okx.fake.drop, kind)
 
+    # Beside the harness's own: every REST answer 10 s late for a while (the client gives up after 5 s).
+    EXTRA_FAULTS = (*Chaos.EXTRA_FAULTS, "rest_slow")
+
+    def inject_extra(self, kind: str) -> str:
+        if kind != "rest_slow":
+            return super().inject_extra(kind)
+        self.okx.sync(self.okx.fake.slow, 10.0, round(self.rng.uniform(2.0, 8.0), 1))
+        return "rest_slow_10s"
+
     def kill_one(self, kinds: tuple[str, ...]) -> None:
-        if self.rng.random() < self.redis_p:
+        # A Redis restart in `redis_p` of the steps, dealt from a deck: a short run has its share.
+        n = max(1, min(19, round(self.redis_p * 20)))
+        if self.redis_p and self.deal("step", ("redis",) * n + ("process",) * (20 - n)) == "redis":
             self.restart_redis()
         else:
             super().kill_one(kinds)
@@ -183,6 +201,9 @@ class OkxChaos(Chaos):
         0.2-1.0 s, and the copy is what the restarted server loads. The heartbeat that survived measures
         the window lost; the exchange (the fake) is ahead of Redis by whatever happened in it."""
         assert self.redis is not None
+        if self.deal("redis", ("rewound",) * 4 + ("empty",)) == "empty":
+            self.empty_redis()
+            return
         aof = self.redis.data_dir / "appendonly.aof"
         shutil.copyfile(aof, self.redis.data_dir / "synced.aof")
         time.sleep(self.rng.uniform(0.2, 1.0))
@@ -199,6 +220,25 @@ class OkxChaos(Chaos):
         self._beat_paused.clear()
         self.lost_windows.append(killed_at - float(beat) if beat else float("inf"))
         self.report.kills["redis"] += 1
+
+    def empty_redis(self) -> None:
+        """Redis comes back with nothing (a disk lost, a failover to an empty replica) while OKX keeps every
+        position and order: the engine must tell it from a new deployment by OKX's orders, hold entries,
+        and restore the day's records (issue 10, defect 8)."""
+        assert self.redis is not None
+        self._beat_paused.set()
+        self.redis.kill()
+        for name in ("appendonly.aof", "dump.rdb", "synced.aof"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.redis.data_dir / name).unlink()
+        t0 = time.monotonic()
+        self.redis.start()
+        self.restart_times.append(time.monotonic() - t0)
+        self._beat_paused.clear()
+        self.emptied += 1
+        self.report.kills["redis"] += 1
+        self.poison.reset()  # what it counted and the corrupt hash went with the rest
+        self.poison.corrupt_position()
 
     # --- invariants, against the fake's own records ---
 
@@ -235,6 +275,7 @@ class OkxChaos(Chaos):
             *check_protective_stops(venue, positions),
             *check_pnl(venue, positions),
             *(f"{p.id}: {problem}" for p in positions for problem in sys_.store.check_consistency(p.id)),
+            *self.poison.check(),
         ]
 
     def figures(self) -> dict[str, Any]:
@@ -246,6 +287,8 @@ class OkxChaos(Chaos):
             "redis_lost_s_max": round(max(self.lost_windows), 3) if self.lost_windows else None,
             "redis_start_s_max": round(max(self.restart_times), 3) if self.restart_times else None,
             "records_restored": self.restored,
+            "redis_emptied": self.emptied,
+            "okx_clock_skew_s": self.clock_skew,
         }
 
 

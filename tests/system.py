@@ -92,7 +92,8 @@ class System:
     # --- views ---
 
     def positions(self) -> list[Position]:
-        return [p for s in self.store.symbols() for p in self.store.load_symbol(s)]
+        """Every readable position (a hash that cannot be parsed is the engine's to flag, and left out)."""
+        return [p for s in self.store.symbols() for p in self.store.load_symbol(s, on_bad=lambda *_: None)]
 
     def position(self, pid: str) -> Position:
         return self.store.load(pid)

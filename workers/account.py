@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -16,12 +17,15 @@ import redis
 
 from config.settings import Settings
 from exchanges import sync as exchange_loop
+from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperVenue
 from statemachines.keys import Keys
 from workers.events import EventBus, order_fields, position_fields
 
 log = logging.getLogger("scalper.account")
+
+START_RETRY_MAX_S = 30.0  # the longest wait between two attempts to reach OKX at start
 
 
 def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
@@ -58,9 +62,21 @@ async def _relay_okx(settings: Settings, client: redis.Redis, stop: threading.Ev
 
     keys = Keys(settings.redis.prefix)
     bus = EventBus(client, keys)
-    adapter = exchange_client(settings, client, private_stream=True)
-    events = adapter.events()  # subscribed before start: the first snapshots are not missed
-    await adapter.start()  # type: ignore[attr-defined]
+    wait = 1.0
+    while True:
+        adapter = exchange_client(settings, client, private_stream=True)
+        events = adapter.events()  # subscribed before start: the first snapshots are not missed
+        try:
+            await adapter.start()  # type: ignore[attr-defined]
+            break
+        except (TimeoutError, ExchangeUnavailable, OutcomeUnknown, OSError) as err:
+            # OKX slow or down at start: a pause, not a crash loop (under a Procfile one exit would stop
+            # every process). Wrong credentials or account settings (ExchangeError) still stop it.
+            log.warning("OKX not reachable at start (%s: %s); trying again in %.0f s", type(err).__name__,
+                        err, wait)  # fmt: skip
+            await adapter.close()
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, START_RETRY_MAX_S)
     log.info("OKX private stream up")
     async for event in events:
         if stop.is_set():

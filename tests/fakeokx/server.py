@@ -91,6 +91,7 @@ class FakeOkx:
         self.pings = 0
         self.subscribe_requests: list[tuple[str, list[dict[str, str]]]] = []
         self.clock_offset = 0.0  # the server's clock minus ours (seconds): every time it gives is on it
+        self.slow_s, self.slow_until = 0.0, 0.0  # `slow()`: every REST answer this late, until then
         self.snapshot_page_size = 0  # >0: positions snapshots split into pages of this many records
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._flush_lock = asyncio.Lock()
@@ -135,6 +136,10 @@ class FakeOkx:
         f = Fault(**kw)
         self.faults[path].append(f)
         return f
+
+    def slow(self, seconds: float, for_s: float) -> None:
+        """Every REST request answered `seconds` late (and still carried out) for the next `for_s`."""
+        self.slow_s, self.slow_until = seconds, time.monotonic() + for_s
 
     def drop(self, kind: str) -> int:
         """Cut every connection of this kind abruptly (no close frame)."""
@@ -207,6 +212,8 @@ class FakeOkx:
         except ValueError:
             body = None
         self.requests.append(Req(request.method, path, dict(request.query), body, time.monotonic()))
+        if time.monotonic() < self.slow_until:  # OKX under load: every answer late, the work still done
+            await asyncio.sleep(self.slow_s)
         if path == "/api/v5/public/time":
             ts = str(now_ms())
             return web.json_response({"code": "0", "msg": "", "data": [{"ts": ts}]})
