@@ -259,3 +259,27 @@ def test_the_risk_snapshot_carries_the_symbol_s_recorded_stops(real_redis: RealR
     assert RiskState(w.client, PREFIX).snapshot(ETH, w.clock()).stops == frozenset()
     assert earlier_stops(snap.stops, [pos.id]) == ()  # its own position's: no bar to another entry
     assert earlier_stops(snap.stops, []) == (cid(pos, IntentAction.PROTECT),)
+
+
+def test_a_placement_answered_late_with_no_answer_may_land_until_land_s_after_the_answer(
+    real_redis: RealRedis,
+) -> None:
+    """The request may leave long after the stop was recorded (rate-limit pauses inside the adapter): the
+    time that counts is when it went unanswered."""
+    w = make_world(real_redis.client)
+    pos = w.opened("long", "1")
+    stop_id = cid(pos, IntentAction.PROTECT)
+    job = ctx(w)
+
+    async def slow_then_unknown(*args: Any, **kw: Any) -> StopOrder:
+        w.clock.advance(10)
+        raise OutcomeUnknown("timed out")
+
+    w.paper.place_stop = slow_then_unknown  # type: ignore[method-assign]
+    with pytest.raises(OutcomeUnknown):
+        w.run(execute(job, intent(w, pos, IntentAction.PROTECT)))
+    assert record(w).get(BTC, stop_id) == repr(w.clock())
+    close_at_the_exchange(w, pos)
+    w.clock.advance(LAND_S - 1)  # LAND_S + 9 s after it was recorded, LAND_S - 1 after it went unanswered
+    with pytest.raises(StopOutcomePending):
+        w.run(execute(job, intent(w, pos, IntentAction.UNPROTECT)))

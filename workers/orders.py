@@ -265,7 +265,8 @@ async def _protect(ctx: WorkerContext, intent: OrderIntent, pos: Position) -> st
                             _pos_side(ctx, intent))  # fmt: skip
     except OutcomeUnknown:
         if not any(s.algo_cl_ord_id == stop_id for s in await ex.stops()):
-            raise  # the record keeps the send time: until it lands or LAND_S passes, nothing is concluded
+            stops.unanswered(symbol, stop_id, ctx.wall())  # until it lands or LAND_S passes: unknown
+            raise
     except DuplicateClientId:
         pass  # an earlier request for it landed meanwhile: it is there
     stops.placed(symbol, stop_id)

@@ -86,6 +86,11 @@ class StopRecord:
     def placed(self, symbol: str, stop_id: str) -> None:
         self.client.hset(self.keys.stops(symbol), stop_id, PLACED)
 
+    def unanswered(self, symbol: str, stop_id: str, now: float) -> None:
+        """Its placement went unanswered: sent by now at the latest (a send can wait out rate-limit pauses
+        after it was announced), so it may land until LAND_S from now."""
+        self.client.hset(self.keys.stops(symbol), stop_id, repr(now))
+
     def get(self, symbol: str, stop_id: str) -> str | None:
         raw = self.client.hget(self.keys.stops(symbol), stop_id)
         return None if raw is None else _s(raw)
