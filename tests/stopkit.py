@@ -68,10 +68,11 @@ class Bot:
 
     def __post_init__(self) -> None:
         strategy: Strategy = ManualOnly()  # type: ignore[assignment]
-        self.entries = StrategyEntries(self.settings, self.client, self.exchange, strategy=strategy)
-        self.engine = Engine(self.settings, self.client, symbols=[BTC], entries=self.entries,
+        self.entries = entries = StrategyEntries(self.settings, self.client, strategy=strategy)
+        self.engine = Engine(self.settings, self.client, symbols=[BTC], entries=entries,
                              reconciler=Reconciler(self.exchange), clock="wall",
                              hand_off_to_rq=False)  # fmt: skip
+        self.engine.io.add("account", 5.0, lambda _: entries.read_account(self.exchange), entries.use_account)
         store = self.engine.store
         instruments = {i.inst_id: i for i in self.run(self.exchange.instruments())}
         self.ctx = WorkerContext(self.settings, self.client, store, self.exchange,
@@ -153,13 +154,13 @@ class Bot:
 
     def enter(self, side: str = "long") -> Position | None:
         """An operator's `scalper open`, through the risk gates; None when a gate refused it."""
-        return self.entries.enter(self.engine, BTC, Side(side), "manual entry (test)", self.engine.now())
+        got = self.entries.enter(self.engine, BTC, Side(side), "manual entry (test)", self.engine.now())
+        return got if isinstance(got, Position) else None
 
     def close(self, pos: Position) -> None:
-        """An operator's `scalper close`, acted on at the next tick."""
-        self.engine.on_command({"cmd": "close", "id": pos.id, "reason": "manual"})
-        px = self.engine.snap[BTC].price
-        self.engine.on_tick(BTC, time.time(), px)
+        """An operator's `scalper close`, as the engine applies it: flagged, and stepped at once."""
+        self.engine.book[BTC][pos.id].close_request = "manual"
+        self.engine.step_symbol(BTC)
 
     def until(self, what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Turn until `cond` holds (returns its value); fails with what was waited for."""
