@@ -283,3 +283,19 @@ def test_a_placement_answered_late_with_no_answer_may_land_until_land_s_after_th
     w.clock.advance(LAND_S - 1)  # LAND_S + 9 s after it was recorded, LAND_S - 1 after it went unanswered
     with pytest.raises(StopOutcomePending):
         w.run(execute(job, intent(w, pos, IntentAction.UNPROTECT)))
+
+
+def test_the_sweep_leaves_the_stop_of_a_position_whose_hash_cannot_be_read(real_redis: RealRedis) -> None:
+    """Such a position is flagged and left to its exchange-side stop: the sweep must not take it away."""
+    w = make_world(real_redis.client)
+    pos = w.opened("long", "1")
+    w.run(execute(ctx(w), intent(w, pos, IntentAction.PROTECT)))
+    w.client.hset(w.store.keys.pos(BTC, pos.id), "version", "garbage")  # edited by hand
+    engine = w.engine()
+
+    report = w.start(engine)
+
+    assert pos.id in engine.bad_positions
+    assert report.cancelled_stops == [] and report.stops_gone == []
+    assert cid(pos, IntentAction.PROTECT) in live_stops(w)
+    assert record(w).get(BTC, cid(pos, IntentAction.PROTECT)) == PLACED

@@ -387,6 +387,7 @@ class Reconciler:
         except _READ_ERRORS:
             return
         live = {p.id for p in engine.live_positions() if p.state != State.CLOSED}
+        live |= set(engine.bad_positions)  # unreadable, left to their stops: never known to be over
         live_stops = set()
         for stop in stops:
             cid = parse_client_order_id(stop.algo_cl_ord_id)
