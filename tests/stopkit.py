@@ -144,13 +144,13 @@ class Bot:
         self.retry()
         self.jobs()
         engine._poll(save_cursors=False)
-        if engine.wall() - engine._last_reconcile >= engine.reconcile_every_s:
-            self.reconcile()
+        engine.passes.schedule(engine.wall())  # inline exchange I/O: a pass due runs now
         self.jobs()
 
     def reconcile(self) -> None:
-        self.engine.reconciler.reconcile(self.engine, self.engine.now())  # type: ignore[union-attr]
-        self.engine._last_reconcile = self.engine.wall()
+        """A pass now, as the engine runs one: planned against a copy, then applied."""
+        self.engine.io.run_now("reconcile")
+        self.engine.passes.last = self.engine.wall()
 
     def enter(self, side: str = "long") -> Position | None:
         """An operator's `scalper open`, through the risk gates; None when a gate refused it."""

@@ -387,7 +387,6 @@ class Reconciler:
         except _READ_ERRORS:
             return
         live = {p.id for p in engine.live_positions() if p.state != State.CLOSED}
-        live |= set(engine.bad_positions)  # unreadable, left to their stops: never known to be over
         live_stops = set()
         for stop in stops:
             cid = parse_client_order_id(stop.algo_cl_ord_id)
@@ -396,6 +395,8 @@ class Reconciler:
             if stop.state != "live":
                 continue
             live_stops.add(stop.algo_cl_ord_id)
+            if engine.symbol_quarantined(stop.inst_id):
+                continue  # a position there cannot be read: this may be its stop, the one thing it has left
             if stop.inst_id in engine.book and cid.position_id not in live:
                 report.cancelled_stops.append(stop.algo_cl_ord_id)
                 if not self.dry_run:
@@ -414,6 +415,8 @@ class Reconciler:
         no longer able to land: gone, whether they were cancelled, triggered or never placed."""
         now = engine.wall()
         for symbol, stops in recorded.items():
+            if engine.symbol_quarantined(symbol):
+                continue  # as above: nothing there is known to be over
             for stop_id, value in stops.items():
                 if stop_position(stop_id) in live or stop_id in live_stops or may_land(value, now):
                     continue
