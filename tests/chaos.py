@@ -198,13 +198,16 @@ class Chaos:
     def operate(self) -> None:
         """A manual entry on a random side, or a manual close of a random live position."""
         sys_ = self.system
-        if self.rng.random() < 0.5:
-            inspect.request_open(sys_.client, sys_.store.keys, SYMBOL, self.rng.choice(("long", "short")))
+        # The same draws whatever is live: which positions are live depends on the processes' timing, and
+        # the seed's schedule of kills and faults must not.
+        opening, side, pick = self.rng.random() < 0.5, self.rng.choice(("long", "short")), self.rng.random()
+        if opening:
+            inspect.request_open(sys_.client, sys_.store.keys, SYMBOL, side)
             self.report.operator["open"] += 1
         else:
             live = sorted(p.id for p in sys_.positions() if p.state in ("open", "trailing"))
             if live:
-                inspect.request_close(sys_.client, sys_.store, self.rng.choice(live), "chaos")
+                inspect.request_close(sys_.client, sys_.store, live[int(pick * len(live))], "chaos")
                 self.report.operator["close"] += 1
 
     # --- the run ---
