@@ -111,6 +111,7 @@ class Order:
     fee: Decimal = Decimal(0)  # negative = charged (OKX convention)
     pnl: Decimal = Decimal(0)
     u_time_ms: int = 0
+    algo_cl_ord_id: str = ""  # on an order a stop placed when it triggered: the stop's id (OKX algoClOrdId)
 
 
 @dataclass(frozen=True, slots=True)

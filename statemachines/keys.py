@@ -10,6 +10,8 @@
     {prefix}:{SYMBOL}:ticks           STREAM  market ticks from the feed (px bid ask ts), trimmed
     {prefix}:{SYMBOL}:history         STREAM  closed 1-minute candles for indicator warm-up (ts o h l c)
     {prefix}:{SYMBOL}:events          STREAM  the exchange's order/position events for the symbol
+    {prefix}:{SYMBOL}:stops           HASH    protective stops that may be live at the exchange, until
+                                              confirmed gone (workers/protection.py)
     {prefix}:symbols                  SET     symbols that ever had a position
     {prefix}:pos-symbol               HASH    id -> symbol, so a position can be found by id alone
     {prefix}:lease:SHARD              STRING  the engine that owns a symbol shard (token, with a TTL)
@@ -93,6 +95,10 @@ class Keys:
 
     def events(self, symbol: str) -> str:
         return f"{self.slot(symbol)}:events"
+
+    def stops(self, symbol: str) -> str:
+        """Protective stop id -> "placed" or the time its placement was sent, until it is known gone."""
+        return f"{self.slot(symbol)}:stops"
 
     def lease(self, shard: str) -> str:
         return f"{self.prefix}:lease:{_check_leaf('shard', shard)}"

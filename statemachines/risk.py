@@ -11,16 +11,18 @@ The gates (`check_entry`) run in this fixed order and the FIRST refusal is retur
      3. stale_price           no price, or one older than `max_price_age_s` (age ≤ limit passes)
      4. max_positions         open positions (all non-closed states, this symbol's included) ≥ the limit
      5. one_per_symbol        the symbol already has a position (when `one_position_per_symbol`)
-     6. size_below_min        size ≤ 0 or below minSz (what `position_size` returns as 0)
-     7. size_not_lot          size is not a multiple of lotSz (the exchange would reject it: 51121)
-     8. max_notional          size × ctVal × price > `max_notional_per_position`
-     9. max_total_notional    open notional + this entry's > `max_total_notional`
-    10. margin                notional / leverage + round-trip fees > available balance
-    11. liq_too_close         the estimated liquidation price is less than `liq_distance_k` × the stop
+     6. earlier_stop_live     a protective stop of an earlier position on the symbol is not yet confirmed
+                              gone at the exchange: it could close the new position
+     7. size_below_min        size ≤ 0 or below minSz (what `position_size` returns as 0)
+     8. size_not_lot          size is not a multiple of lotSz (the exchange would reject it: 51121)
+     9. max_notional          size × ctVal × price > `max_notional_per_position`
+    10. max_total_notional    open notional + this entry's > `max_total_notional`
+    11. margin                notional / leverage + round-trip fees > available balance
+    12. liq_too_close         the estimated liquidation price is less than `liq_distance_k` × the stop
                               distance away from the entry price
-    12. daily_loss            today's (UTC) realized PnL ≤ −`daily_loss_limit`
-    13. loss_streak_cooldown  the symbol's consecutive-loss cooldown has not expired (now < until)
-    14. order_interval        less than `min_order_interval_s` since the last order sent
+    13. daily_loss            today's (UTC) realized PnL ≤ −`daily_loss_limit`
+    14. loss_streak_cooldown  the symbol's consecutive-loss cooldown has not expired (now < until)
+    15. order_interval        less than `min_order_interval_s` since the last order sent
 
 Fail-closed and operator gates come first, then data quality, then limits on what we hold, the sizing of
 this entry, and the account's risk state; the order only decides which reason is reported.
@@ -142,6 +144,9 @@ class EntryContext:
     stop_distance_pct: float  # from stop_distance_pct() / guards.initial_stop
     liq_price: Decimal  # from estimate_liq_price(); 0 for a 1× long (never liquidated)
     fee_rate: Decimal = DEFAULT_FEE_RATE  # taker fee rate, fraction of notional per side
+    # Protective stops of the symbol's earlier (now closed) positions not yet confirmed gone at the exchange
+    # (workers/protection.py): known without asking the exchange.
+    earlier_stops: tuple[str, ...] = ()
 
     @property
     def notional(self) -> Decimal:
@@ -181,6 +186,16 @@ def _max_positions(ctx: EntryContext, risk: RiskSettings) -> Refusal | None:
 def _one_per_symbol(ctx: EntryContext, risk: RiskSettings) -> Refusal | None:
     if risk.one_position_per_symbol and ctx.open_positions_symbol > 0:
         return Refusal("one_per_symbol", f"{ctx.symbol} already has a position")
+    return None
+
+
+def _earlier_stop_live(ctx: EntryContext, risk: RiskSettings) -> Refusal | None:
+    if ctx.earlier_stops:
+        return Refusal(
+            "earlier_stop_live",
+            f"{ctx.symbol}: protective stop(s) of earlier positions not yet confirmed gone "
+            f"({', '.join(ctx.earlier_stops)})",
+        )
     return None
 
 
@@ -262,6 +277,7 @@ GATES: tuple[tuple[str, Gate], ...] = (
     ("stale_price", _stale_price),
     ("max_positions", _max_positions),
     ("one_per_symbol", _one_per_symbol),
+    ("earlier_stop_live", _earlier_stop_live),
     ("size", _size),  # size_below_min, size_not_lot
     ("max_notional", _max_notional),
     ("max_total_notional", _max_total_notional),
@@ -278,6 +294,7 @@ REFUSAL_CODES: tuple[str, ...] = (
     "stale_price",
     "max_positions",
     "one_per_symbol",
+    "earlier_stop_live",
     "size_below_min",
     "size_not_lot",
     "max_notional",

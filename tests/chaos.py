@@ -9,8 +9,10 @@ random moments and starts it again, while injecting paper-venue faults through i
   venue does not;
 - no client order id ever produced a second order (venue fills and served requests);
 - no position is left in opening, harvesting or closing;
-- every open/trailing position has a live protective stop at the venue;
-- the realized PnL and fees of each position in Redis equal the sums over its fills at the venue;
+- every open/trailing position has a live protective stop at the venue, and no live stop of ours belongs
+  to a position that is over (it could close the next one);
+- the realized PnL and fees of each position in Redis equal the sums over its fills at the venue (a
+  protective stop's fill counting for the position it closed: the one whose entry filled last before it);
 - `PositionStore.check_consistency` is clean for every position (every logged edge legal).
 
 The same seed gives the same schedule of kills and faults (the processes' own timing is not seeded, so
@@ -169,9 +171,12 @@ class Chaos:
 
     def fault(self) -> dict[str, Any]:
         rng = self.rng
-        kind = rng.choice(("delay", "timeout_executed", "timeout_lost", "reject", "read_fail", "partial"))
+        kind = rng.choice(("delay", "timeout_executed", "timeout_lost", "reject", "read_fail", "partial",
+                           "late_stop"))  # fmt: skip
         spec: dict[str, Any]
-        if kind == "delay":
+        if kind == "late_stop":  # the next protective stop lands seconds after its reply was lost
+            spec = {"kind": "late", "op": "place_stop", "seconds": round(rng.uniform(0.5, 4.0), 2)}
+        elif kind == "delay":
             spec = {"kind": "delay", "op": "place_order", "seconds": round(rng.uniform(0.2, 3.0), 2)}
         elif kind == "timeout_executed":
             spec = {"kind": "timeout", "op": "place_order", "executed": True}
@@ -193,13 +198,16 @@ class Chaos:
     def operate(self) -> None:
         """A manual entry on a random side, or a manual close of a random live position."""
         sys_ = self.system
-        if self.rng.random() < 0.5:
-            inspect.request_open(sys_.client, sys_.store.keys, SYMBOL, self.rng.choice(("long", "short")))
+        # The same draws whatever is live: which positions are live depends on the processes' timing, and
+        # the seed's schedule of kills and faults must not.
+        opening, side, pick = self.rng.random() < 0.5, self.rng.choice(("long", "short")), self.rng.random()
+        if opening:
+            inspect.request_open(sys_.client, sys_.store.keys, SYMBOL, side)
             self.report.operator["open"] += 1
         else:
             live = sorted(p.id for p in sys_.positions() if p.state in ("open", "trailing"))
             if live:
-                inspect.request_close(sys_.client, sys_.store, self.rng.choice(live), "chaos")
+                inspect.request_close(sys_.client, sys_.store, live[int(pick * len(live))], "chaos")
                 self.report.operator["close"] += 1
 
     # --- the run ---
@@ -324,7 +332,8 @@ class Chaos:
         """The invariants the reconciler restores in time (sizes, states, stops)."""
         positions = self.system.positions()
         return [*check_positions_match(self.system, positions), *check_no_transient(positions),
-                *check_protective_stops(self.system, positions)]  # fmt: skip
+                *check_protective_stops(self.system, positions),
+                *check_no_orphan_stops(self.system, positions)]  # fmt: skip
 
     def check(self) -> list[str]:
         sys_ = self.system
@@ -340,6 +349,7 @@ class Chaos:
             *check_one_order_per_client_id(sys_, fills),
             *check_no_transient(positions),
             *check_protective_stops(sys_, positions),
+            *check_no_orphan_stops(sys_, positions),
             *check_pnl(positions, fills),
             *(f"{p.id}: {problem}" for p in positions for problem in sys_.store.check_consistency(p.id)),
             *self.poison.check(),
@@ -409,24 +419,54 @@ def check_protective_stops(system: System, positions: list[Position]) -> list[st
     return problems
 
 
+def stop_fill_owner(stop_id: str, side: str, ts_ms: int, entries: dict[tuple[str, str], int]) -> str:
+    """The position a protective stop's fill closed: of the positions on the side it closes, the one whose
+    entry filled last at or before it (positions on a symbol and side follow one another); the stop's own
+    when none is known. `entries`: (position id, side) -> its first entry fill's time."""
+    closes = "long" if side == "sell" else "short"
+    before = [(t, pid) for (pid, s), t in entries.items() if s == closes and t <= ts_ms]
+    return max(before)[1] if before else stop_id[:12]
+
+
+def is_stop_id(cid: str) -> bool:
+    return len(cid) > 12 and cid[12] == "s"
+
+
+def check_no_orphan_stops(system: System, positions: list[Position]) -> list[str]:
+    """Every live stop of ours at the venue protects a position that is not over."""
+    over = {p.id for p in positions if p.state == "closed"}
+    live = (_s(m) for m in system.client.smembers(f"{PAPER}:stops"))
+    return [f"stop {sid} live, its position closed" for sid in sorted(live) if sid[:12] in over]
+
+
 def check_pnl(positions: list[Position], fills: list[dict[str, str]]) -> list[str]:
     """Per position, Redis's realized PnL and fees against the venue's fills of its client ids (each id
-    starts with the position id: entries, harvests, closes and the protective stop's trigger). Fills
-    without a client id (liquidations) are summed apart and must be none."""
+    starts with the position id: entries, harvests, closes and the protective stop's trigger), a stop's
+    fill counting for the position it closed (`stop_fill_owner`). Fills without a client id
+    (liquidations) are summed apart and must be none."""
     pnl: dict[str, Decimal] = defaultdict(Decimal)
     fee: dict[str, Decimal] = defaultdict(Decimal)
     seen: dict[str, list[str]] = defaultdict(list)
     problems = []
+    entries: dict[tuple[str, str], int] = {}
+    for f in fills:
+        cid = f.get("cl_ord_id", "")
+        if len(cid) > 12 and cid[12] == "o":  # an entry
+            key = (cid[:12], "long" if f.get("side") == "buy" else "short")
+            entries[key] = min(entries.get(key, int(f["ts_ms"])), int(f["ts_ms"]))
     for f in fills:
         cid = f.get("cl_ord_id", "")
         if not cid:
             problems.append(f"fill without client id (liquidation?) {f}")
             continue
-        seen[cid[:12]].append(
+        pid = cid[:12]
+        if is_stop_id(cid):
+            pid = stop_fill_owner(cid, f.get("side", ""), int(f["ts_ms"]), entries)
+        seen[pid].append(
             f"{cid} ord {f.get('ord_id')} sz {f.get('sz')} pnl {f.get('pnl')} fee {f.get('fee')}"
         )
-        pnl[cid[:12]] += Decimal(f.get("pnl") or "0")
-        fee[cid[:12]] += Decimal(f.get("fee") or "0")
+        pnl[pid] += Decimal(f.get("pnl") or "0")
+        fee[pid] += Decimal(f.get("fee") or "0")
     known = {p.id for p in positions}
     problems += [f"fills of unknown position {pid}" for pid in sorted(set(pnl) - known)]
     for p in positions:

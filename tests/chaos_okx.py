@@ -33,7 +33,15 @@ import redis
 from feeds.replay import bar_ticks, read_bars, sample_path
 from scalper.embedded import LocalRedis
 from statemachines.position import Position
-from tests.chaos import SETTINGS, SYMBOL, Chaos, check_no_transient, size_mismatches
+from tests.chaos import (
+    SETTINGS,
+    SYMBOL,
+    Chaos,
+    check_no_transient,
+    is_stop_id,
+    size_mismatches,
+    stop_fill_owner,
+)
 from tests.fakeokx.engine import FAlgo, FOrder, FPos, PosKey
 from tests.fakeokx.thread import FakeThread
 from tests.system import System
@@ -338,11 +346,17 @@ def check_protective_stops(venue: Venue, positions: list[Position]) -> list[str]
 
 def check_pnl(venue: Venue, positions: list[Position]) -> list[str]:
     """Per position, Redis's realized PnL and fees against OKX's fills of its orders: those with its client
-    ids, and those its protective stop placed (they carry the stop's algoClOrdId)."""
+    ids, and those a protective stop placed (they carry the stop's algoClOrdId), which count for the
+    position they closed (tests/chaos.py `stop_fill_owner`)."""
     pnl: dict[str, Decimal] = defaultdict(Decimal)
     fee: dict[str, Decimal] = defaultdict(Decimal)
     seen: dict[str, list[str]] = defaultdict(list)
     problems = []
+    entries: dict[tuple[str, str], int] = {}
+    for o in venue.orders.values():
+        if o.acc_fill_sz > 0 and len(o.cl_ord_id) > 12 and o.cl_ord_id[12] == "o":
+            key = (o.cl_ord_id[:12], "long" if o.side == "buy" else "short")
+            entries[key] = min(entries.get(key, o.u_time), o.u_time)
     for o in venue.orders.values():
         if o.acc_fill_sz <= 0:
             continue
@@ -350,9 +364,10 @@ def check_pnl(venue: Venue, positions: list[Position]) -> list[str]:
         if not cid:
             problems.append(f"fill of an order without a client id {o.ord_id}")
             continue
-        pnl[cid[:12]] += o.pnl
-        fee[cid[:12]] += o.fee
-        seen[cid[:12]].append(f"{cid} sz {o.acc_fill_sz} pnl {o.pnl} fee {o.fee}")
+        pid = stop_fill_owner(cid, o.side, o.u_time, entries) if is_stop_id(cid) else cid[:12]
+        pnl[pid] += o.pnl
+        fee[pid] += o.fee
+        seen[pid].append(f"{cid} sz {o.acc_fill_sz} pnl {o.pnl} fee {o.fee}")
     known = {p.id for p in positions}
     problems += [f"fills of unknown position {pid}: {seen[pid]}" for pid in sorted(set(pnl) - known)]
     for p in positions:

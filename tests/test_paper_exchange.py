@@ -233,6 +233,61 @@ async def test_protective_stop_triggers_and_closes_reduce_only(ex: PaperExchange
     assert stop.algo_id != order.ord_id
 
 
+async def test_stop_fill_is_found_through_the_stop_and_stamped_by_the_venue_clock(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    now = [T0]
+    ex = make(fake_redis, clock=lambda: now[0])
+    await ex.on_quote(BTC, D(50000), D(50000), T0)
+    await ex.place_order(mkt("e1", BUY, "10"))
+    await ex.place_stop(BTC, "sl1", SELL, D("49000"), D(10))
+    assert await ex.stop_fill(BTC, "sl1") is None  # live: it placed nothing yet
+    assert await ex.stop_fill(BTC, "nosuch") is None
+    now[0] = T0 + 5
+    # A fast replay's quote is stamped hours ahead of the venue: what the quote triggers is stamped by
+    # the venue's clock, as the orders placed on request are.
+    await ex.on_quote(BTC, D(48900), D(48900), T0 + 7200)
+    fill = await ex.stop_fill(BTC, "sl1")
+    assert fill is not None and (fill.filled, fill.algo_cl_ord_id) == (D(10), "sl1")
+    assert fill.u_time_ms == int((T0 + 5) * 1000) == int(ex.fills()[-1]["ts_ms"])
+    assert ex.state.stop("sl1").order_ids == (fill.ord_id,)  # type: ignore[union-attr]
+    # A pending order that already had the stop's id: the stop's order goes by another id, still found.
+    await ex.place_order(mkt("e2", BUY, "10"))
+    await ex.place_order(lmt("sl2", SELL, "1", "60000", reduce_only=True))
+    await ex.place_stop(BTC, "sl2", SELL, D("48000"), D(10))
+    await ex.on_quote(BTC, D(47900), D(47900), T0 + 7300)
+    fill = await ex.stop_fill(BTC, "sl2")
+    assert fill is not None and fill.cl_ord_id.startswith("algo") and fill.algo_cl_ord_id == "sl2"
+    assert fill.filled == D(10) and (await ex.get_order(BTC, "sl2")).state == OrderState.LIVE  # type: ignore[union-attr]
+
+
+async def test_a_late_request_is_carried_out_when_its_time_comes(fake_redis: fakeredis.FakeRedis) -> None:
+    """The "late" fault: the caller sees an unknown outcome at once, everything else is served meanwhile,
+    and the request is carried out at the venue's first quote (or land_held) after its time."""
+    now = [T0]
+    ex = make(fake_redis, clock=lambda: now[0])
+    await ex.on_quote(BTC, D(50000), D(50000), T0)
+    await ex.place_order(mkt("e1", BUY, "10"))
+    ex.inject("late", op="place_stop", seconds=2)
+    with pytest.raises(OutcomeUnknown):
+        await ex.place_stop(BTC, "sl1", SELL, D("49000"), D(10))
+    await ex.place_order(mkt("x1", SELL, "10", reduce_only=True))  # served while the stop is held
+    assert await ex.positions() == [] and await ex.stops() == []
+    now[0] = T0 + 1.9
+    await ex.on_quote(BTC, D(50000), D(50000), now[0])
+    assert await ex.stops() == []
+    now[0] = T0 + 2
+    assert await ex.land_held() == 1
+    [stop] = await ex.stops()
+    assert (stop.algo_cl_ord_id, stop.state) == ("sl1", "live")  # its position is long gone
+    ex.inject("late", op="place_stop", seconds=1)
+    with pytest.raises(OutcomeUnknown):
+        await ex.place_stop(BTC, "sl1", SELL, D("49000"), D(10))  # a duplicate: refused when it lands
+    now[0] = T0 + 3
+    await ex.on_quote(BTC, D(50000), D(50000), now[0])
+    assert [s.algo_cl_ord_id for s in await ex.stops()] == ["sl1"]
+
+
 async def test_stop_larger_than_the_position_never_flips_it(ex: PaperExchange) -> None:
     await ex.place_order(mkt("e2", BUY, "10"))
     await ex.place_stop(BTC, "sl2", SELL, D("49000"), D(10))

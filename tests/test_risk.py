@@ -186,6 +186,18 @@ def test_one_position_per_symbol() -> None:
     assert code(ctx(open_positions=2, open_positions_symbol=1), allowed) is None
 
 
+def test_earlier_stop_live() -> None:
+    """A stop of an earlier position on the symbol, not yet confirmed gone, holds the entry: it could close
+    the new position. It is not a position, so allowing several positions per symbol does not lift it."""
+    stop = "mxd50wbekd0rs1"
+    assert code(ctx(earlier_stops=(stop,))) == "earlier_stop_live"
+    assert code(ctx(earlier_stops=())) is None
+    several = RiskSettings(one_position_per_symbol=False)
+    assert code(ctx(earlier_stops=(stop,)), several) == "earlier_stop_live"
+    refusal = check_entry(ctx(earlier_stops=(stop, "mxd50x4s7wzds1")), RISK)
+    assert refusal is not None and stop in refusal.message and "mxd50x4s7wzds1" in refusal.message
+
+
 def test_size_boundary() -> None:
     assert code(ctx(size=D("0.01"))) is None  # exactly minSz
     assert code(ctx(size=D("0.009"))) == "size_below_min"
@@ -273,6 +285,7 @@ BREAKERS: list[tuple[str, dict[str, Any]]] = [
     ("stale_price", {"price_ts": NOW - 60.0}),
     ("max_positions", {"open_positions": 5}),
     ("one_per_symbol", {"open_positions_symbol": 1}),
+    ("earlier_stop_live", {"earlier_stops": ("mxd50wbekd0rs1",)}),
     ("size_below_min", {"size": D("0.001")}),
     ("size_not_lot", {"size": D("1.005")}),
     ("max_notional", {"size": D("10.01")}),

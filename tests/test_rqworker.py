@@ -4,6 +4,7 @@ and a killed worker's job is still found by RQ's registry cleanup. Real redis-se
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -146,6 +147,29 @@ def test_a_failing_job_is_retried_with_back_off_then_failed(
     assert job.get_status() == JobStatus.FAILED
     assert job.id in FailedJobRegistry("orders", connection=client).get_job_ids()
     assert "exchange busy" in (job.latest_result().exc_string or "")  # type: ignore[union-attr]
+
+
+def wait_for_a_stop() -> None:
+    from workers.protection import StopOutcomePending
+
+    raise StopOutcomePending("stop abc123abc123s1 not at the exchange yet; sent 0.4s ago")
+
+
+def test_a_job_waiting_for_a_stop_is_retried_and_logged_in_one_line(
+    real_redis: RealRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The unprotect job's wait for a stop that may still land (workers/protection.py) is no error: RQ
+    retries it as any failed job, and the worker says so in one line, with no traceback."""
+    caplog.set_level(logging.INFO)
+    queue = Queue("orders", connection=real_redis.client)
+    job = queue.enqueue("tests.test_rqworker.wait_for_a_stop", job_id="unprotect-abc123abc123s1",
+                        retry=Retry(max=2, interval=[60, 120]))  # fmt: skip
+    OrderWorker([queue], connection=real_redis.client).work(burst=True, logging_level="INFO")
+    job.refresh()
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == 1
+    lines = [r.getMessage() for r in caplog.records if job.id in r.getMessage()]
+    assert any("waits: stop abc123abc123s1 not at the exchange yet" in line for line in lines), lines
+    assert not any("Traceback" in line or "exception raised" in line for line in lines), lines
 
 
 WORKER = """

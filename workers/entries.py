@@ -20,6 +20,7 @@ from statemachines import risk
 from statemachines.intents import open_intent
 from statemachines.position import Position, Side, new_position_id
 from statemachines.strategy import ScalpingStrategy, Strategy
+from workers.protection import earlier_stops
 from workers.riskstate import RiskState
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class StrategyEntries:
             stop_distance_pct=risk.stop_distance_pct(side, ind.price, ind.atr, cfg.exits),
             liq_price=risk.estimate_liq_price(side, price, cfg.risk.leverage),
             fee_rate=self.settings.exchange.taker_fee,
+            earlier_stops=earlier_stops(snap.stops, (p.id for p in live)),
         )  # fmt: skip
         refusal = risk.check_entry(ctx, cfg.risk)
         if refusal is not None:

@@ -7,14 +7,21 @@ A send whose outcome is unknown (timeout) is queried by client order id before a
 the query cannot tell either, the job fails and RQ retries it later, which starts again with the query. So
 a job can run any number of times and the exchange sees at most one order per id. Whatever the job learns
 about its order is published to the engine's event stream.
+
+A protective stop belongs to its position (workers/protection.py): it is recorded before it is sent, and
+only while its position is live; once placed, the position is read again, and a stop that landed after its
+position closed is cancelled at once. The job that cancels a closed position's stop, finding none while its
+placement may still land, fails and is retried (RQ) until the stop is known placed (and is cancelled) or
+known never placed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +52,7 @@ from statemachines.lifecycle import State
 from statemachines.position import Position
 from statemachines.store import PositionNotFound, PositionStore
 from workers.events import EventBus, position_fields
+from workers.protection import StopRecord, retire
 from workers.relay import JOB
 
 log = logging.getLogger("scalper.worker")
@@ -59,6 +67,11 @@ class WorkerContext:
     bus: EventBus
     loop: asyncio.AbstractEventLoop
     instruments: dict[str, Instrument]
+    wall: Callable[[], float] = field(default=time.time)  # as the engine's: when a stop request was sent
+
+    @property
+    def stops(self) -> StopRecord:
+        return StopRecord(self.client, self.store.keys)
 
 
 _CTX: WorkerContext | None = None
@@ -121,9 +134,7 @@ async def execute(
     ex = ctx.exchange
     action = intent.action
     if action is IntentAction.PROTECT:  # after the entry fills, and again after a harvest or a resync
-        if pos.state == State.CLOSED or pos.size <= 0:
-            return f"skip: position is {pos.state}"  # it closed before its stop could be placed
-        return await _protect(ctx, intent, pos.size)
+        return await _protect(ctx, intent, pos)
     if action is IntentAction.UNPROTECT:
         return await _unprotect(ctx, intent)
     # Superseded intents do nothing: the position moved on (a later attempt, or it is over).
@@ -223,39 +234,55 @@ def _refused(intent: OrderIntent, side: OrderSide) -> Order:
                  state=OrderState.CANCELED, size=Decimal(0), reduce_only=reduce_only)  # fmt: skip
 
 
-async def _protect(ctx: WorkerContext, intent: OrderIntent, size: Decimal) -> str:
+async def _protect(ctx: WorkerContext, intent: OrderIntent, pos: Position) -> str:
     """Place the position's protective stop, or, when it is live already, size it to what the position
-    holds now (after a partial close it would cover more than is held)."""
-    ex = ctx.exchange
-    inst = ctx.instruments[intent.symbol]
-    live = [s for s in await ex.stops() if s.algo_cl_ord_id == intent.cl_ord_id and s.state == "live"]
+    holds now (after a partial close it would cover more than is held). Recorded before it is sent, and only
+    while its position is live; once placed, the position is read again (`_unless_over`)."""
+    ex, stops, symbol, stop_id = ctx.exchange, ctx.stops, intent.symbol, intent.cl_ord_id
+    if pos.state == State.CLOSED or pos.size <= 0:
+        # Over before its stop was placed; an earlier run of this job may have sent it all the same.
+        done = await retire(ex, stops, symbol, stop_id, ctx.wall())
+        return f"skip: position is {pos.state}" if done == "no protective stop" else done
+    inst = ctx.instruments[symbol]
+    live = [s for s in await ex.stops() if s.algo_cl_ord_id == stop_id and s.state == "live"]
     if live:
-        held = inst.round_size(size)
+        stops.placed(symbol, stop_id)
+        held = inst.round_size(pos.size)
         if held <= 0 or live[0].size == held:
-            return "exists: protective stop"
+            return await _unless_over(ctx, intent, "exists: protective stop")
         try:
-            await ex.resize_stop(intent.symbol, intent.cl_ord_id, held)
+            await ex.resize_stop(symbol, stop_id, held)
         except OrderNotFound:  # triggered or cancelled since the read: the reconciler settles what it did
             return "protective stop gone"
-        return f"protective stop resized to {held}"
+        return await _unless_over(ctx, intent, f"protective stop resized to {held}")
+    if not stops.announce(symbol, stop_id, intent.position_id, ctx.wall()):
+        # Closed since the job loaded it: nothing sent by this run.
+        done = await retire(ex, stops, symbol, stop_id, ctx.wall())
+        return "skip: position is closed" if done == "no protective stop" else done
     trigger = inst.round_price(Decimal(repr(intent.stop_px)))
     try:
-        await ex.place_stop(intent.symbol, intent.cl_ord_id, OrderSide(intent.order_side), trigger, size,
+        await ex.place_stop(symbol, stop_id, OrderSide(intent.order_side), trigger, pos.size,
                             _pos_side(ctx, intent))  # fmt: skip
     except OutcomeUnknown:
-        if not any(s.algo_cl_ord_id == intent.cl_ord_id for s in await ex.stops()):
+        if not any(s.algo_cl_ord_id == stop_id for s in await ex.stops()):
+            stops.unanswered(symbol, stop_id, ctx.wall())  # until it lands or LAND_S passes: unknown
             raise
-    return f"protective stop at {trigger}"
+    except DuplicateClientId:
+        pass  # an earlier request for it landed meanwhile: it is there
+    stops.placed(symbol, stop_id)
+    return await _unless_over(ctx, intent, f"protective stop at {trigger}")
+
+
+async def _unless_over(ctx: WorkerContext, intent: OrderIntent, placed: str) -> str:
+    """The stop is at the exchange: if its position closed meanwhile (its unprotect job may have looked
+    before the stop was there), it is cancelled now rather than left to close the symbol's next position."""
+    pos = ctx.store.load(intent.position_id, intent.symbol)
+    if pos.state != State.CLOSED:
+        return placed
+    done = await retire(ctx.exchange, ctx.stops, intent.symbol, intent.cl_ord_id, ctx.wall())
+    return f"{placed}, after its position closed: {done}"
 
 
 async def _unprotect(ctx: WorkerContext, intent: OrderIntent) -> str:
-    ex = ctx.exchange
-    if not any(s.algo_cl_ord_id == intent.cl_ord_id and s.state == "live" for s in await ex.stops()):
-        return "no live protective stop"
-    try:
-        await ex.cancel_stop(intent.symbol, intent.cl_ord_id)
-    except OrderNotFound:
-        # Gone since the read: the reconciler cancelled it as an orphan, or the venue with the position.
-        # What this job is for holds; failing would only queue a retry ahead of other orders.
-        return "protective stop already gone"
-    return "protective stop cancelled"
+    """Raises StopOutcomePending (RQ retries the job) while the stop's placement may still land."""
+    return await retire(ctx.exchange, ctx.stops, intent.symbol, intent.cl_ord_id, ctx.wall())

@@ -6,6 +6,11 @@ so it is logged in the position's stream with its reason. Fail closed: if the ex
 nothing is closed or forgotten, `{prefix}:exchange` says `unknown`, and no entry is taken until a later
 pass reads it again. Exchange positions the bot does not know are adopted (with fresh stops), closed
 (adopted, then sent through `closing`: there is one close path), or ignored, by configuration.
+
+Protective stops: every pass cancels the live ones whose positions are over, and forgets from the record of
+stops not yet confirmed gone (workers/protection.py) those that are gone, which reopens entries on their
+symbol. A position that is over counts a stop's fill as its own when it was the one the stop closed
+(workers/attribution.py), whosever stop it was.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from exchanges.base import (
 from statemachines.intents import IntentAction, client_order_id, parse_client_order_id, unprotect_intent
 from statemachines.lifecycle import State
 from statemachines.position import Position, Side, new_position_id
-from workers import settlement
+from workers import attribution, settlement
+from workers.protection import StopRecord, may_land, stop_position
 from workers.relay import job_in_flight
 
 if TYPE_CHECKING:
@@ -52,6 +58,7 @@ class Report:
     corrections: list[tuple[str, str, str]] = field(default_factory=list)  # (position id, trigger, reason)
     adopted: list[str] = field(default_factory=list)
     cancelled_stops: list[str] = field(default_factory=list)
+    stops_gone: list[str] = field(default_factory=list)  # confirmed gone: forgotten from the stop record
 
 
 def entry_attempt(entries: list[Order]) -> int:
@@ -224,11 +231,10 @@ class Reconciler:
                     break
                 orders.append(order)
                 notes.append(f"{action.value} attempt {attempt} unrecorded, filled {order.filled}")
-        stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
-        if stop is not None and stop.filled > 0:
-            orders.append(stop)
-            notes.insert(0, "protective stop filled")
         found = [o for o in orders if o is not None]
+        stop_fills, stop_notes = self._stop_fills(pos, found)
+        found += stop_fills
+        notes = stop_notes + notes
         pnl, fee = sum((o.pnl for o in found), Decimal(0)), fees(found)
         recorded = (pos.realized_pnl + (st.kwargs.get("pnl") or 0), pos.fees + (st.kwargs.get("fee") or 0))
         if (pnl, fee) == recorded:
@@ -236,6 +242,32 @@ class Reconciler:
         notes = notes or ["fills its record missed"]
         kwargs = {**st.kwargs, "pnl": pnl - pos.realized_pnl, "fee": fee - pos.fees}
         return settlement.Settlement(st.trigger, f"{st.reason} ({'; '.join(notes)})", kwargs)
+
+    def _stop_fills(self, pos: Position, own: list[Order]) -> tuple[list[Order], list[str]]:
+        """The protective stops' fills that closed this position, with a note for each: its own stop's,
+        unless a later position had opened when it filled (then it closed that one); and those of earlier
+        positions' stops that outlived them and filled during its life. The exchange's recent orders are
+        read only when a stop of ours may have closed some of it."""
+        stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
+        own_stop = stop if stop is not None and stop.filled > 0 else None
+        side = pos.side.value
+        entries = attribution.entry_times(own, side)
+        if not entries:  # adopted: no entry of ours, so no start to its life; its own stop is its own
+            return ([own_stop], ["protective stop filled"]) if own_stop else ([], [])
+        if own_stop is None and attribution.closed_by_itself(own, side):
+            return [], []
+        recent = self._run(self.exchange.recent_orders(pos.symbol))
+        entries = attribution.entry_times(recent, side) | entries
+        fills, notes = [], []
+        if own_stop is not None and attribution.owner(own_stop, entries) == pos.id:
+            fills.append(own_stop)
+            notes.append("protective stop filled")
+        elif own_stop is not None:
+            notes.append("its protective stop filled after a later position opened: that one's")
+        for order in attribution.stop_fills_of(pos.id, side, recent, entries):
+            fills.append(order)
+            notes.append(f"protective stop {attribution.stop_of(order)} of an earlier position filled")
+        return fills, notes
 
     def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
         """An exchange position no bot position accounts for (manual trade, lost state)."""
@@ -346,23 +378,50 @@ class Reconciler:
                 report.corrections.append((pid, "restored", "record lost; flat at the exchange"))
 
     def _orphan_stops(self, engine: Engine, report: Report) -> None:
-        """Protective stops whose position is over: cancel them (an orphaned stop could open a position)."""
+        """Protective stops whose position is over: cancel the live ones (an orphaned stop could close the
+        symbol's next position), and forget those confirmed gone (entries on the symbol wait for them)."""
+        record = StopRecord(engine.client, engine.keys)
+        recorded = record.all(engine.book)  # read before the exchange: its answer is no older than this
         try:
             stops = self._run(self.exchange.stops())
         except _READ_ERRORS:
             return
         live = {p.id for p in engine.live_positions() if p.state != State.CLOSED}
+        live_stops = set()
         for stop in stops:
             cid = parse_client_order_id(stop.algo_cl_ord_id)
             if cid is None or cid.action is not IntentAction.PROTECT:
                 continue  # not placed by the bot (a stop the user set by hand): never ours to cancel
-            if stop.state == "live" and stop.inst_id in engine.book and cid.position_id not in live:
+            if stop.state != "live":
+                continue
+            live_stops.add(stop.algo_cl_ord_id)
+            if engine.symbol_quarantined(stop.inst_id):
+                continue  # a position there cannot be read: this may be its stop, the one thing it has left
+            if stop.inst_id in engine.book and cid.position_id not in live:
                 report.cancelled_stops.append(stop.algo_cl_ord_id)
                 if not self.dry_run:
                     try:
                         self._run(self.exchange.cancel_stop(stop.inst_id, stop.algo_cl_ord_id))
                     except _READ_ERRORS as err:
                         log.warning("cancel orphan stop %s failed: %s", stop.algo_cl_ord_id, err)
+                    else:
+                        record.forget(stop.inst_id, stop.algo_cl_ord_id)
+                        report.stops_gone.append(stop.algo_cl_ord_id)
+        self._forget_gone_stops(engine, record, recorded, live, live_stops, report)
+
+    def _forget_gone_stops(self, engine: Engine, record: StopRecord, recorded: dict[str, dict[str, str]],
+                           live: set[str], live_stops: set[str], report: Report) -> None:  # fmt: skip
+        """Recorded stops of positions that are over, not live at the exchange (read after the record), and
+        no longer able to land: gone, whether they were cancelled, triggered or never placed."""
+        now = engine.wall()
+        for symbol, stops in recorded.items():
+            if engine.symbol_quarantined(symbol):
+                continue  # as above: nothing there is known to be over
+            for stop_id, value in stops.items():
+                if stop_position(stop_id) in live or stop_id in live_stops or may_land(value, now):
+                    continue
+                if not self.dry_run and record.forget(symbol, stop_id, if_still=value):
+                    report.stops_gone.append(stop_id)
 
     def _mark(self, engine: Engine, report: Report) -> None:
         if self.dry_run:

@@ -12,6 +12,9 @@ string, survives a restart of the bot, and feeds the entry gates (statemachines/
     {prefix}:{SYMBOL}:risk:ids:YYYYMMDD   SET     position ids counted in the symbol's streak that day
     {prefix}:risk:last_order              STRING  time (epoch seconds) of the last order sent, any symbol
 
+The snapshot also reads the symbol's protective stops not yet confirmed gone ({prefix}:{SYMBOL}:stops,
+written by workers/protection.py), for the `earlier_stop_live` gate.
+
 The braces are Redis Cluster hash tags, as in statemachines/keys.py: a day's hash and its id set share a
 slot, and so do a symbol's keys. Day keys and id sets expire `DAY_TTL_S` after their last write.
 
@@ -38,6 +41,7 @@ import redis
 from config.settings import RiskSettings, Settings
 from statemachines.keys import DEFAULT_PREFIX, Keys
 from statemachines.ledger import utc_day  # the daily loss limit resets at 00:00 UTC, as the ledger's day
+from workers.protection import StopRecord
 
 DAY_TTL_S = 3 * 86_400  # today, yesterday and one more for a person looking back
 
@@ -55,6 +59,7 @@ class RiskSnapshot:
     loss_streak: int
     cooldown_until: float  # 0 = never set
     last_order_ts: float  # 0 = never
+    stops: frozenset[str] = frozenset()  # the symbol's protective stops not yet confirmed gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +209,14 @@ class RiskState:
         pipe.hget(self.day_key(utc_day(now)), "pnl")
         pipe.hmget(self.symbol_key(symbol), "loss_streak", "cooldown_until")
         pipe.get(self.last_order_key())
-        pnl_raw, (streak_raw, until_raw), last_raw = pipe.execute()
+        StopRecord(self.client, self.keys).queue_ids(pipe, symbol)
+        pnl_raw, (streak_raw, until_raw), last_raw, stops_raw = pipe.execute()
         return RiskSnapshot(
             daily_pnl=Decimal(_s(pnl_raw)) if pnl_raw is not None else Decimal(0),
             loss_streak=int(_s(streak_raw)) if streak_raw is not None else 0,
             cooldown_until=float(_s(until_raw)) if until_raw is not None else 0.0,
             last_order_ts=float(_s(last_raw)) if last_raw is not None else 0.0,
+            stops=StopRecord.decode_ids(stops_raw),
         )
 
     def day(self, ts: float) -> DayStats:

@@ -49,6 +49,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from config.settings import RedisSettings
+from workers.protection import StopOutcomePending
 from workers.redis_trouble import Outage, diagnose, transient
 
 log = logging.getLogger("scalper.worker")
@@ -132,6 +133,14 @@ class OrderWorker(SimpleWorker):
         # would replace redis.socket_timeout_s (a black-holed Redis found later). A second over the wait is
         # enough for BLMOVE's reply; run_worker keeps the wait below the socket timeout.
         return self.dequeue_timeout + 1
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """A protective stop that may still land is a wait, not an error: one line, no traceback. RQ's
+        retry of the job goes on as for any failure (workers/protection.py)."""
+        if isinstance(exc_info[1], StopOutcomePending) and not self._exc_handlers:
+            self.log.info("Worker %s: job %s waits: %s", self.name, job.id, exc_info[1])
+            return
+        super().handle_exception(job, *exc_info)
 
     def request_stop(self, signum: Any = None, frame: Any = None) -> None:
         # RQ's SIGTERM/SIGINT handler. Idle, it raises StopRequested without setting _stop_requested.

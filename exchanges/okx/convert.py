@@ -157,6 +157,7 @@ def to_order(rec: OrderRec) -> Order:
         fee=rec.fee if rec.fee is not None else _ZERO,
         pnl=rec.pnl if rec.pnl is not None else _ZERO,
         u_time_ms=rec.u_time,
+        algo_cl_ord_id=rec.algo_cl_ord_id,
     )
 
 

@@ -161,6 +161,7 @@ class OrderRec(Wire):  # GET /api/v5/trade/order, orders-pending/-history, WS "o
     msg: str = ""
     tgt_ccy: str = ""
     c_time: OptInt = None
+    algo_cl_ord_id: str = ""  # set on an order a triggered algo (our protective stop) placed
 
 
 @wire

@@ -10,6 +10,7 @@ matching.py fills, triggers, liquidates and marks; faults.py plays injected faul
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
@@ -42,6 +43,8 @@ from exchanges.paper.faults import Fault, FaultPlan, faulty
 from exchanges.paper.ledger import check_id, check_px, check_size, closing_only
 from exchanges.paper.matching import Matcher
 from exchanges.paper.state import OrderRec, PaperState, pos_key
+
+log = logging.getLogger("scalper.paper")
 
 
 class PaperExchange:
@@ -94,12 +97,28 @@ class PaperExchange:
     # --- feed ---
 
     async def on_quote(self, inst_id: str, bid: Decimal, ask: Decimal, ts: float) -> None:
-        """A new best bid/ask: fill crossed orders, trigger crossed stops, then liquidate, in that order."""
+        """A new best bid/ask: requests held up on their way land first (an injected "late" fault); then
+        crossed orders fill, crossed stops trigger, and positions are liquidated, in that order. What it
+        executes is stamped with the venue's clock, as orders placed on request are: `ts` is the market
+        data's time, which a fast replay runs hours ahead of it."""
         inst = self._inst(inst_id)
         if not 0 < bid <= ask:
             raise ValueError(f"bad quote {bid}/{ask} for {inst_id}")
+        await self.land_held()
         self.quotes[inst_id] = (bid, ask, ts)
-        self.matcher.on_quote(inst, bid, ask, int(ts * 1000))
+        self.matcher.on_quote(inst, bid, ask, self._now_ms())
+
+    async def land_held(self) -> int:
+        """Carry out the requests an injected "late" fault held up whose time has come; their callers are
+        long gone, so an error is only logged, as a venue would reject a request nobody waits for."""
+        landed = 0
+        for call in self.faults.landing(self.clock()):
+            try:
+                await call()
+                landed += 1
+            except (ExchangeError, ValueError) as err:
+                log.info("paper: a late request was refused: %s", err)
+        return landed
 
     # --- reads ---
 
@@ -127,8 +146,19 @@ class PaperExchange:
         rec = self.state.order(cl_ord_id)
         return rec.order if rec is not None and rec.order.inst_id == inst_id else None
 
+    @faulty("stop_fill")
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
-        return await self.get_order(inst_id, algo_cl_ord_id)  # its trigger's fills carry the stop's id
+        """The order the stop placed when it triggered (as OKX: found through the stop, whose `order_ids`
+        name it), or None when it placed none. The order carries the stop's id as its client id unless a
+        pending order had that id, and as its `algo_cl_ord_id` always."""
+        stop = self.state.stop(algo_cl_ord_id)
+        if stop is None or stop.inst_id != inst_id or not stop.order_ids:
+            return None
+        for cl in (algo_cl_ord_id, f"algo{stop.algo_id}"):
+            rec = self.state.order(cl)
+            if rec is not None and rec.order.ord_id in stop.order_ids:
+                return rec.order
+        return None
 
     @faulty("stops")
     async def stops(self) -> list[StopOrder]:

@@ -2,6 +2,7 @@
 
     ex.inject("timeout", op="place_order")   # the next place_order is carried out, then OutcomeUnknown
     ex.inject("read_fail", count=3)          # the next 3 reads (any of READ_OPS) raise ExchangeUnavailable
+    ex.inject("late", op="place_stop", seconds=2)  # OutcomeUnknown now; the stop is placed 2 s later
 
 `faulty(op)` wraps each PaperExchange method; `FaultPlan` is what `inject` adds to.
 """
@@ -17,7 +18,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.paper.ledger import venue_error
 
-READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order", "recent_orders")
+READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order", "recent_orders", "stop_fill")
 ORDER_OPS = ("place_order", "close_position")  # what a fault hits when it names no op: any order request
 
 
@@ -34,6 +35,10 @@ class Fault:
                      the request is lost, then OutcomeUnknown. On a read: ExchangeUnavailable
          "delay"     await asyncio.sleep(`seconds`, default 0.05) before the call is served
          "read_fail" raise ExchangeUnavailable (default ops: every read)
+         "late"      the request is held up on its way: OutcomeUnknown now (its reply is lost), and the venue
+                     carries it out `seconds` (default 1) later by its clock, at its next quote or
+                     `land_held()`, as OKX may execute a request whose reply timed out. Meanwhile the
+                     venue serves everything else
     """
 
     kind: str
@@ -43,10 +48,11 @@ class Fault:
 
 
 class FaultPlan:
-    KINDS = ("partial", "reject", "timeout", "delay", "read_fail")
+    KINDS = ("partial", "reject", "timeout", "delay", "read_fail", "late")
 
     def __init__(self) -> None:
         self.faults: list[Fault] = []
+        self.held: list[tuple[float, Callable[[], Awaitable[Any]]]] = []  # "late" requests: (due, call)
 
     def add(self, kind: str, count: int = 1, op: str | tuple[str, ...] | None = None, **params: Any) -> Fault:
         if kind not in self.KINDS:
@@ -66,8 +72,18 @@ class FaultPlan:
         self.faults = [f for f in self.faults if f.count > 0]
         return hit
 
+    def hold(self, due: float, call: Callable[[], Awaitable[Any]]) -> None:
+        self.held.append((due, call))
+
+    def landing(self, now: float) -> list[Callable[[], Awaitable[Any]]]:
+        """The held requests due by `now`, in the order they arrived; they leave the plan."""
+        due = [call for at, call in self.held if at <= now]
+        self.held = [(at, call) for at, call in self.held if at > now]
+        return due
+
     def clear(self) -> None:
         self.faults.clear()
+        self.held.clear()
 
 
 class Faulty(Protocol):
@@ -75,6 +91,7 @@ class Faulty(Protocol):
 
     faults: FaultPlan
     _partial: Fault | None
+    clock: Callable[[], float]
 
 
 V = TypeVar("V", bound=Faulty)
@@ -102,6 +119,10 @@ def faulty(op: str) -> Callable[[Method[V, P, T]], Method[V, P, T]]:
                     raise venue_error(code, msg)
                 if f.kind == "timeout" and not f.params.get("executed", True):
                     raise OutcomeUnknown(f"injected timeout on {op} (request lost)")
+                if f.kind == "late":
+                    seconds = float(f.params.get("seconds", 1.0))
+                    self.faults.hold(self.clock() + seconds, functools.partial(fn, self, *args, **kwargs))
+                    raise OutcomeUnknown(f"injected late {op}: carried out {seconds}s from now")
             self._partial = next((f for f in faults if f.kind == "partial"), None)
             try:
                 result = await fn(self, *args, **kwargs)

@@ -181,9 +181,11 @@ class Matcher:
             reduce_only=True,
             pos_side=stop.pos_side,
             u_time_ms=ts_ms,
+            algo_cl_ord_id=stop.algo_cl_ord_id,
         )
         rec = OrderRec(order=order, c_time_ms=ts_ms)
-        ex.state.txn().stop(replace(stop, state="effective")).order(rec).commit()
+        effective = replace(stop, state="effective", order_ids=(order.ord_id,))  # OKX's ordIdList
+        ex.state.txn().stop(effective).order(rec).commit()
         self.hub.emit(EventKind.ORDER, ts_ms, orders=(order,), extra={"algo_cl_ord_id": stop.algo_cl_ord_id})
         bid, ask, _ = ex.quotes[stop.inst_id]
         self.fill(rec, *(self.price(order, bid, ask, placing=True) or (bid, True)), ts_ms)

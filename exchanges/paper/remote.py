@@ -49,10 +49,10 @@ RESULTS: dict[str, Any] = {
     "cancel_order": None,
     "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "resize_stop": StopOrder,
     "cancel_stop": None,
-    "stops": list[StopOrder], "recent_orders": list[Order],
+    "stops": list[StopOrder], "recent_orders": list[Order], "stop_fill": Order | None,
 }  # fmt: skip
 READS = frozenset({"instruments", "balance", "positions", "pending_orders", "get_order", "stops",
-                   "recent_orders"})  # fmt: skip
+                   "recent_orders", "stop_fill"})  # fmt: skip
 _ERRORS = {
     cls.__name__: cls for cls in vars(base).values() if isinstance(cls, type) and issubclass(cls, Exception)
 }
@@ -127,6 +127,8 @@ class PaperVenue:
         pipe.xread(streams, count=500, block=block_ms or None)
         faults, reply = pipe.execute()
         self._take_faults(faults or [])
+        if await self.exchange.land_held():  # requests an injected "late" fault held up
+            self._publish_events()
         for key, entries in reply or []:
             key = _s(key)
             if key == _requests(self.keys):
@@ -352,7 +354,7 @@ class PaperClient:
         return await self._call("recent_orders", inst_id=inst_id)
 
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
-        return await self._call("get_order", inst_id=inst_id, cl_ord_id=algo_cl_ord_id)  # its stop's fills
+        return await self._call("stop_fill", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)
 
     async def cancel_order(self, inst_id: str, cl_ord_id: str) -> None:
         await self._call("cancel_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
