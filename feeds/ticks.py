@@ -51,10 +51,15 @@ class TickWriter:
         return n
 
     def last_ts(self, symbol: str) -> float:
-        """Time of the newest tick or history candle, 0 if none (a replay restart continues after it)."""
+        """Time of the newest tick or history candle, 0 if none (a replay restart continues after it). A
+        record that cannot be parsed is the engine's to quarantine: it is skipped here, never a crash of the
+        feed (the seeded chaos pass found one crash-looping it)."""
         latest = 0.0
         for key in (self.keys.ticks(symbol), self.keys.history(symbol)):
-            last = self.client.xrevrange(key, count=1)
-            if last:
-                latest = max(latest, float(last[0][1][b"ts"]))
+            for _, fields in self.client.xrevrange(key, count=100):
+                with contextlib.suppress(KeyError, ValueError):
+                    ts = float(fields[b"ts"])
+                    if 0 < ts < float("inf"):
+                        latest = max(latest, ts)
+                        break
         return latest

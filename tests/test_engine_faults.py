@@ -15,6 +15,7 @@ from decimal import Decimal as D
 import pytest
 import redis
 
+from feeds.ticks import TickWriter
 from scalper import inspect
 from scalper.embedded import LocalRedis
 from statemachines.intents import IntentAction, client_order_id
@@ -417,3 +418,13 @@ def test_a_tick_through_the_stop_is_decided_while_the_exchange_is_still_answerin
     finally:
         release.set()
         engine.stop()
+
+
+def test_a_feed_starting_again_passes_over_records_it_cannot_parse(kit: Kit) -> None:
+    """Seeded chaos: a poison history candle (ts "abc") crash-looped every feed restart."""
+    writer = TickWriter(kit.client, kit.store.keys)
+    writer.history(BTC, [(1_700_000_000.0, 1.0, 1.0, 1.0, 1.0)])
+    kit.client.xadd(kit.store.keys.history(BTC), {"ts": "abc", "o": "1", "h": "1", "l": "1", "c": "1"})
+    kit.client.xadd(kit.store.keys.ticks(BTC), {"px": "50000"})
+    assert writer.last_ts(BTC) == 1_700_000_000.0
+    assert writer.history(BTC, [(1_700_000_060.0, 1.0, 1.0, 1.0, 1.0)]) == 1
