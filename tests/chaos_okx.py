@@ -99,6 +99,7 @@ class OkxChaos(Chaos):
         self.clock_skew = 0.0
         self._market = threading.Event()
         self._beat_paused = threading.Event()  # while Redis restarts: read what it kept before new beats
+        self._beat_ok = 0.0
         self._threads: list[threading.Thread] = []
 
     # --- processes: the live feed and the OKX account relay, on the fake's endpoints ---
@@ -141,8 +142,10 @@ class OkxChaos(Chaos):
         client = self.system.client
         while self._market.is_set():
             if not self._beat_paused.is_set():
-                with contextlib.suppress(redis.RedisError):  # Redis is down on purpose
-                    client.set(BEAT, repr(time.time()))
+                with contextlib.suppress(redis.RedisError):  # Redis is down (or full, or stalled) on purpose
+                    now = time.time()
+                    client.set(BEAT, repr(now))
+                    self._beat_ok = now  # the newest beat Redis took
             time.sleep(0.01)
 
     # --- faults ---
@@ -209,6 +212,9 @@ class OkxChaos(Chaos):
         0.2-1.0 s, and the copy is what the restarted server loads. The heartbeat that survived measures
         the window lost; the exchange (the fake) is ahead of Redis by whatever happened in it."""
         assert self.redis is not None
+        # Not in the middle of a stall or at the memory limit: the window the rewind loses is then measured
+        # by the heartbeat, which neither lets through.
+        self.redis_faults.end()
         if self.deal("redis", ("rewound",) * 4 + ("empty",)) == "empty":
             self.empty_redis()
             return
@@ -217,7 +223,9 @@ class OkxChaos(Chaos):
         time.sleep(self.rng.uniform(0.2, 1.0))
         self._beat_paused.set()
         time.sleep(0.02)  # a beat being written lands before the kill, not after the restart
-        killed_at = time.time()
+        # What Redis last took before the kill: not the kill's time, since at its memory limit or stalled it
+        # took no beat for a while, and those were never written to lose.
+        killed_at = self._beat_ok
         self.redis.kill()
         shutil.copyfile(self.redis.data_dir / "synced.aof", aof)
         time.sleep(self.rng.uniform(0.1, 0.5))

@@ -66,5 +66,6 @@ def test_kills_network_faults_and_redis_restarts_leave_every_invariant_intact(
     assert {"redis_oom", "redis_stall", "rest_slow_10s"} <= kinds, f"{seed}: {kinds}"
     assert any(k.startswith("poison_") for k in kinds) and chaos.emptied >= 1, f"{seed}: {report.summary()}"
     assert abs(chaos.clock_skew) >= 5, chaos.clock_skew
-    # Redis came back with at most the last second of writes lost (what appendfsync everysec allows).
-    assert 0 <= max(chaos.lost_windows) <= 1.1, chaos.lost_windows
+    # Redis came back with at most the writes appendfsync everysec may lose: its last second, or up to two
+    # more while a background fsync is slow and Redis postpones its writes (a busy disk, as under load here).
+    assert 0 <= max(chaos.lost_windows) <= 3.1, chaos.lost_windows
