@@ -80,11 +80,12 @@ def entry_filled(
         reason="fill",
         price=float(price),
         fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop, "fees": fee},
-        intent=protect_intent(pos, _catastrophe(pos, float(price), cfg)).to_fields(),
+        intent=protect_intent(pos, catastrophe_stop(pos, float(price), cfg)).to_fields(),
     )
 
 
-def _catastrophe(pos: Position, entry_price: float, cfg: SymbolConfig) -> float:
+def catastrophe_stop(pos: Position, entry_price: float, cfg: SymbolConfig) -> float:
+    """The exchange-side protective stop's trigger: `risk.protective_stop_pct` from the entry."""
     return entry_price * (1.0 - pos.sign * cfg.risk.protective_stop_pct / 100.0)
 
 
@@ -109,7 +110,7 @@ def harvest_filled(
         fields={"size": remaining, "trail_stop": level}
         | ({} if realized_pnl is None else {"realized_pnl": realized_pnl})
         | ({} if fees is None else {"fees": fees}),
-        intent=protect_intent(pos, _catastrophe(pos, float(pos.entry_price), cfg)).to_fields(),
+        intent=protect_intent(pos, catastrophe_stop(pos, float(pos.entry_price), cfg)).to_fields(),
     )
 
 
@@ -170,5 +171,5 @@ def resync_size(
 ) -> None:
     """Adopt the exchange's size, logged in the position's stream with the reason; the protective stop is
     sized to it (the protect job again)."""
-    intent = protect_intent(pos, _catastrophe(pos, float(pos.entry_price), cfg)).to_fields()
+    intent = protect_intent(pos, catastrophe_stop(pos, float(pos.entry_price), cfg)).to_fields()
     pm.fire(pos, "resync", reason=reason, fields={"size": size}, intent=intent)

@@ -34,7 +34,7 @@ from statemachines.snapshot import Action, Decision, MarketSnapshot
 from statemachines.store import PositionStore
 from workers.engine import Engine
 from workers.events import order_fields
-from workers.reconciler import Reconciler, Report
+from workers.reconciler import REPROTECT_AFTER_S, Reconciler, Report
 from workers.relay import QUEUE, RETRY, Relay
 
 if TYPE_CHECKING:
@@ -1024,3 +1024,20 @@ def test_a_harvest_whose_record_redis_lost_is_counted_when_the_position_is_over(
     assert got.state == "closed" and got.realized_pnl == harvest.pnl + close.pnl
     entry = world.order(cid(pos, IntentAction.OPEN))
     assert entry is not None and got.fees == entry.fee + harvest.fee + close.fee
+
+
+def test_a_position_whose_protect_job_was_lost_gets_its_stop_job_again(world: World) -> None:
+    """Seeded chaos (Redis at its memory limit while a worker died in the job): RQ could neither finish nor
+    retry the protect job, and the position stayed open with no stop at the exchange for good. A pass
+    hands the job over again once the position has been without its stop past REPROTECT_AFTER_S."""
+    naked = world.opened("long", "1")
+    guarded = world.opened("short", "1", inst=ETH, protect=True)
+    world.jobs_done()  # the protect jobs are gone, and nothing placed the long's stop
+    world.start(world.engine(symbols=[BTC, ETH]))
+    assert world.outbox(BTC) == []  # its job may still be on its way
+    world.clock.advance(REPROTECT_AFTER_S)
+    report = world.start(world.engine(symbols=[BTC, ETH]))
+    assert report.reprotected == [naked.id]
+    (intent,) = world.outbox(BTC)
+    assert (intent.action, intent.cl_ord_id) == (IntentAction.PROTECT, f"{naked.id}s1")
+    assert world.outbox(ETH) == [] and guarded.id not in report.reprotected

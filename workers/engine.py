@@ -21,7 +21,8 @@ from transitions import MachineError
 
 from config.settings import Settings
 from indicators.symbol import SymbolIndicators
-from statemachines import guards
+from statemachines import guards, stepper
+from statemachines.intents import protect_intent
 from statemachines.keys import Keys
 from statemachines.lifecycle import State
 from statemachines.machine import PositionMachine, StaleTransition
@@ -510,6 +511,21 @@ class Engine:
             return
         if fresh.state != State.CLOSED:
             self.book[fresh.symbol][fresh.id] = self.pm.attach(fresh)
+
+    def reprotect(self, pos: Position) -> None:
+        """Hand the position's protect job over again (its first was lost): the job places the stop if it
+        is missing, and does nothing if it is there. Outside a transition: nothing about the position
+        changes, and the job is idempotent by the stop's client id."""
+        if pos.state not in (State.OPEN, State.TRAILING, State.HARVESTING) or pos.size <= 0:
+            return
+        stop_px = stepper.catastrophe_stop(pos, float(pos.entry_price), self.cfg[pos.symbol])
+        intent = protect_intent(pos, stop_px)
+        if self.store.handoff is not None:
+            self.relay.hand_over(intent)
+        else:  # a store without a queue (tests): the outbox, which the relay moves on
+            self.client.xadd(self.keys.outbox(pos.symbol), intent.to_fields())
+            self.store.intents_written += 1
+        log.warning("%s %s: its protective stop is missing; placing it again", pos.symbol, pos.id)
 
     def adopt(self, pos: Position) -> None:
         """A position created by this engine (entry) or the reconciler (adoption)."""

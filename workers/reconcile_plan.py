@@ -43,7 +43,8 @@ class _HeldLease:
 @dataclass
 class Plan:
     """What a pass decided, in order: ("create", id, kwargs), ("adopt", id), ("settle", id, version,
-    settlement, now), ("request_close", id, reason), ("hold", why); and the engine flags it set."""
+    settlement, now), ("request_close", id, reason), ("hold", why), ("reprotect", id); and the engine flags
+    it set."""
 
     actions: list[tuple[Any, ...]] = field(default_factory=list)
     created: dict[str, Position] = field(default_factory=dict)  # positions the pass made, as first stored
@@ -86,6 +87,8 @@ class Plan:
                     pos.close_request = reason
             elif kind == "hold":
                 engine.hold_entries(action[1])
+            elif kind == "reprotect" and (pos := engine.find(action[1])) is not None:
+                engine.reprotect(pos)
         return applied
 
 
@@ -163,6 +166,9 @@ class PlanningView:
 
     def hold_entries(self, why: str) -> None:
         self.plan.actions.append(("hold", why))
+
+    def reprotect(self, pos: Position) -> None:
+        self.plan.actions.append(("reprotect", pos.id))
 
     def finish(self) -> Plan:
         self.plan.exchange_known = self.exchange_known

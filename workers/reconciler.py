@@ -47,6 +47,9 @@ log = logging.getLogger("scalper.reconcile")
 
 LOST_RECORD_MAX_AGE_S = 3600.0  # an entry older than this is not a record Redis just lost
 GONE_TRIGGERS = frozenset({"entry_failed", "harvest_failed", "retry_close"})  # "the order is not there"
+# A position without its stop this long after its last transition lost its protect job: placed again.
+REPROTECT_AFTER_S = 10.0
+_PROTECTED = frozenset({State.OPEN, State.TRAILING, State.HARVESTING})
 LOST_ATTEMPTS_MAX = 5  # close attempts past the record's that are looked for (each one is one query)
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
 
@@ -59,6 +62,7 @@ class Report:
     adopted: list[str] = field(default_factory=list)
     cancelled_stops: list[str] = field(default_factory=list)
     stops_gone: list[str] = field(default_factory=list)  # confirmed gone: forgotten from the stop record
+    reprotected: list[str] = field(default_factory=list)  # stop missing: its job handed over again
 
 
 def entry_attempt(entries: list[Order]) -> int:
@@ -408,6 +412,29 @@ class Reconciler:
                         record.forget(stop.inst_id, stop.algo_cl_ord_id)
                         report.stops_gone.append(stop.algo_cl_ord_id)
         self._forget_gone_stops(engine, record, recorded, live, live_stops, report)
+        self._missing_stops(engine, recorded, live_stops, report)
+
+    def _missing_stops(self, engine: Engine, recorded: dict[str, dict[str, str]], live_stops: set[str],
+                       report: Report) -> None:  # fmt: skip
+        """A live position without its live protective stop, past the time its job takes: the job was lost
+        (a worker died while Redis refused writes, so RQ could neither finish nor retry it). It is handed
+        over again; the job looks for the stop first, so a second one never sends two. Not while a request
+        for it may still land, or its job is running or waiting for a retry."""
+        now = engine.wall()
+        for pos in engine.live_positions():
+            if pos.state not in _PROTECTED or pos.size <= 0 or engine.symbol_quarantined(pos.symbol):
+                continue
+            stop_id = client_order_id(pos.id, IntentAction.PROTECT, 1)
+            if stop_id in live_stops or now - (pos.wall_since or now) < REPROTECT_AFTER_S:
+                continue
+            value = recorded.get(pos.symbol, {}).get(stop_id)
+            if value is not None and may_land(value, now):
+                continue
+            if job_in_flight(engine.client, IntentAction.PROTECT, stop_id, time.time()):
+                continue
+            report.reprotected.append(pos.id)
+            if not self.dry_run:
+                engine.reprotect(pos)
 
     def _forget_gone_stops(self, engine: Engine, record: StopRecord, recorded: dict[str, dict[str, str]],
                            live: set[str], live_stops: set[str], report: Report) -> None:  # fmt: skip

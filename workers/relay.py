@@ -94,6 +94,12 @@ class Relay:
         self.keys = keys
         self.queue = queue or Queue(QUEUE, connection=client)
 
+    def hand_over(self, intent: OrderIntent) -> None:
+        """The intent's job to RQ now, in one MULTI (RQ's own enqueue commands)."""
+        with self.queue.connection.pipeline(transaction=True) as txn:
+            enqueue(self.queue, intent, txn)
+            txn.execute()
+
     def flush(self, symbols: list[str], count: int = 100, quarantine: Quarantine | None = None) -> int:
         """Move every pending intent of `symbols` to RQ; returns how many were handed over. An entry that
         is not an intent is moved to `quarantine` (without one, the error propagates)."""
@@ -114,9 +120,7 @@ class Relay:
                     quarantine.put(f"outbox:{Keys.symbol_of(key)}", why, raw, ref=ref)
                     self.client.xdel(key, entry_id)
                     continue
-                with self.queue.connection.pipeline(transaction=True) as txn:
-                    enqueue(self.queue, intent, txn)
-                    txn.execute()  # raises if any command of it failed: the intent stays in the outbox
+                self.hand_over(intent)  # raises if any command of it failed: the intent stays in the outbox
                 self.client.xdel(key, entry_id)
                 moved += 1
         return moved
