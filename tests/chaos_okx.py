@@ -96,6 +96,7 @@ class OkxChaos(Chaos):
         self.restart_times: list[float] = []
         self.restored = 0  # positions whose record Redis lost, restored from the exchange's orders
         self.emptied = 0  # Redis restarts with nothing at all
+        self.rewound: list[tuple[float, float]] = []  # windows of time a rewound Redis may have lost
         self.clock_skew = 0.0
         self._market = threading.Event()
         self._beat_paused = threading.Event()  # while Redis restarts: read what it kept before new beats
@@ -219,6 +220,7 @@ class OkxChaos(Chaos):
             self.empty_redis()
             return
         aof = self.redis.data_dir / "appendonly.aof"
+        copied_at = time.time()
         shutil.copyfile(aof, self.redis.data_dir / "synced.aof")
         time.sleep(self.rng.uniform(0.2, 1.0))
         self._beat_paused.set()
@@ -235,6 +237,9 @@ class OkxChaos(Chaos):
         beat = self.system.client.get(BEAT)
         self._beat_paused.clear()
         self.lost_windows.append(killed_at - float(beat) if beat else float("inf"))
+        # What the restart may have lost: from before the copy (everysec may postpone writes up to 2 s) to
+        # the kill.
+        self.rewound.append((copied_at - 3.0, time.time()))
         self.report.kills["redis"] += 1
 
     def empty_redis(self) -> None:
@@ -291,7 +296,7 @@ class OkxChaos(Chaos):
             *check_protective_stops(venue, positions),
             *check_pnl(venue, positions),
             *(f"{p.id}: {problem}" for p in positions for problem in sys_.store.check_consistency(p.id)),
-            *self.poison.check(),
+            *self.poison.check(self.rewound),
         ]
 
     def figures(self) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class Poison:
     def __init__(self, client: redis.Redis, keys: Keys, rng: random.Random, symbol: str) -> None:
         self.client, self.keys, self.rng, self.symbol = client, keys, rng, symbol
         self.injected: Counter[str] = Counter()  # by quarantine source
+        self.injected_at: list[tuple[str, float]] = []  # (source, when)
         self.corrupt_id = ""
         self._corrupt_hash: dict[bytes, bytes] = {}
 
@@ -121,11 +122,13 @@ class Poison:
         else:  # a history candle: read when an engine starts (the harness kills engines often)
             self.client.xadd(k.history(s), {"ts": "abc", "o": "1", "h": "1", "l": "1", "c": "1"})
         self.injected[POISON[kind]] += 1
+        self.injected_at.append((POISON[kind], time.time()))
         return kind
 
     def reset(self) -> None:
         """Redis came back empty: what was injected before is gone with what counted it."""
         self.injected.clear()
+        self.injected_at.clear()
         self.corrupt_id, self._corrupt_hash = "", {}
 
     def corrupt_position(self) -> str:
@@ -142,10 +145,13 @@ class Poison:
         self._corrupt_hash = self.client.hgetall(k.pos(sym, pid))
         return pid
 
-    def check(self) -> list[str]:
+    def check(self, lost: list[tuple[float, float]] = ()) -> list[str]:  # type: ignore[assignment]
+        """`lost`: windows of time whose writes a rewound Redis lost (the poison record, or the count of
+        it, may be gone with them): injections inside one are not counted."""
         problems = []
         counted = {_s(a): int(b) for a, b in self.client.hgetall(self.keys.quarantined()).items()}
-        for source, n in sorted(self.injected.items()):
+        kept = Counter(src for src, t in self.injected_at if not any(a <= t <= b for a, b in lost))
+        for source, n in sorted(kept.items()):
             if source == "history":
                 continue  # read only when an engine starts; none may have started since the last one
             if counted.get(source, 0) < n:

@@ -29,6 +29,7 @@ from workers.redis_trouble import diagnose
 log = logging.getLogger("scalper.quarantine")
 
 DEAD_LETTER_MAXLEN = 10_000
+PENDING_MAX = 10_000  # entries kept in memory while Redis refuses them
 
 
 def _text(v: Any) -> str:
@@ -43,6 +44,7 @@ class Quarantine:
         self.counts: dict[str, int] = {}
         self._logged: set[tuple[str, str]] = set()
         self._pending: list[dict[str, str]] = []
+        self._refused = False  # the last flush was refused: said once
 
     def put(self, source: str, reason: str, record: Mapping[Any, Any] | str | bytes, *,
             ref: str = "") -> None:  # fmt: skip
@@ -67,7 +69,8 @@ class Quarantine:
 
     def flush(self) -> None:
         """Write the buffered entries in one round trip. Never raises for Redis refusing them (out of
-        memory, say): the log lines are what is left, and the reader still goes on."""
+        memory, say): they stay buffered (up to PENDING_MAX, the oldest dropped first) and go with a later
+        flush, and the reader goes on. One log line per refusal, not per flush."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -78,9 +81,15 @@ class Quarantine:
                 pipe.hincrby(self.keys.quarantined(), fields["source"].split(":", 1)[0], 1)
             pipe.execute()
         except redis.ResponseError as err:
-            trouble = diagnose(err)  # not redis-py's text: it quotes the pipeline's commands
-            why = trouble.what if trouble is not None else str(err)
-            log.error("could not write %d dead-letter entries: %s", len(pending), why)
+            self._pending = (pending + self._pending)[-PENDING_MAX:]
+            if not self._refused:
+                trouble = diagnose(err)  # not redis-py's text: it quotes the pipeline's commands
+                why = trouble.what if trouble is not None else str(err)
+                log.error("could not write %d dead-letter entries (%s): kept until Redis takes them",
+                          len(pending), why)  # fmt: skip
+            self._refused = True
+        else:
+            self._refused = False
 
 
 def read_quarantined(client: redis.Redis, keys: Keys, count: int = 20) -> list[dict[str, str]]:
