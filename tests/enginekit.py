@@ -8,7 +8,6 @@ plays the worker and the venue for an entry, as tests/test_reconciler.py's World
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal as D
 from typing import Any
@@ -23,24 +22,13 @@ from statemachines import stepper
 from statemachines.intents import IntentAction, client_order_id
 from statemachines.position import Position
 from statemachines.store import PositionStore
+from tests.clock import Clock
 from workers.engine import Engine
 from workers.entries import StrategyEntries
 from workers.reconciler import Reconciler
 
 PREFIX = "ek"
 BTC = "BTC-USDT-SWAP"
-
-
-class Clock:
-    def __init__(self, t: float | None = None) -> None:
-        self.t = time.time() if t is None else t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> float:
-        self.t += seconds
-        return self.t
 
 
 def settings(**sections: Any) -> Settings:

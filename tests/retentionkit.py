@@ -14,22 +14,9 @@ from statemachines.intents import close_intent
 from statemachines.machine import PositionMachine
 from statemachines.position import Position, Side, new_position_id
 from statemachines.store import PositionStore
+from tests.clock import Clock
 
 BTC, ETH = "BTC-USDT-SWAP", "ETH-USDT-SWAP"
-
-
-class Clock:
-    """Wall time, moved by the caller; serves as the engine's clock too."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> float:
-        self.t += seconds
-        return self.t
 
 
 def settings(prefix: str, **engine: object) -> Settings:

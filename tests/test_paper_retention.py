@@ -22,7 +22,7 @@ from exchanges.paper.remote import PaperClient, PaperVenue, served_key
 from exchanges.paper.retention import PaperRetention
 from statemachines.keys import Keys
 from tests.conftest import RealRedis
-from tests.retentionkit import Clock
+from tests.clock import Clock
 
 pytestmark = pytest.mark.redis
 

@@ -32,6 +32,7 @@ from statemachines.position import Position, Side, new_position_id
 from statemachines.risk import Refusal
 from statemachines.snapshot import Action, Decision, MarketSnapshot
 from statemachines.store import PositionStore
+from tests.clock import Clock
 from workers.engine import Engine
 from workers.events import order_fields
 from workers.reconciler import REPROTECT_AFTER_S, Reconciler, Report
@@ -47,20 +48,6 @@ BTC, ETH = "BTC-USDT-SWAP", "ETH-USDT-SWAP"
 T0 = 1_700_000_000.0
 PX = D(50000)
 TAKER, MAKER = D("0.0005"), D("0.0002")
-
-
-class Clock:
-    """Wall time for the engine, its machine and the paper venue, moved by the test."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> float:
-        self.t += seconds
-        return self.t
 
 
 class RecordingEntries:

@@ -70,21 +70,6 @@ def entry_attempt(entries: list[Order]) -> int:
     return max(cid.attempt for o in entries if (cid := parse_client_order_id(o.cl_ord_id)))
 
 
-def _closed_by_its_orders(position_id: str, orders: list[Order]) -> bool:
-    """Its own close and harvest orders filled at least what its entries filled: over, whatever else is
-    held on its symbol and side."""
-    opened = closed = Decimal(0)
-    for order in orders:
-        cid = parse_client_order_id(order.cl_ord_id)
-        if cid is None or cid.position_id != position_id:
-            continue
-        if cid.action is IntentAction.OPEN:
-            opened += order.filled
-        elif cid.action in (IntentAction.CLOSE, IntentAction.HARVEST):
-            closed += order.filled
-    return opened > 0 and closed >= opened
-
-
 def fees(orders: list[Order]) -> Decimal:
     return sum((o.fee for o in orders), Decimal(0))
 
@@ -366,7 +351,8 @@ class Reconciler:
             # every close come out as they were (the daily loss limit counts them on their own day).
             for pid, filled in sorted(self._lost_records(engine, symbol, recent).items()):
                 side = Side.LONG if filled[0].side is OrderSide.BUY else Side.SHORT
-                if (symbol, side.value) in held and not _closed_by_its_orders(pid, recent):
+                own = [o for o in recent if o.cl_ord_id.startswith(pid)]  # its ids begin with its own
+                if (symbol, side.value) in held and not attribution.closed_by_itself(own, side.value):
                     continue  # may be (part of) the position held there: adopted above
                 size = sum((o.filled for o in filled), Decimal(0))
                 pos = Position(id=pid, symbol=symbol, side=side, state_since=now, wall_since=engine.wall(),
