@@ -21,8 +21,8 @@ from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperClient, PaperVenue, served_key
 from exchanges.paper.retention import PaperRetention
 from statemachines.keys import Keys
-from tests.conftest import RealRedis
 from tests.clock import Clock
+from tests.conftest import RealRedis
 
 pytestmark = pytest.mark.redis
 
