@@ -1028,3 +1028,17 @@ def test_a_position_whose_protect_job_was_lost_gets_its_stop_job_again(world: Wo
     (intent,) = world.outbox(BTC)
     assert (intent.action, intent.cl_ord_id) == (IntentAction.PROTECT, f"{naked.id}s1")
     assert world.outbox(ETH) == [] and guarded.id not in report.reprotected
+
+
+def test_a_lost_record_closed_by_a_later_close_attempt_is_restored_with_its_pnl(world: World) -> None:
+    """Regression (long OKX chaos run, seed 102): close attempt 1 never reached OKX, attempt 2 filled, and a
+    rewound Redis lost the position's record. The restore asked for close attempts in turn until one was
+    not there, so stopped at attempt 1 and booked PnL 0 where OKX booked 3.103."""
+    lost = new_position_id(world.clock())
+    entry = world.place(cid_of(lost, IntentAction.OPEN, 1), "buy", "1")
+    world.quote(D(51000))
+    close = world.place(cid_of(lost, IntentAction.CLOSE, 2), "sell", "1", reduce_only=True)
+    assert close.pnl > 0 and world.exchange_size() == 0
+    world.start(world.engine())
+    got = world.load(lost)
+    assert got.state == "closed" and got.realized_pnl == close.pnl and got.fees == entry.fee + close.fee

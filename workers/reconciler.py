@@ -203,8 +203,8 @@ class Reconciler:
         earlier attempt that arrived after its retry was decided; and harvests and closes sent under
         attempts after the record's own, whose transitions a restarted Redis lost (appendfsync everysec: up
         to its last second). Client ids are deterministic, so each is asked for; past the record's harvest
-        and close attempts, in turn until one is not there. A few reads, once per position, off the hot
-        path."""
+        and close attempts, in turn until one is not there, and beyond a gap through the exchange's recent
+        orders. A few reads, once per position, off the hot path."""
         get = self.exchange.get_order
         orders = [self._run(get(pos.symbol, client_order_id(pos.id, action, n)))
                   for action, last in ((IntentAction.OPEN, pos.entry_attempt),
@@ -221,6 +221,18 @@ class Reconciler:
                 orders.append(order)
                 notes.append(f"{action.value} attempt {attempt} unrecorded, filled {order.filled}")
         found = [o for o in orders if o is not None]
+        # Past a gap in the attempts (close 1 never reached the exchange, close 2 filled, and a rewound
+        # Redis lost both transitions) the asking stops: the exchange's recent orders of this position find
+        # the rest, in one read.
+        have = {o.cl_ord_id for o in found}
+        for order in self._run(self.exchange.recent_orders(pos.symbol)):
+            cid = parse_client_order_id(order.cl_ord_id)
+            if (cid is None or cid.position_id != pos.id or cid.action is IntentAction.PROTECT
+                    or order.cl_ord_id in have or order.filled <= 0):  # fmt: skip
+                continue
+            found.append(order)
+            have.add(order.cl_ord_id)
+            notes.append(f"{cid.action.value} attempt {cid.attempt} unrecorded, filled {order.filled}")
         stop_fills, stop_notes = self._stop_fills(pos, found)
         found += stop_fills
         notes = stop_notes + notes
