@@ -40,7 +40,8 @@ def one(venue: str, seed: int, kills: int, minutes: float) -> tuple[int, str, in
     crashes = re.search(r"crashes=(\{[^}]*\})", line)
     bad = done.returncode != 0 or (crashes is not None and crashes.group(1) != "{}")
     status = "FAIL" if bad else "ok"
-    details = "".join(f"\n    {ln.strip()}" for ln in text.splitlines() if "VIOLATION" in ln or "crash x" in ln)
+    details = "".join(f"\n    {ln.strip()}" for ln in text.splitlines()
+                      if "VIOLATION" in ln or "crash x" in ln)  # fmt: skip
     return seed, f"{status} {time.monotonic() - t0:6.0f}s  {line}  {okx}{details}", int(bad)
 
 
