@@ -268,6 +268,33 @@ def test_in_a_replay_a_far_future_timestamp_does_not_freeze_the_clock(real_redis
     assert engine.ind[BTC].price == 50_179.0  # every later tick was taken, none was "late"
 
 
+class _Killed(Exception):
+    """Stands for a SIGKILL at one point of the engine's loop turn."""
+
+
+def test_a_bad_record_is_in_the_dead_letter_stream_before_the_engine_moves_past_it(kit: Kit) -> None:
+    """The long chaos run's finding (paper seed 203): a poison tick and a poison event were read, their
+    cursor saved and the event acknowledged, and the engine was killed before its buffered quarantine was
+    written: nothing counted them, and nothing would read them again. Killed right after the turn's round trip
+    (cursors saved, events acknowledged), the next engine must find both quarantined."""
+    engine = kit.engine()
+    engine.run_once(block_ms=0)
+    kit.client.xadd(kit.store.keys.ticks(BTC), {"px": "abc", "ts": "1"})
+    kit.tick(50_000.0)  # a good tick after it: the turn saves the tick cursor past both
+    kit.client.xadd(kit.store.keys.events(BTC), {"kind": "order", "junk": "1"})
+
+    def killed(_wall: float) -> None:
+        raise _Killed
+
+    engine._step_idle = killed  # type: ignore[method-assign]  # the first thing after the round trip
+    with pytest.raises(_Killed):
+        engine.run_once(block_ms=0)
+    engine.lease.release()
+    kit.engine().run_once(block_ms=0)
+    counts = {k.decode(): int(v) for k, v in kit.client.hgetall(kit.store.keys.quarantined()).items()}
+    assert (counts.get("ticks"), counts.get("events")) == (1, 1), counts
+
+
 # --- 13: the engine also steps on a timer ---
 
 

@@ -433,6 +433,9 @@ class Engine:
         """Everything a loop turn does besides the ticks, in one round trip: the tick cursors saved, the
         exchange events (pending, then new), the panic flag and the operator's commands. Fewer round
         trips per turn also leave Redis and the CPU to the worker running the order just decided."""
+        # What this turn quarantined is written before the cursors move past it: a kill in between must
+        # not lose a bad record (nothing would count it, and nothing would read it again).
+        self.quarantine.flush()
         pipe = self.client.pipeline(transaction=False)
         if save_cursors:
             pipe.hset(self.keys.cursor(), mapping=self.cursors)
@@ -451,6 +454,7 @@ class Engine:
                 self.dropped_events += 1
                 self.quarantine.put(f"events:{symbol}", f"bad_event: {type(err).__name__}: {err}", fields,
                                     ref=entry_id)
+        self.quarantine.flush()  # before the acknowledgement, as the tick cursors (`_poll`)
         self.bus.ack_all([(symbol, entry_id) for symbol, entry_id, _ in events])
 
     def on_event(self, symbol: str, fields: dict[str, str]) -> None:

@@ -28,6 +28,7 @@ class OperatorDesk:
             cmd = commands.parse_command(fields)
         except commands.BadCommand as err:
             engine.quarantine.put("control", f"bad_command: {err}", fields, ref=entry_id)
+            engine.quarantine.flush()  # before its answer: a kill in between must not lose the record
             cmd_id = fields.get("cmd_id", "")
             if commands.valid_id(cmd_id):
                 commands.reply(engine.client, engine.keys, cmd_id, commands.Outcome("rejected", str(err)))

@@ -118,6 +118,7 @@ class Relay:
                     ref = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
                     why = f"not_intent: not an order intent: {err!r}"
                     quarantine.put(f"outbox:{Keys.symbol_of(key)}", why, raw, ref=ref)
+                    quarantine.flush()  # written before the entry goes: a kill in between must not lose it
                     self.client.xdel(key, entry_id)
                     continue
                 self.hand_over(intent)  # raises if any command of it failed: the intent stays in the outbox
