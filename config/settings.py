@@ -205,8 +205,9 @@ class EngineSettings(BaseModel):
     tick_confirm: int = Field(3, ge=1, le=100)
     # ...a tick stamped further ahead of the exchange's clock is dropped (live)...
     max_tick_future_s: float = Field(5.0, gt=0)
-    # ...and, on a replay's clock, a forward jump in time larger than this waits for confirmation too.
-    max_tick_gap_s: float = Field(21_600.0, gt=0)
+    # ...and, on a replay's clock, a forward jump in time larger than this waits for confirmation too. A real
+    # gap in the data costs its first `tick_confirm` - 1 ticks; one bad timestamp costs nothing.
+    max_tick_gap_s: float = Field(600.0, gt=0)
     # The host clock against the exchange's (measured): a larger difference is logged as an error.
     # Prices' ages are always taken on the exchange's clock.
     max_clock_skew_s: float = Field(2.0, gt=0)

@@ -295,6 +295,32 @@ def test_a_bad_record_is_in_the_dead_letter_stream_before_the_engine_moves_past_
     assert (counts.get("ticks"), counts.get("events")) == (1, 1), counts
 
 
+def test_in_a_replay_a_tick_an_hour_ahead_inside_the_band_is_dropped(real_redis: RealRedis) -> None:
+    """The long chaos run's finding (paper seeds 202, 203): the harness's tick an hour ahead at 0.9 × the
+    price sits on the edge of the 10 % band; with a 6-hour gap allowed it was taken about half the time, moved
+    the replay clock an hour ahead and went uncounted. A real gap in the data is still taken, on the third
+    tick that agrees."""
+    kit = make_kit(real_redis.client)
+    engine = kit.engine()
+    engine.clock_mode = "data"
+    engine.run_once(block_ms=0)
+    t0 = 1_700_000_000.0
+    for i in range(3):
+        kit.tick(50_000.0 + i, ts=t0 + 15 * i)
+    kit.tick(45_010.0, ts=t0 + 30 + 3600)  # inside the 10 % band of 50,002, an hour ahead
+    kit.tick(50_003.0, ts=t0 + 45)
+    while engine.run_once(block_ms=0):
+        pass
+    assert engine.now() == t0 + 45 and engine.ind[BTC].price == 50_003.0
+    counts = {k.decode(): int(v) for k, v in kit.client.hgetall(kit.store.keys.quarantined()).items()}
+    assert counts == {"ticks": 1}
+    for i in range(3):  # the data really jumps an hour: taken once three ticks agree
+        kit.tick(50_010.0 + i, ts=t0 + 3645 + 15 * i)
+    while engine.run_once(block_ms=0):
+        pass
+    assert engine.now() == t0 + 3675 and engine.ind[BTC].price == 50_012.0
+
+
 # --- 13: the engine also steps on a timer ---
 
 
