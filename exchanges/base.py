@@ -173,9 +173,10 @@ class Exchange(Protocol):
         """The order with this client id, or None when the exchange positively says there is none."""
         ...
 
-    async def recent_orders(self, inst_id: str) -> list[Order]:
+    async def recent_orders(self, inst_id: str, since_ms: int | None = None) -> list[Order]:
         """Completed orders on the instrument, newest first, as far back as the venue keeps them (at least a
-        day): where a record Redis lost can be found again by its client order ids."""
+        day): where a record Redis lost can be found again by its client order ids. `since_ms`: every one
+        updated since then, however many (paged); None: the latest page (100 at OKX)."""
         ...
 
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -571,3 +572,17 @@ async def test_no_secret_in_logs_exceptions_or_reprs(venue: Venue, caplog: pytes
     assert "50105" in blob and "50113" in blob and "[60007]" in blob
     for value in (key, secret, passphrase):
         assert value not in blob
+
+
+async def test_recent_orders_since_a_time_page_through_the_history(venue: Venue) -> None:
+    """The long chaos run's finding (OKX seed 103): after Redis came back empty, two positions of the day
+    were never restored, their orders older than the latest 100 that one page of orders-history holds."""
+    fake, ex, _ = await venue.start()
+    t0 = int(time.time() * 1000) - 1000
+    for i in range(130):
+        await ex.place_order(market(f"pg{i}", OrderSide.BUY if i % 2 == 0 else OrderSide.SELL, "1"))
+    assert len(await ex.recent_orders(BTC)) == 100  # the latest page
+    got = await ex.recent_orders(BTC, since_ms=t0)
+    assert [o.cl_ord_id for o in got] == [f"pg{i}" for i in reversed(range(130))]
+    pages = fake.calls("GET", "/api/v5/trade/orders-history")[-2:]
+    assert pages[1].query["after"] == got[99].ord_id  # the second page starts below the first's oldest

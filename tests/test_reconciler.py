@@ -1030,6 +1030,22 @@ def test_a_position_whose_protect_job_was_lost_gets_its_stop_job_again(world: Wo
     assert world.outbox(ETH) == [] and guarded.id not in report.reprotected
 
 
+def test_a_lost_record_older_than_the_latest_page_of_orders_is_restored(world: World) -> None:
+    """Regression (long OKX chaos run, seed 103): Redis came back empty and two positions of the day were
+    never restored. Their orders were older than the venue's latest page of orders (100 at OKX, the
+    paper venue's latest 500 fills); the restore now reads every order of its window."""
+    lost = new_position_id(world.clock())
+    entry = world.place(cid_of(lost, IntentAction.OPEN, 1), "buy", "1")
+    close = world.place(cid_of(lost, IntentAction.CLOSE, 1), "sell", "1", reduce_only=True)
+    world.quote(D(3000), inst=ETH)
+    for i in range(260):  # a busy day on another symbol: 520 fills after the lost position's
+        world.place(f"eth{i}buy", "buy", "1", inst=ETH)
+        world.place(f"eth{i}sell", "sell", "1", inst=ETH)
+    world.start(world.engine())
+    got = world.load(lost)
+    assert got.state == "closed" and got.realized_pnl == close.pnl and got.fees == entry.fee + close.fee
+
+
 def test_a_lost_record_closed_by_a_later_close_attempt_is_restored_with_its_pnl(world: World) -> None:
     """Regression (long OKX chaos run, seed 102): close attempt 1 never reached OKX, attempt 2 filled, and a
     rewound Redis lost the position's record. The restore asked for close attempts in turn until one was

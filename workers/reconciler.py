@@ -333,19 +333,25 @@ class Reconciler:
         have no record in Redis. Read errors propagate. Recent: the last hour; the whole UTC day when
         Redis had no trace of this shard (it may have come back empty: the day's positions rebuild its risk
         state)."""
-        since = engine.wall() - LOST_RECORD_MAX_AGE_S
-        if engine.redis_fresh:
-            since = min(since, engine.wall() - engine.wall() % 86_400)
-        since_ms = since * 1000
+        since_ms = self.lost_since_ms(engine)
         entries: dict[str, list[Order]] = {}
         if recent is None:
-            recent = self._run(self.exchange.recent_orders(symbol))
+            recent = self._run(self.exchange.recent_orders(symbol, self.lost_since_ms(engine)))
         for order in recent:  # newest first
             cid = parse_client_order_id(order.cl_ord_id)
             if cid and cid.action is IntentAction.OPEN and order.filled > 0 and order.u_time_ms >= since_ms:
                 entries.setdefault(cid.position_id, []).append(order)
         known = engine.client.exists
         return {pid: e for pid, e in entries.items() if not known(engine.keys.pos(symbol, pid))}
+
+    @staticmethod
+    def lost_since_ms(engine: Engine) -> int:
+        """How far back a lost record is looked for: the last hour; the whole UTC day when Redis had no trace
+        of this shard (it may have come back empty: the day's positions rebuild its risk state)."""
+        since = engine.wall() - LOST_RECORD_MAX_AGE_S
+        if engine.redis_fresh:
+            since = min(since, engine.wall() - engine.wall() % 86_400)
+        return int(since * 1000)
 
     def _restore_closed_records(self, engine: Engine, held: set[tuple[str, str]], now: float,
                                 report: Report) -> None:  # fmt: skip
@@ -354,7 +360,9 @@ class Reconciler:
         the exchange's PnL and fees, so that no fill of ours belongs to no record (and the daily loss and
         loss streak count it). One read of recent orders per symbol, when the engine takes the shard."""
         for symbol in list(engine.book):
-            recent = self._run(self.exchange.recent_orders(symbol))
+            # Every order of the window, however many: the latest page alone (100 at OKX) misses the
+            # early ones of a busy day (the long chaos run, OKX seed 103: two positions never restored).
+            recent = self._run(self.exchange.recent_orders(symbol, self.lost_since_ms(engine)))
             last_ms: dict[str, int] = {}
             for order in recent:
                 if cid := parse_client_order_id(order.cl_ord_id):

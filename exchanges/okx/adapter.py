@@ -188,8 +188,8 @@ class OkxExchange:
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         return await self.desk.get(inst_id, cl_ord_id)
 
-    async def recent_orders(self, inst_id: str) -> list[Order]:
-        return await self.desk.history(inst_id, self.inst_type)
+    async def recent_orders(self, inst_id: str, since_ms: int | None = None) -> list[Order]:
+        return await self.desk.history(inst_id, self.inst_type, since_ms)
 
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
         """The orders a triggered stop placed (its ordIdList; they carry no clOrdId of ours), summed."""

@@ -52,6 +52,9 @@ def _check_cl_ord_id(cl: str) -> None:
         raise ValueError("clOrdId must be 1-32 letters/digits")
 
 
+HISTORY_PAGE = 100  # OKX's largest page of orders-history
+HISTORY_PAGES_MAX = 50  # 5,000 orders: more than a scalping day; each page one request (limit 40 / 2 s)
+
 class OrderDesk:
     def __init__(
         self,
@@ -80,12 +83,25 @@ class OrderDesk:
         )
         return self.track(convert_all(recs, to_order, "order"))
 
-    async def history(self, inst_id: str, inst_type: str) -> list[Order]:
-        """Completed orders on the instrument, newest first (OKX keeps 7 days; the latest 100 here)."""
-        params = {"instType": inst_type, "instId": inst_id, "limit": "100"}
+    async def history(self, inst_id: str, inst_type: str, since_ms: int | None = None) -> list[Order]:
+        """Completed orders on the instrument, newest first (OKX keeps 7 days). The latest page of 100; with
+        `since_ms`, page after page (`after` = the oldest ordId so far) until one reaches past it, at most
+        HISTORY_PAGES_MAX pages: a busy day holds more than 100 orders."""
         path = "/api/v5/trade/orders-history"
-        recs = await self._rest.get(path, OrderRec, params, kind=Kind.ORDERS_HISTORY)
-        return convert_all(recs, to_order, "order")
+        out: list[Order] = []
+        after = ""
+        for _ in range(HISTORY_PAGES_MAX if since_ms is not None else 1):
+            params = {"instType": inst_type, "instId": inst_id, "limit": str(HISTORY_PAGE)}
+            if after:
+                params["after"] = after
+            recs = await self._rest.get(path, OrderRec, params, kind=Kind.ORDERS_HISTORY)
+            page = convert_all(recs, to_order, "order")
+            out += page
+            reached = since_ms is not None and any(o.u_time_ms < since_ms for o in page)
+            if len(recs) < HISTORY_PAGE or reached:
+                break
+            after = recs[-1].ord_id
+        return out
 
     async def get(self, inst_id: str, cl_ord_id: str = "", ord_id: str = "") -> Order | None:
         params = {"instId": inst_id, "ordId": ord_id} if ord_id else {"instId": inst_id, "clOrdId": cl_ord_id}

@@ -138,8 +138,8 @@ class PaperExchange:
         return [r.order for r in self.state.snapshot().orders]
 
     @faulty("recent_orders")
-    async def recent_orders(self, inst_id: str) -> list[Order]:
-        return [rec.order for rec in self.state.recent_orders(inst_id)]
+    async def recent_orders(self, inst_id: str, since_ms: int | None = None) -> list[Order]:
+        return [rec.order for rec in self.state.recent_orders(inst_id, since_ms=since_ms)]
 
     @faulty("get_order")
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:

@@ -350,8 +350,8 @@ class PaperClient:
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         return await self._call("get_order", inst_id=inst_id, cl_ord_id=cl_ord_id)
 
-    async def recent_orders(self, inst_id: str) -> list[Order]:
-        return await self._call("recent_orders", inst_id=inst_id)
+    async def recent_orders(self, inst_id: str, since_ms: int | None = None) -> list[Order]:
+        return await self._call("recent_orders", inst_id=inst_id, since_ms=since_ms)
 
     async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
         return await self._call("stop_fill", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)

@@ -252,10 +252,13 @@ class PaperState:
     def fills(self, count: int = 1000) -> list[dict[str, str]]:
         return [_decode(fields) for _, fields in self.client.xrange(self.key("fills"), count=count)]
 
-    def recent_orders(self, inst_id: str, count: int = 500) -> list[OrderRec]:
-        """The orders behind the latest `count` fills on the instrument, newest first."""
+    def recent_orders(self, inst_id: str, count: int = 500, since_ms: int | None = None) -> list[OrderRec]:
+        """The orders behind the latest `count` fills on the instrument, newest first; with `since_ms`, behind
+        every fill since then (the fills stream's ids are the venue's clock)."""
         ids: dict[str, None] = {}
-        for _, raw in self.client.xrevrange(self.key("fills"), count=count):
+        fills = self.client.xrevrange(self.key("fills"), count=count) if since_ms is None else (
+            self.client.xrevrange(self.key("fills"), max="+", min=str(max(0, since_ms))))  # fmt: skip
+        for _, raw in fills:
             fill = _decode(raw)
             if fill.get("inst_id") == inst_id and fill.get("cl_ord_id"):
                 ids.setdefault(fill["cl_ord_id"], None)

@@ -140,9 +140,13 @@ def _pending(e: Engine, q: Q, b: Any) -> list[Any]:
 
 
 def _history(e: Engine, q: Q, b: Any) -> list[Any]:
+    """Newest first, at most `limit` (100 at most, as OKX); `after` = an ordId: only older ones (OKX's
+    pagination)."""
     done = [o for o in e.orders.values()
             if not o.pending and q.get("instId") in (None, "", o.inst_id)]  # fmt: skip
-    return [wire.order(o, rest=True) for o in reversed(done)][: int(q.get("limit") or 100)]
+    if q.get("after"):
+        done = [o for o in done if int(o.ord_id) < int(q["after"])]
+    return [wire.order(o, rest=True) for o in reversed(done)][: min(100, int(q.get("limit") or 100))]
 
 
 def _cancel(e: Engine, q: Q, b: Any) -> list[Any]:
