@@ -24,6 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+ZERO = Decimal(0)
 ONE = Decimal(1)
 SWAP_SUFFIX = "-SWAP"
 
@@ -45,20 +46,26 @@ class PositionTier:
 
 
 class TierSchedule:
-    """One instrument's tiers, in order, with the lookup by size: a bisection over the upper bounds, so the
-    first tier (where nearly every position lives) costs one comparison more than a constant."""
+    """One instrument's tiers, in order, with the lookup by size: one comparison for the first tier, else a
+    bisection over the upper bounds."""
 
-    __slots__ = ("_caps", "rows")
+    __slots__ = ("_caps", "_first", "_first_cap", "rows")
 
     def __init__(self, rows: Iterable[PositionTier]) -> None:
         self.rows = tuple(sorted(rows, key=lambda r: r.tier))
         if not self.rows:
             raise ValueError("a tier schedule needs at least one tier")
         self._caps = tuple(r.max_sz for r in self.rows if r.max_sz is not None)
+        self._first = self.rows[0]
+        self._first_cap = self._caps[0] if self._caps else None
 
     def tier(self, size: Decimal) -> PositionTier:
         """The tier of a position of `size` contracts (its absolute size; 0 is in the first tier)."""
-        i = bisect_left(self._caps, abs(size))  # the first row whose maxSz ≥ size
+        if size < ZERO:  # a Decimal: comparing with the int 0 costs three times as much
+            size = -size
+        if self._first_cap is None or size <= self._first_cap:  # where nearly every position is
+            return self._first
+        i = bisect_left(self._caps, size)  # the first row whose maxSz ≥ size
         return self.rows[min(i, len(self.rows) - 1)]
 
     def __eq__(self, other: object) -> bool:
@@ -92,16 +99,20 @@ class PositionTiers:
     def tier(self, inst_id: str, size: Decimal) -> PositionTier:
         schedule = self._by_inst.get(inst_id)
         if schedule is None:
-            raise KeyError(
-                f"no position tiers for {inst_id} (tiers are known for {', '.join(self.inst_ids)})"
-            )
+            raise self._unknown(inst_id)
         return schedule.tier(size)
 
     def maintenance_rate(self, inst_id: str, size: Decimal) -> Decimal:
-        return self.tier(inst_id, size).mmr
+        schedule = self._by_inst.get(inst_id)  # tier() inlined: the venue asks on every quote
+        if schedule is None:
+            raise self._unknown(inst_id)
+        return schedule.tier(size).mmr
 
     def max_leverage(self, inst_id: str, size: Decimal) -> Decimal:
         return self.tier(inst_id, size).max_lever
+
+    def _unknown(self, inst_id: str) -> KeyError:
+        return KeyError(f"no position tiers for {inst_id} (tiers are known for {', '.join(self.inst_ids)})")
 
     def updated(self, fresher: PositionTiers) -> PositionTiers:
         """These tiers with every instrument `fresher` has replaced by its schedule."""
