@@ -237,7 +237,7 @@ def _csv_rows(text: str, name: str, symbol: str | None) -> list[_Row]:
             continue
         if header is None:
             header = [c.strip().lower() for c in record]
-            cols = _csv_columns(header, name)
+            cols = _csv_columns(header, f"{name}: line {line}")
             if cols[2] is None:
                 _needed(symbol, name, "a CSV without a symbol column")
             continue
@@ -256,14 +256,14 @@ def _csv_rows(text: str, name: str, symbol: str | None) -> list[_Row]:
     return rows
 
 
-def _csv_columns(header: list[str], name: str) -> tuple[int, int, int | None]:
+def _csv_columns(header: list[str], where: str) -> tuple[int, int, int | None]:
     def find(names: tuple[str, ...]) -> int | None:
         return next((header.index(n) for n in names if n in header), None)
 
     t_col, r_col, s_col = find(TIME_COLUMNS), find(RATE_COLUMNS), find(SYMBOL_COLUMNS)
     if t_col is None or r_col is None:
         raise FundingDataError(
-            f"{name}: line 1: expected a header with a time column (timestamp) and a rate column "
+            f"{where}: expected a header with a time column (timestamp) and a rate column "
             f"(funding_rate), found {','.join(header)[:60]!r}; or OKX JSON or Freqtrade candles"
         )
     return t_col, r_col, s_col
