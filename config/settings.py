@@ -45,6 +45,9 @@ class ExchangeSettings(BaseModel):
     # The paper venue keeps its finished orders, stops, fills and served requests this long, as OKX keeps
     # its orders history 7 days (0 = forever).
     paper_history_s: float = Field(7 * DAY_S, ge=0)
+    # The paper venue's position tiers (maintenance margin by position size): a file holding OKX's
+    # GET /api/v5/public/position-tiers?instType=SWAP&tdMode=isolated response. None = the shipped table.
+    position_tiers_file: Path | None = None
 
     @field_validator("paper_history_s")
     @classmethod

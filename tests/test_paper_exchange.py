@@ -439,7 +439,7 @@ async def test_order_validation(ex: PaperExchange, fake_redis: fakeredis.FakeRed
         await ex.place_order(mkt("q1", BUY, "1", inst_id=ETH))
     assert no_quote.value.code == "52000"
     big_min = Instrument("X-USDT-SWAP", D("1"), D("0.1"), D("1"), D("0.1"), 10)
-    other = PaperExchange(fake_redis, [big_min], prefix="o", taker_fee=D(0), maker_fee=D(0))
+    other = PaperExchange(fake_redis, [big_min], prefix="o", taker_fee=D(0), maker_fee=D(0), mmr=D("0.004"))
     with pytest.raises(LotSizeError) as small:
         await other.place_order(lmt("m1", BUY, "0.5", "1", inst_id="X-USDT-SWAP"))
     assert small.value.code == "51020"

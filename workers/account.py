@@ -20,6 +20,7 @@ from exchanges import sync as exchange_loop
 from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperVenue
+from exchanges.tiers import OKX_ISOLATED_SWAP_TIERS, PositionTiers, TierDataError, load_position_tiers
 from statemachines.keys import Keys
 from workers.events import EventBus, order_fields, position_fields
 
@@ -38,10 +39,21 @@ def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
     exchange = PaperExchange(
         client, DEFAULT_INSTRUMENTS, prefix=settings.redis.prefix, taker_fee=ex.taker_fee,
         maker_fee=ex.maker_fee, pos_mode="long_short" if ex.pos_mode == "long_short" else "net",
-        default_lever=settings.risk.leverage,
+        default_lever=settings.risk.leverage, tiers=position_tiers(settings),
     )  # fmt: skip
     return PaperVenue(client, exchange, Keys(settings.redis.prefix), list(settings.symbols),
                       history_s=ex.paper_history_s)  # fmt: skip
+
+
+def position_tiers(settings: Settings) -> PositionTiers:
+    """The shipped tiers, with those of the instruments in `exchange.position_tiers_file` replaced."""
+    path = settings.exchange.position_tiers_file
+    if path is None:
+        return OKX_ISOLATED_SWAP_TIERS
+    try:
+        return OKX_ISOLATED_SWAP_TIERS.updated(load_position_tiers(path))
+    except TierDataError as err:
+        raise SystemExit(f"scalper: exchange.position_tiers_file: {err}") from None
 
 
 def run_account(settings: Settings, client: redis.Redis, stop: threading.Event | None = None) -> None:

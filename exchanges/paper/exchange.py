@@ -43,6 +43,7 @@ from exchanges.paper.faults import Fault, FaultPlan, faulty
 from exchanges.paper.ledger import check_id, check_px, check_size, closing_only
 from exchanges.paper.matching import Matcher
 from exchanges.paper.state import OrderRec, PaperState, pos_key
+from exchanges.tiers import OKX_ISOLATED_SWAP_TIERS, PositionTiers
 
 log = logging.getLogger("scalper.paper")
 
@@ -63,7 +64,8 @@ class PaperExchange:
         slippage_bps: Decimal = Decimal(0),
         pos_mode: str = "net",
         starting_balance: Decimal = Decimal("10000"),
-        mmr: Decimal | Mapping[str, Decimal] = Decimal("0.004"),
+        mmr: Decimal | Mapping[str, Decimal] | None = None,
+        tiers: PositionTiers = OKX_ISOLATED_SWAP_TIERS,
         default_lever: int = 1,
         clock: Callable[[], float] = time.time,
         event_backlog: int = 10_000,
@@ -77,7 +79,13 @@ class PaperExchange:
         self.taker_fee, self.maker_fee = Decimal(taker_fee), Decimal(maker_fee)
         self.slippage_bps = Decimal(slippage_bps)
         self.pos_mode = pos_mode
-        self.mmr = mmr  # maintenance margin rate: one for all, or per instId (one tier: see ledger.py)
+        # The maintenance margin rate comes from the position's tier (exchanges/tiers.py); `mmr` overrides it,
+        # one rate for every instrument or per instId (tests that want a flat rate).
+        self.mmr = mmr
+        self.tiers = tiers
+        untiered = [i for i in self.insts if i not in tiers and not _overridden(mmr, i)]
+        if untiered:
+            raise ValueError(f"no position tiers for {', '.join(untiered)}: give tiers or an mmr for them")
         self.default_lever = default_lever  # until set_leverage is called for an instId/posSide
         self.clock = clock
         self.faults = FaultPlan()
@@ -384,3 +392,7 @@ class PaperExchange:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def _overridden(mmr: Decimal | Mapping[str, Decimal] | None, inst_id: str) -> bool:
+    return mmr is not None and (inst_id in mmr if isinstance(mmr, Mapping) else True)

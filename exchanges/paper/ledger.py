@@ -26,8 +26,8 @@ Liquidation price: the mark P at which the margin ratio reaches exactly 1, E = a
 
 i.e. OKX's estimated liquidation price for isolated linear swaps, long
 "(margin − ctVal·sz·avgPx) / (ctVal·sz·(mmr + feeRate − 1))", short
-"(margin + ctVal·sz·avgPx) / (ctVal·sz·(mmr + feeRate + 1))". Only one maintenance tier is modelled (the
-caller passes the rate); OKX raises mmr for large positions.
+"(margin + ctVal·sz·avgPx) / (ctVal·sz·(mmr + feeRate + 1))". The caller passes the mmr of the position's
+tier (exchanges/tiers.py: OKX raises it as the position grows, so a larger position is liquidated sooner).
 
 On liquidation the whole isolated margin is lost: the PnL at the liquidation mark plus a liquidation
 penalty (OKX `liqPenalty`) that takes what the margin had left; a gap beyond the bankruptcy price is

@@ -54,10 +54,10 @@ class Matcher:
             if stop.inst_id == inst_id and (mark <= stop.trigger_px if sell else mark >= stop.trigger_px):
                 self.trigger(stop, ts_ms)
                 moved = True
-        mmr = self.mmr(inst_id)
         for prec in (ex.state.snapshot() if moved else snap).positions.values():
             if prec.inst_id != inst_id:
                 continue
+            mmr = self.mmr(inst_id, prec.pos.size)
             if ledger.liquidated(prec.pos, mark, inst.ct_val, mmr, ex.taker_fee):
                 self.liquidate(prec, mark, ts_ms)
 
@@ -254,9 +254,12 @@ class Matcher:
     def lever(self, inst_id: str, pos_side: str) -> Decimal:
         return self.ex.state.lever(inst_id, pos_side) or Decimal(self.ex.default_lever)
 
-    def mmr(self, inst_id: str) -> Decimal:
-        mmr = self.ex.mmr
-        return mmr.get(inst_id, Decimal("0.004")) if isinstance(mmr, Mapping) else mmr
+    def mmr(self, inst_id: str, size: Decimal) -> Decimal:
+        """The maintenance margin rate of a position of `size` contracts: its tier's, unless overridden."""
+        rate = self.ex.mmr
+        if isinstance(rate, Mapping):
+            rate = rate.get(inst_id)
+        return self.ex.tiers.maintenance_rate(inst_id, size) if rate is None else rate
 
     def mark(self, inst_id: str) -> Decimal | None:
         quote = self.ex.quotes.get(inst_id)
@@ -268,7 +271,7 @@ class Matcher:
 
     def position(self, prec: PosRec) -> ExchangePosition:
         pos, ct_val, taker_fee = prec.pos, self.ex.insts[prec.inst_id].ct_val, self.ex.taker_fee
-        mmr, mark = self.mmr(prec.inst_id), self.mark(prec.inst_id)
+        mmr, mark = self.mmr(prec.inst_id, pos.size), self.mark(prec.inst_id)
         ratio = None if mark is None else ledger.margin_ratio(pos, mark, ct_val, mmr, taker_fee)
         return ExchangePosition(
             inst_id=prec.inst_id,
