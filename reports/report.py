@@ -1,8 +1,9 @@
 """A run's report: its summary and tables (`build`), and the same as plain data for report.json (`as_dict`).
 
 In the plain data, money is a string holding the exact Decimal (as the trades carry it, so nothing is lost
-to float), ratios and percentages are numbers rounded to 6 decimals, an infinite ratio is the string "inf",
-a figure that cannot be measured is null, and times are ISO-8601 UTC. Keys keep one order, the one below.
+to float; the drawdown's amount, measured on the equity curve, to the cent); ratios and percentages are
+numbers rounded to 6 decimals, an infinite ratio is the string "inf", a figure that cannot be measured is
+null, and times are ISO-8601 UTC. Keys keep one order, the one below.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from reports.breakdown import GroupRow, StateRow, by_exit_reason, by_side, by_symbol, time_per_state
 from reports.drawdown import Drawdown
-from reports.fmt import decimal_text, iso
+from reports.fmt import cents, decimal_text, iso
 from reports.metrics import Summary, summarize
 from reports.trades import OpenPosition, RunResult, Trade
 
@@ -97,7 +98,7 @@ def _num(x: float | None) -> float | str | None:
 
 def _drawdown(dd: Drawdown) -> dict[str, Any]:
     return {
-        "amount": _num(dd.amount),
+        "amount": decimal_text(cents(dd.amount)),
         "pct": _num(dd.pct),
         "peak": iso(dd.peak_ts) if dd.peak_ts is not None else None,
         "trough": iso(dd.trough_ts) if dd.trough_ts is not None else None,

@@ -246,6 +246,9 @@ def run(
             return _supervise(settings, env, plan(replay, speed, workers, verbose), policy, duration,
                               replay is not None, stopping)  # fmt: skip
         finally:
+            from scalper.report_cmd import print_summary_at_stop
+
+            print_summary_at_stop(env.get("REDIS_URL"), settings)  # what the run did, before Redis stops
             if server is not None:
                 _mark_clean_stop(server, settings.redis.prefix)
                 server.stop()
