@@ -92,7 +92,11 @@ def _equity_figure(report: Report) -> go.Figure:
     below = underwater(curve)
     dd_x, dd_y = thin(ts, [pct_ for _, pct_ in below])
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
-    fig.add_trace(go.Scatter(x=_dates(eq_x), y=eq_y, name="equity", line={"color": "#1f77b4"}), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(x=_dates(eq_x), y=eq_y, name="equity", line={"color": "#1f77b4", "shape": "hv"}),
+        row=1,
+        col=1,
+    )
     fig.add_trace(
         go.Scatter(x=_dates(dd_x), y=dd_y, name="drawdown %", fill="tozeroy", line={"color": "#d62728"}),
         row=2,

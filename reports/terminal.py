@@ -3,6 +3,7 @@ columns; money to the cent."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -20,6 +21,11 @@ from reports.report import Report
 from reports.trades import Trade
 
 WIDTH = 100
+
+
+def console() -> Console:
+    """A console on stdout: the terminal's width, or `WIDTH` when the output goes to a file or a pipe."""
+    return Console(width=None if sys.stdout.isatty() else WIDTH)
 
 
 def render(report: Report, console: Console, *, tables: bool = True) -> None:

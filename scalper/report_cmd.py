@@ -18,13 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import redis
-from rich.console import Console
 
 from config.settings import Settings
 from exchanges.paper import DEFAULT_INSTRUMENTS
 from reports.files import report_json, write_all
 from reports.report import Report, build
-from reports.terminal import render
+from reports.terminal import console, render
 from reports.trades import RunResult
 from scalper.run_history import History, read_history, read_prices, realized_curve
 from statemachines.keys import Keys
@@ -135,7 +134,7 @@ def run_report(
     if as_json:
         sys.stdout.write(report_json(report))
     else:
-        render(report, Console())
+        render(report, console())
     if out is not None:
         paths = write_all(report, out)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr if as_json else sys.stdout)
@@ -166,7 +165,7 @@ def print_summary_at_stop(url: str | None, settings: Settings) -> None:
         print(f"scalper: no report at the stop ({type(err).__name__}: {err})", file=sys.stderr)
         return
     if report is not None:
-        render(report, Console(), tables=False)
+        render(report, console(), tables=False)
         print("scalper: the tables and the files: scalper report [--out DIR]")
 
 
