@@ -21,7 +21,6 @@ import redis
 
 from config.settings import Settings
 from exchanges.paper import DEFAULT_INSTRUMENTS
-from reports.files import report_json, write_all
 from reports.report import Report, build
 from reports.terminal import console, render
 from reports.trades import RunResult
@@ -76,8 +75,9 @@ def starting_balance(
 
 
 def live_run(
-    client: redis.Redis, settings: Settings, window: Window, balance: Decimal | None
+    client: redis.Redis, settings: Settings, window: Window, balance: Decimal | None, *, prices: bool = False
 ) -> tuple[RunResult, History]:
+    """The run's trades in the window; with `prices`, the ticks the streams hold too (for report.html)."""
     keys = Keys(settings.redis.prefix)
     history = read_history(client, keys, contract_values(), window.since, window.until)
     start_balance = starting_balance(client, settings, history, balance)
@@ -94,7 +94,7 @@ def live_run(
         end_ts=end,
         source="paper" if settings.exchange.venue == "paper" else "live",
         open_positions=history.open_positions,
-        prices=read_prices(client, keys, symbols),
+        prices=read_prices(client, keys, symbols) if prices else {},
         meta={
             "venue": settings.exchange.venue,
             "redis prefix": settings.redis.prefix,
@@ -124,10 +124,12 @@ def run_report(
 ) -> int:
     try:
         with report_redis(settings) as client:
-            run, history = live_run(client, settings, window, balance)
+            run, history = live_run(client, settings, window, balance, prices=out is not None)
     except ReportError as err:
         print(f"scalper: report: {err}", file=sys.stderr)
         return 2
+    from reports.files import report_json, write_all  # plotly's import: only for a report
+
     report = build(run)
     for line in warnings(history):
         print(f"scalper: report: {line}", file=sys.stderr)
