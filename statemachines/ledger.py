@@ -75,7 +75,7 @@ class TradeRecord:
             "exit_ts": encode_value(float(self.exit_ts)), "entry_price": encode_value(self.entry_price),
             "size": encode_value(self.size), "exit_reason": self.exit_reason,
             "pnl": encode_value(self.pnl), "fees": encode_value(self.fees), "net": encode_value(self.net),
-            "time_in": {state: round(seconds, 3) for state, seconds in sorted(self.time_in.items())},
+            "time_in": {state: float(seconds) for state, seconds in sorted(self.time_in.items())},
         }  # fmt: skip
         return json.dumps(row, separators=(",", ":"))
 
