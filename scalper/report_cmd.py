@@ -158,13 +158,19 @@ def summary_at_stop(client: redis.Redis, settings: Settings) -> Report | None:
 def print_summary_at_stop(url: str | None, settings: Settings) -> None:
     """`scalper run`, its children stopped and its Redis still up: the report's summary panel. Never fails
     the stop: a Redis that cannot be read gets one line instead."""
+    from scalper.connect import NoRedis, connect, scrub
+
     if url is None:
         return
     try:
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        report = summary_at_stop(client, settings)
-    except Exception as err:  # the run must still stop its Redis cleanly
-        print(f"scalper: no report at the stop ({type(err).__name__}: {err})", file=sys.stderr)
+        report = summary_at_stop(connect(url, check=False, options=settings.redis), settings)
+    except NoRedis as err:  # its message shows the URL with the password masked
+        print(f"scalper: no report at the stop ({err})", file=sys.stderr)
+        return
+    except Exception as err:  # the run must still stop its Redis cleanly; never a secret in the line
+        print(
+            f"scalper: no report at the stop ({type(err).__name__}: {scrub(str(err), url)})", file=sys.stderr
+        )
         return
     if report is not None:
         render(report, console(), tables=False)
