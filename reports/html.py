@@ -23,7 +23,7 @@ from reports.metrics import equity_curve
 from reports.report import Report
 from reports.trades import Trade
 
-MAX_POINTS = 2000  # buckets per series: 4 points at most in each
+MAX_POINTS = 1000  # buckets per series: 4 points at most in each
 _LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "height": 420}
 
 
@@ -188,7 +188,12 @@ def _summary_html(report: Report) -> str:
         ("Exposure", pct(s.exposure_pct)),
         ("Best / worst trade", f"{_trade(s.best)} / {_trade(s.worst)}"),
         ("Balance", f"{money(s.starting_balance)} → {money(s.final_balance)}"),
-        ("Open at the end", f"{s.open_positions}, realized {money(s.open_realized, sign=True)}"),
+        (
+            "Open at the end",
+            f"{s.open_positions}, realized {money(s.open_realized, sign=True)}"
+            if s.open_positions
+            else "none",
+        ),
     ]
     return _table("Summary", ("figure", "value"), rows)
 
