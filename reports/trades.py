@@ -17,7 +17,9 @@ class Trade:
     entry_ts: float  # the entry fill, epoch seconds UTC (market time in a backtest)
     exit_ts: float  # the last closing fill
     entry_price: Decimal  # average entry fill
-    exit_price: Decimal  # average of every closing fill, harvests included
+    # Average of every closing fill, harvests included; None where it cannot be known (a live run's trade
+    # whose instrument's contract value could not be read: its exit price is derived from its PnL).
+    exit_price: Decimal | None
     size: Decimal  # contracts entered
     contract_value: Decimal  # base currency per contract (OKX ctVal): notional = size × ct_val × price
     exit_reason: str
@@ -41,3 +43,44 @@ class EquityPoint:
 
     ts: float
     equity: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    """A position still open when the run stopped. It is not a trade (nothing closed it), but its entry
+    fee, and any part closed by a harvest, have already moved the account's balance."""
+
+    position_id: str
+    symbol: str
+    side: str
+    state: str  # its lifecycle state at the stop: opening, open, harvesting, trailing or closing
+    entry_ts: float
+    entry_price: Decimal
+    size: Decimal  # contracts still held
+    realized_pnl: Decimal  # of what harvests closed so far, before fees
+    fees: Decimal  # charged so far (OKX sign): the entry's, and the harvests'
+    funding: Decimal = Decimal(0)
+
+    @property
+    def realized(self) -> Decimal:
+        """What it has done to the balance already."""
+        return self.realized_pnl + self.fees + self.funding
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Everything the report reads about one run, whoever made it (a backtest, or a live or paper run's
+    Redis). `start_ts`..`end_ts` is the run's time span (epoch seconds UTC), which exposure and the daily
+    returns are measured over."""
+
+    trades: list[Trade]
+    equity: list[EquityPoint]  # by time; the starting balance at `start_ts` need not be in it
+    starting_balance: Decimal
+    start_ts: float
+    end_ts: float
+    source: str = "backtest"  # backtest | paper | live: says in the report where the trades come from
+    open_positions: list[OpenPosition] = field(default_factory=list)
+    # symbol -> (timestamps, prices): for the price chart of report.html, with the entries and exits marked
+    prices: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    # what the run was: data files, symbols, bars, settings overrides... shown as given, in key order
+    meta: dict[str, str] = field(default_factory=dict)

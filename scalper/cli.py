@@ -7,6 +7,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
     rec.add_argument("--json", action="store_true")
 
+    rep = sub.add_parser("report", help="the report of this live or paper run's trades (as a backtest's)")
+    rep.add_argument("--since", type=_time, help="trades closed from (ISO-8601 UTC or epoch seconds)")
+    rep.add_argument("--until", type=_time, help="trades closed before")
+    rep.add_argument("--out", type=Path, metavar="DIR", help="write trades.csv, equity.csv, report.json/html")
+    rep.add_argument("--json", action="store_true", help="print report.json instead of the tables")
+    rep.add_argument("--balance", type=_amount, help="starting balance (default: the paper account's)")
+
     fsm = sub.add_parser("fsm", help="the position lifecycle (transition table or Mermaid diagram)")
     fsm.add_argument("--mermaid", action="store_true", help="print a Mermaid stateDiagram of the machine")
     cfg = sub.add_parser("config", help="configuration")
@@ -88,6 +96,20 @@ def _seconds(text: str) -> float:
 
 def _at_least_one(text: str) -> int:
     return int(_checked(text, int, lambda v: v >= 1, "a whole number, 1 or more"))
+
+
+def _time(text: str) -> float:
+    from scalper.report_cmd import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _amount(text: str) -> Decimal:
+    _checked(text, float, lambda v: v > 0, "a positive amount")
+    return Decimal(text)
 
 
 def _check_replay(replay: str | None) -> str | None:
@@ -174,6 +196,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return processes.run_engine(settings, symbols=symbols, shard=shard, clock=args.clock)
     if cmd == "worker":
         return processes.run_worker(settings, burst=args.burst)
+    if cmd == "report":
+        from scalper.report_cmd import Window, run_report
+
+        return run_report(settings, window=Window(args.since, args.until), out=args.out, as_json=args.json,
+                          balance=args.balance)  # fmt: skip
     return _operator(args, settings)
 
 

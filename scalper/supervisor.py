@@ -243,8 +243,12 @@ def run(
             print(f"scalper: embedded Redis at unix://{server.socket_path} (data in {data_dir}/)")
             print(f"scalper: inspect with: {cli_path()} -s {server.socket_path}")
         try:
-            return _supervise(settings, env, plan(replay, speed, workers, verbose), policy, duration,
+            code = _supervise(settings, env, plan(replay, speed, workers, verbose), policy, duration,
                               replay is not None, stopping)  # fmt: skip
+            from scalper.report_cmd import print_summary_at_stop
+
+            print_summary_at_stop(env.get("REDIS_URL"), settings)  # what the run did, before Redis stops
+            return code
         finally:
             if server is not None:
                 _mark_clean_stop(server, settings.redis.prefix)

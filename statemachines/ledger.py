@@ -2,20 +2,22 @@
 (removed after `engine.closed_retention_s` by workers/retention.py), so a day's trades still add up.
 
     {prefix}:ledger:{YYYYMMDD}   HASH   position id -> {"symbol", "side", "entry_ts", "exit_ts",
-                                        "entry_price", "size", "exit_reason", "pnl", "fees", "net"} (JSON)
+                                        "entry_price", "size", "exit_reason", "pnl", "fees", "net",
+                                        "time_in"} (JSON)
     {prefix}:ledger:days         SET    the days that have a ledger
 
 The day is the UTC day of the close on the engine's clock (market time in a replay), the same clock the
 daily risk counters use (workers/riskstate.py). A day's hash expires `engine.ledger_retention_days` after
 its last write. Rows are written by the store's scripts (statemachines/store.py); this module encodes them
-and reads them back.
+and reads them back. `time_in` (seconds per lifecycle state, for the report) came later: a row without it
+reads as one with no time recorded.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -49,6 +51,7 @@ class TradeRecord:
     exit_reason: str
     pnl: Decimal  # realized, before fees
     fees: Decimal  # OKX's sign: negative = charged
+    time_in: dict[str, float] = field(default_factory=dict)  # seconds spent per lifecycle state
 
     @property
     def net(self) -> Decimal:
@@ -63,7 +66,7 @@ class TradeRecord:
         return cls(
             id=pos.id, symbol=pos.symbol, side=pos.side.value, entry_ts=pos.opened_at or pos.created_at,
             exit_ts=pos.state_since, entry_price=pos.entry_price, size=pos.entry_size,
-            exit_reason=pos.exit_reason, pnl=pos.realized_pnl, fees=pos.fees,
+            exit_reason=pos.exit_reason, pnl=pos.realized_pnl, fees=pos.fees, time_in=dict(pos.time_in),
         )  # fmt: skip
 
     def encode(self) -> str:
@@ -72,6 +75,7 @@ class TradeRecord:
             "exit_ts": encode_value(float(self.exit_ts)), "entry_price": encode_value(self.entry_price),
             "size": encode_value(self.size), "exit_reason": self.exit_reason,
             "pnl": encode_value(self.pnl), "fees": encode_value(self.fees), "net": encode_value(self.net),
+            "time_in": {state: float(seconds) for state, seconds in sorted(self.time_in.items())},
         }  # fmt: skip
         return json.dumps(row, separators=(",", ":"))
 
@@ -85,8 +89,9 @@ class TradeRecord:
                 entry_ts=float(row["entry_ts"]), exit_ts=float(row["exit_ts"]),
                 entry_price=Decimal(row["entry_price"]), size=Decimal(row["size"]),
                 exit_reason=str(row["exit_reason"]), pnl=Decimal(row["pnl"]), fees=Decimal(row["fees"]),
+                time_in={str(k): float(v) for k, v in row.get("time_in", {}).items()},
             )  # fmt: skip
-        except (ValueError, TypeError, KeyError, InvalidOperation) as err:
+        except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as err:
             raise ValueError(f"ledger row of {position_id} unreadable: {err!r}") from None
 
 
