@@ -61,7 +61,6 @@ def open_position(store: PositionStore, pm: PositionMachine, symbol: str, price:
                   stop: float) -> Position:  # fmt: skip
     pos = Position(id=new_position_id(), symbol=symbol, side="long", state_since=now, wall_since=now)  # type: ignore[arg-type]
     store.create(pos, ts=now)
-    pm.attach(pos)
     fields = {"entry_price": Decimal(repr(price)), "size": Decimal("1"), "opened_at": now, "stop_price": stop}
     pm.fire(pos, "entry_filled", price=price, fields=fields)
     return pos

@@ -80,15 +80,12 @@ class Book:
             if pos.state == "closing":
                 self.pm.fire(pos, "close_filled", reason="bench", price=price)
                 self.transitions += 1
-            if pos.state == "closed":
-                self.pm.detach(pos)
-            else:
+            if pos.state != "closed":
                 live.append(pos)
         while len(live) < self.n:
             self.seed += 1
             side = "long" if self.seed % 2 else "short"
             pos = Position(id=new_position_id(now), symbol=self.cfg.symbol, side=side, state_since=now)  # type: ignore[arg-type]
-            self.pm.attach(pos)
             entry_filled(
                 self.pm, pos, price=Decimal(repr(price)), size=Decimal(1), atr=atr, cfg=self.cfg, now=now
             )

@@ -27,6 +27,23 @@ LIVE_STATES: tuple[str, ...] = tuple(s for s in STATES if s != State.CLOSED)
 
 OPENING, OPEN, HARVESTING, TRAILING, CLOSING, CLOSED = STATES
 
+
+class Trigger(StrEnum):
+    """What moves a position: the events of the table below, the only names `PositionMachine.fire` takes."""
+
+    ENTRY_FILLED = "entry_filled"
+    ENTRY_FAILED = "entry_failed"
+    HARVEST = "harvest"
+    HARVEST_FILLED = "harvest_filled"
+    HARVEST_FAILED = "harvest_failed"
+    ARM_TRAILING = "arm_trailing"
+    CLOSE = "close"
+    RETRY_CLOSE = "retry_close"
+    CLOSE_FILLED = "close_filled"
+    EXTERNAL_CLOSE = "external_close"
+    RESYNC = "resync"
+
+
 # fmt: off
 TRANSITIONS: list[dict[str, Any]] = [
     # trigger                    from                                    to              why

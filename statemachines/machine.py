@@ -1,9 +1,14 @@
-"""Positions bound to the lifecycle machine, with every transition persisted before it takes effect.
+"""Moving positions through the lifecycle, with every transition persisted before it takes effect.
 
 The `transitions` library checks that a trigger is legal from the current state; our `before_state_change`
 hook writes the transition to the store as one compare-and-set (state and version) together with its log
 entry. If the write fails (another process moved the position first), the exception propagates out of the
 trigger before `transitions` changes the state, so memory never runs ahead of Redis.
+
+Positions are not added to the machine as models: the library would give each one a method per trigger
+(`pos.close()` would move a position to `closing` without any close order). Every move goes through `fire`
+with a `Trigger`, so the table and the store see all of them. The store is the live Redis store or the
+backtest's memory (backtest/memory.py): the same table and the same decisions either way.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Protocol
 
 from transitions import EventData
 
-from statemachines.lifecycle import build_machine
+from statemachines.lifecycle import Trigger, build_machine
 from statemachines.position import Position, encode_value
 
 
@@ -44,7 +49,7 @@ class TransitionStore(Protocol):
 
 
 class PositionMachine:
-    """One shared `transitions` Machine for many positions (a model each, not a machine each)."""
+    """One shared `transitions` Machine for every position; a position is data, never a model of it."""
 
     def __init__(
         self,
@@ -56,19 +61,12 @@ class PositionMachine:
         self.clock = clock  # the engine's time: market time in a replay
         self.wall = wall
         self.machine = build_machine(before_state_change=[self._persist])
-
-    def attach(self, pos: Position) -> Position:
-        """Bind a position (new or loaded) to the machine in its stored state."""
-        self.machine.add_model(pos, initial=pos.state)
-        return pos
-
-    def detach(self, pos: Position) -> None:
-        self.machine.remove_model(pos)
+        self._events = {Trigger(name): event for name, event in self.machine.events.items()}
 
     def fire(
         self,
         pos: Position,
-        trigger: str,
+        trigger: Trigger,
         *,
         reason: str = "",
         price: float = 0.0,
@@ -78,7 +76,8 @@ class PositionMachine:
         """Fire `trigger` on `pos`: raises MachineError if illegal from its state, StaleTransition if
         another process moved it first. `fields` are position attributes written with the transition;
         `intent` is the order intent (OrderIntent.to_fields()) handed over with it."""
-        pos.trigger(trigger, reason=reason, price=price, fields=fields or {}, intent=intent)  # type: ignore[attr-defined]
+        event = self._events[Trigger(trigger)]
+        event.trigger(pos, reason=reason, price=price, fields=fields or {}, intent=intent)
 
     def _persist(self, event: EventData) -> None:
         pos: Position = event.model
@@ -122,8 +121,7 @@ def _encode(pos: Position, updates: dict[str, Any]) -> dict[str, str]:
     return {k: encode_value(v) for k, v in updates.items()}
 
 
-# Only persisted data fields: not identity, not derived caches, and never a trigger method that
-# `transitions` attached to the model under the same name.
+# Only persisted data fields: not identity, and not derived caches.
 _WRITABLE = frozenset(f.name for f in dataclass_fields(Position)) - {
     "state",
     "version",

@@ -12,6 +12,7 @@ from config.settings import SymbolConfig
 from statemachines import guards
 from statemachines.exits import armed_trail_stop, evaluate, mark
 from statemachines.intents import close_intent, harvest_intent, protect_intent, unprotect_intent
+from statemachines.lifecycle import Trigger
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 from statemachines.snapshot import Action, Decision, MarketSnapshot
@@ -35,7 +36,7 @@ def apply(
         attempt = pos.close_attempt + 1
         pm.fire(
             pos,
-            "close",
+            Trigger.CLOSE,
             reason=decision.reason,
             price=price,
             fields={"exit_reason": decision.reason, "close_attempt": attempt},
@@ -43,12 +44,12 @@ def apply(
         )
     elif decision.action is Action.ARM_TRAILING:
         level = armed_trail_stop(pos, price, cfg, at_least_breakeven=cfg.exits.trailing_breakeven)
-        pm.fire(pos, "arm_trailing", reason=decision.reason, price=price, fields={"trail_stop": level})
+        pm.fire(pos, Trigger.ARM_TRAILING, reason=decision.reason, price=price, fields={"trail_stop": level})
     elif decision.action is Action.HARVEST:
         # The counter is written with the transition: a crash cannot make the harvest fire twice.
         pm.fire(
             pos,
-            "harvest",
+            Trigger.HARVEST,
             reason=decision.reason,
             price=price,
             fields={"harvests_done": pos.harvests_done + 1},
@@ -76,7 +77,7 @@ def entry_filled(
     # The exchange-side catastrophe stop, so that a dead bot never leaves a naked position.
     pm.fire(
         pos,
-        "entry_filled",
+        Trigger.ENTRY_FILLED,
         reason="fill",
         price=float(price),
         fields={"entry_price": price, "size": size, "opened_at": now, "stop_price": stop, "fees": fee},
@@ -104,7 +105,7 @@ def harvest_filled(
     level = armed_trail_stop(pos, float(price), cfg, at_least_breakeven=True)
     pm.fire(
         pos,
-        "harvest_filled",
+        Trigger.HARVEST_FILLED,
         reason="fill",
         price=float(price),
         fields={"size": remaining, "trail_stop": level}
@@ -115,7 +116,7 @@ def harvest_filled(
 
 
 def harvest_failed(pm: PositionMachine, pos: Position, *, reason: str) -> None:
-    pm.fire(pos, "harvest_failed", reason=reason)
+    pm.fire(pos, Trigger.HARVEST_FAILED, reason=reason)
 
 
 def retry_close(
@@ -136,7 +137,7 @@ def retry_close(
         fields["fees"] = fees
     pm.fire(
         pos,
-        "retry_close",
+        Trigger.RETRY_CLOSE,
         reason=reason,
         fields=fields,
         intent=close_intent(pos, attempt, pos.exit_reason or reason).to_fields(),
@@ -147,7 +148,7 @@ def settle_closed(
     pm: PositionMachine,
     pos: Position,
     *,
-    trigger: str,
+    trigger: Trigger,
     reason: str,
     price: float = 0.0,
     realized_pnl: Decimal | None = None,
@@ -172,4 +173,4 @@ def resync_size(
     """Adopt the exchange's size, logged in the position's stream with the reason; the protective stop is
     sized to it (the protect job again)."""
     intent = protect_intent(pos, catastrophe_stop(pos, float(pos.entry_price), cfg)).to_fields()
-    pm.fire(pos, "resync", reason=reason, fields={"size": size}, intent=intent)
+    pm.fire(pos, Trigger.RESYNC, reason=reason, fields={"size": size}, intent=intent)

@@ -33,7 +33,6 @@ def open_position(store: PositionStore, pm: PositionMachine, clock: Clock, symbo
     pos = Position(id=new_position_id(now), symbol=symbol, side=side, leverage=5, state_since=now,
                    wall_since=now, entry_size=D("0.5"), entry_attempt=1)  # fmt: skip
     store.create(pos, reason="macd 12.3 crossed above signal 8.1, rsi 56.2", price=50000.0, ts=now)
-    pm.attach(pos)
     cfg = Settings(_env_file=None).for_symbol(symbol)  # type: ignore[call-arg]
     stepper.entry_filled(pm, pos, price=D("50000.1"), size=D("0.5"), atr=42.0, cfg=cfg, now=now,
                          fee=D("-0.1250025"))  # fmt: skip
@@ -48,7 +47,6 @@ def close_position(
             intent=close_intent(pos, 1, reason).to_fields())  # fmt: skip
     stepper.settle_closed(pm, pos, trigger="close_filled", reason="close order filled",
                           realized_pnl=pos.realized_pnl + pnl, fees=pos.fees + fee)  # fmt: skip
-    pm.detach(pos)
 
 
 def closed_position(store: PositionStore, pm: PositionMachine, clock: Clock, *, pnl: D = D("0.5"),

@@ -73,7 +73,6 @@ async def test_a_protect_job_for_a_position_already_closed_is_skipped(real_redis
     pos = Position(id=new_position_id(now), symbol=BTC, side=Side.LONG, state_since=now, wall_since=now,
                    entry_size=D(1), entry_attempt=1)  # fmt: skip
     store.create(pos, reason="test entry", ts=now, intent=open_intent(pos, D(1)).to_fields())
-    pm.attach(pos)
     stepper.entry_filled(pm, pos, price=D(50000), size=D(1), atr=None, cfg=cfg.for_symbol(BTC), now=now)
     protect = protect_intent(pos, 47500.0)  # written with the entry fill; its job runs late
     stepper.settle_closed(pm, pos, trigger="external_close", reason="closed before the stop job ran")

@@ -113,7 +113,7 @@ def test_block_turns_take_profit_into_trailing() -> None:
     d = exits.evaluate(position(), market(101.0, rsi=BLOCK_RSI), CFG)
     assert (d.action, d.reason) == (Action.ARM_TRAILING, TAKE_PROFIT_BLOCKED)
     pm = PositionMachine()
-    pos = pm.attach(position())
+    pos = position()
     step(pm, pos, market(101.0, rsi=BLOCK_RSI), CFG)
     assert pos.state == "trailing"
     assert pos.trail_stop == pytest.approx(101.0 * 0.995)  # 0.5% behind, above breakeven (100)
@@ -189,7 +189,7 @@ def test_stale_emergency_and_manual_close_still_act_without_a_fresh_price() -> N
 
 def test_harvest_fires_once_not_every_tick() -> None:
     pm = PositionMachine()
-    pos = pm.attach(position())
+    pos = position()
     decisions = [step(pm, pos, market(100.7), CFG) for _ in range(5)]
     assert [d.action for d in decisions].count(Action.HARVEST) == 1
     assert pos.state == "harvesting" and pos.harvests_done == 1
@@ -201,7 +201,7 @@ def test_harvest_fires_once_not_every_tick() -> None:
 
 def test_failed_harvest_does_not_refire_unless_configured() -> None:
     pm = PositionMachine()
-    pos = pm.attach(position())
+    pos = position()
     step(pm, pos, market(100.7), CFG)
     pm.fire(pos, "harvest_failed", reason="rejected")
     assert pos.state == "open"
@@ -212,14 +212,14 @@ def test_failed_harvest_does_not_refire_unless_configured() -> None:
 def test_harvest_fill_sets_stop_at_least_breakeven_plus_fees() -> None:
     cfg = config(exits={"fee_pct": 0.05, "trailing_breakeven": False})
     pm = PositionMachine()
-    pos = pm.attach(position(state="harvesting"))
+    pos = position(state="harvesting")
     harvest_filled(pm, pos, remaining=Decimal("0.5"), price=Decimal("100.3"), cfg=cfg)
     assert pos.trail_stop == pytest.approx(100.1)  # 100.3 less 0.5% is below breakeven 100.1
 
 
 def test_full_lifecycle_through_step() -> None:
     pm = PositionMachine(clock=lambda: NOW)
-    pos = pm.attach(position(state="opening", opened_at=0.0, state_since=NOW))
+    pos = position(state="opening", opened_at=0.0, state_since=NOW)
     entry_filled(pm, pos, price=Decimal("100"), size=Decimal("2"), atr=0.5, cfg=CFG, now=NOW)
     assert (pos.state, pos.stop_price, pos.opened_at) == ("open", pytest.approx(99.0), NOW)
     path = [100.2, 100.5, 100.9]  # +0.9%: trailing activation at 0.8% (harvest 0.6% switched off)

@@ -63,7 +63,6 @@ def test_transition_and_its_intent_are_written_together(real_redis: RealRedis) -
     pm = PositionMachine(store)
     pos = Position(id=new_position_id(), symbol="BTC-USDT-SWAP", side="long", entry_attempt=1)  # type: ignore[arg-type]
     store.create(pos, intent=open_intent(pos, Decimal("0.5")).to_fields())
-    pm.attach(pos)
     entry_filled(pm, pos, price=Decimal("100"), size=Decimal("0.5"), atr=None, cfg=config(), now=1.0)
     box = _outbox(client, store, pos.symbol)
     assert [b["action"] for b in box] == ["open", "protect"]
@@ -71,7 +70,7 @@ def test_transition_and_its_intent_are_written_together(real_redis: RealRedis) -
     assert float(box[1]["stop_px"]) == pytest.approx(95.0)  # protective_stop_pct 5 below a long's entry
 
     # A stale copy's transition writes neither the transition nor its intent.
-    stale = PositionMachine(store).attach(store.load(pos.id))
+    stale = store.load(pos.id)
     pm.fire(
         pos, "close", reason="x", fields={"close_attempt": 1}, intent=close_intent(pos, 1, "x").to_fields()
     )

@@ -64,7 +64,6 @@ def open_position(client: redis.Redis, *, close_request: str = "") -> Position:
     pos = Position(id=new_position_id(now), symbol=BTC, side=Side.LONG, state_since=now, wall_since=now,
                    entry_size=D(1), entry_attempt=1)  # fmt: skip
     store.create(pos, reason="test entry", ts=now, intent=open_intent(pos, D(1)).to_fields())
-    pm.attach(pos)
     stepper.entry_filled(
         pm, pos, price=D(50000), size=D(1), atr=None, cfg=settings().for_symbol(BTC), now=now
     )

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from transitions import MachineError
 
-from statemachines.lifecycle import STATES, build_machine, edges, is_legal, mermaid
+from statemachines.lifecycle import STATES, TRANSITIONS, Trigger, build_machine, edges, is_legal, mermaid
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 
@@ -87,7 +87,7 @@ def test_is_legal() -> None:
 
 def test_illegal_trigger_raises_and_changes_nothing() -> None:
     pm = PositionMachine()
-    pos = pm.attach(Position(id="p1", symbol="BTC-USDT-SWAP", side="short"))  # type: ignore[arg-type]
+    pos = Position(id="p1", symbol="BTC-USDT-SWAP", side="short")  # type: ignore[arg-type]
     with pytest.raises(MachineError):
         pm.fire(pos, "close")
     assert (pos.state, pos.version) == ("opening", 0)
@@ -97,7 +97,7 @@ def test_illegal_trigger_raises_and_changes_nothing() -> None:
 
 def test_transition_refuses_to_write_identity_fields() -> None:
     pm = PositionMachine()
-    pos = pm.attach(Position(id="p1", symbol="BTC-USDT-SWAP", side="long"))  # type: ignore[arg-type]
+    pos = Position(id="p1", symbol="BTC-USDT-SWAP", side="long")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a writable"):
         pm.fire(pos, "entry_filled", fields={"side": "short"})
     assert pos.state == "opening"
@@ -105,9 +105,12 @@ def test_transition_refuses_to_write_identity_fields() -> None:
 
 def test_loaded_position_resumes_in_its_stored_state() -> None:
     stored = Position(id="p2", symbol="ETH-USDT-SWAP", side="long", state="trailing", version=4)  # type: ignore[arg-type]
-    pos = PositionMachine().attach(Position.from_hash(stored.to_hash()))
-    assert pos.state == "trailing" and pos.is_trailing()  # type: ignore[attr-defined]
-    assert pos.may_close() and not pos.may_harvest()  # type: ignore[attr-defined]
+    pos = Position.from_hash(stored.to_hash())
+    assert pos.state == "trailing"
+    with pytest.raises(MachineError):  # harvest is not a move out of trailing
+        PositionMachine().fire(pos, Trigger.HARVEST)
+    PositionMachine().fire(pos, Trigger.CLOSE)
+    assert (pos.state, pos.version) == ("closing", 5)
 
 
 def test_readme_shows_the_generated_diagram() -> None:
@@ -118,18 +121,27 @@ def test_readme_shows_the_generated_diagram() -> None:
     assert block is not None and block.group(1) == mermaid()
 
 
-def test_transition_cannot_overwrite_a_trigger_method() -> None:
+def test_a_position_carries_no_trigger_methods() -> None:
+    """Only `fire` moves a position: no `pos.close()` that would reach closing without a close order."""
     pm = PositionMachine()
-    pos = pm.attach(Position(id="p3", symbol="BTC-USDT-SWAP", side="long"))  # type: ignore[arg-type]
+    pos = Position(id="p3", symbol="BTC-USDT-SWAP", side="long")  # type: ignore[arg-type]
+    pm.fire(pos, Trigger.ENTRY_FILLED)
+    assert pos.state == "open"
+    assert not any(hasattr(pos, name) for name in [*Trigger, "trigger", "may_close", "is_open"])
     with pytest.raises(ValueError, match="not a writable"):
-        pm.fire(pos, "entry_filled", fields={"close": "oops"})
-    assert callable(pos.close)  # type: ignore[attr-defined]
+        pm.fire(pos, Trigger.CLOSE, fields={"close": "oops"})
+    with pytest.raises(ValueError):  # a name that is no trigger of the table
+        pm.fire(pos, "shut")  # type: ignore[arg-type]
+
+
+def test_the_trigger_enum_is_the_table() -> None:
+    assert {t["trigger"] for t in TRANSITIONS} == {t.value for t in Trigger}
 
 
 def test_time_in_state_accumulates_when_a_state_is_reentered() -> None:
     clock = iter([100.0, 110.0, 125.0, 140.0]).__next__
     pm = PositionMachine(clock=clock)
-    pos = pm.attach(Position(id="p4", symbol="BTC-USDT-SWAP", side="long", state="closing", state_since=90.0))  # type: ignore[arg-type]
+    pos = Position(id="p4", symbol="BTC-USDT-SWAP", side="long", state="closing", state_since=90.0)  # type: ignore[arg-type]
     pm.fire(pos, "retry_close")  # 10 s in closing
     pm.fire(pos, "retry_close")  # +10 s
     pm.fire(pos, "close_filled")  # +15 s

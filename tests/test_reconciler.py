@@ -134,7 +134,7 @@ class World:
         pos = Position(id=new_position_id(now), symbol=inst, side=Side(side), state_since=now, wall_since=now,
                        entry_size=D(size), leverage=5, entry_attempt=1)  # fmt: skip
         self.store.create(pos, reason="test entry", ts=now, intent=open_intent(pos, D(size)).to_fields())
-        return self.pm.attach(pos)
+        return pos
 
     def opened(
         self, side: str = "long", size: str = "1", *, protect: bool = False, inst: str = BTC

@@ -314,7 +314,7 @@ def attached(state: str, side: str = "long", **fields: Any) -> tuple[PositionMac
     """A position at version 3 on a machine without a store (versions count up in memory)."""
     pm = PositionMachine(store=None, clock=lambda: NOW + 5, wall=lambda: NOW + 5)
     p = pos_in(state, side, version=3, **fields)
-    return pm, pm.attach(p)
+    return pm, p
 
 
 @pytest.mark.parametrize("side", SIDES)

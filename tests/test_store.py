@@ -42,7 +42,7 @@ def store(request: pytest.FixtureRequest, real_redis: RealRedis) -> Iterator[Pos
 
 
 def opened(store: PositionStore, machine: PositionMachine, symbol: str = SYMBOL) -> Position:
-    pos = machine.attach(new_pos(symbol))
+    pos = new_pos(symbol)
     store.create(pos)
     fill = {"entry_price": Decimal("100.5"), "size": Decimal("3"), "opened_at": 1.0}
     machine.fire(pos, "entry_filled", reason="filled", price=100.5, fields=fill)
@@ -161,7 +161,7 @@ def test_loaded_position_resumes_in_its_stored_state(store: PositionStore) -> No
 
     # A new process: fresh machine, position from Redis only.
     machine = PositionMachine(store=store)
-    loaded = machine.attach(store.load(pos.id))
+    loaded = store.load(pos.id)
     assert (loaded.state, loaded.version, loaded.trail_stop) == ("trailing", 3, 99.0)
     with pytest.raises(MachineError):
         machine.fire(loaded, "harvest")  # TP and harvest no longer apply once trailing
@@ -176,8 +176,8 @@ def test_loaded_position_resumes_in_its_stored_state(store: PositionStore) -> No
 def test_stale_copy_cannot_transition(store: PositionStore) -> None:
     pos = opened(store, PositionMachine(store=store))
     a_machine, b_machine = PositionMachine(store=store), PositionMachine(store=store)
-    a = a_machine.attach(store.load(pos.id))
-    b = b_machine.attach(store.load(pos.id))
+    a = store.load(pos.id)
+    b = store.load(pos.id)
 
     a_machine.fire(a, "close", reason="stop_loss", price=99.0)
     for trigger in ("close", "arm_trailing"):
@@ -191,7 +191,7 @@ def test_stale_copy_cannot_transition(store: PositionStore) -> None:
 @pytest.mark.redis
 def test_transition_of_a_missing_position_is_stale(store: PositionStore) -> None:
     machine = PositionMachine(store=store)
-    ghost = machine.attach(new_pos())
+    ghost = new_pos()
     ghost.version = 1
     with pytest.raises(StaleTransition, match="not stored"):
         machine.fire(ghost, "entry_filled")
@@ -202,7 +202,7 @@ def test_transition_of_a_missing_position_is_stale(store: PositionStore) -> None
 def test_transition_writes_only_position_fields(store: PositionStore, field: str) -> None:
     pos = new_pos()
     store.create(pos)
-    # "close"/"to_hash" exist on an attached model (trigger, method) but are not position fields.
+    # "close"/"to_hash" are a trigger and a method, not position fields.
     with pytest.raises(ValueError, match="may not write"):
         store.apply_transition(
             pos, source="opening", dest="open", trigger="entry_filled", reason="", price=0.0, ts=1.0,
@@ -260,7 +260,7 @@ def test_index_sets_move_with_transitions(store: PositionStore) -> None:
     machine = PositionMachine(store=store)
     a = opened(store, machine)
     b = opened(store, machine)
-    c = machine.attach(new_pos("ETH-USDT-SWAP"))
+    c = new_pos("ETH-USDT-SWAP")
     store.create(c)
     machine.fire(b, "close")
 
@@ -343,7 +343,7 @@ def test_positions_survive_a_server_restart(local_redis: LocalRedis, how: str) -
         client.script_flush()
         assert client.script_exists(hashlib.sha1(lua.TRANSITION.encode()).hexdigest()) == [False]
         machine = PositionMachine(store=store)
-        loaded = machine.attach(store.load(pos.id))
+        loaded = store.load(pos.id)
         assert (loaded.state, loaded.version, loaded.peak_pnl_pct) == ("open", 2, 2.5)
         machine.fire(loaded, "close", reason="max_hold")
         assert store.load(pos.id).version == 3 and store.check_consistency(pos.id) == []

@@ -182,13 +182,11 @@ class Engine:
         self._started_at = self.now()
         self.bus.ensure_groups(self.symbols)
         for book in self.book.values():
-            for pos in book.values():
-                self.pm.detach(pos)  # the shared machine must not keep models of a stale book
             book.clear()
         self.flagged.clear()
         for pos in self.store.load_live(on_bad=self._bad_hash):
             if pos.symbol in self.book:
-                self.book[pos.symbol][pos.id] = self.pm.attach(pos)
+                self.book[pos.symbol][pos.id] = pos
         self.flagged.unflag_readable(self.symbols)
         raw = self.client.hgetall(self.keys.cursor())
         self.cursors = {s: _s(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
@@ -413,7 +411,6 @@ class Engine:
             self.flagged.flag(symbol, position_id, raw, f"bad_hash: its hash cannot be parsed: {why}")
 
     def _bad_position(self, pos: Position, why: str) -> None:
-        self.pm.detach(pos)
         self.book[pos.symbol].pop(pos.id, None)
         self.flagged.flag(pos.symbol, pos.id, pos.to_hash(), why)
 
@@ -498,13 +495,11 @@ class Engine:
         log.info("%s %s: %s (%s)", pos.symbol, pos.id, st.trigger, st.reason)
         if pos.state == State.CLOSED:
             self.book[pos.symbol].pop(pos.id, None)
-            self.pm.detach(pos)
             if self.entries is not None:
                 self.entries.on_closed(self, pos, now)
 
     def reload(self, pos: Position) -> None:
         """Another process moved the position: take the stored one."""
-        self.pm.detach(pos)
         self.book[pos.symbol].pop(pos.id, None)
         try:
             fresh = self.store.load(pos.id, pos.symbol)
@@ -514,7 +509,7 @@ class Engine:
             self.flagged.flag(pos.symbol, pos.id, {}, f"bad_hash: its hash cannot be parsed: {err}")
             return
         if fresh.state != State.CLOSED:
-            self.book[fresh.symbol][fresh.id] = self.pm.attach(fresh)
+            self.book[fresh.symbol][fresh.id] = fresh
 
     def reprotect(self, pos: Position) -> None:
         """Hand the position's protect job over again (its first was lost): the job places the stop if it
@@ -533,7 +528,7 @@ class Engine:
 
     def adopt(self, pos: Position) -> None:
         """A position created by this engine (entry) or the reconciler (adoption)."""
-        self.book[pos.symbol][pos.id] = self.pm.attach(pos)
+        self.book[pos.symbol][pos.id] = pos
 
     # --- operator commands: manual entry, manual close (workers/operator_desk.py) ---
 

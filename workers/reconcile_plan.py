@@ -138,7 +138,7 @@ class PlanningView:
         # reads after one (a restored record's fees once its entry filled) is what the engine will hold.
         self._pm = PositionMachine(store=None, clock=engine.now, wall=engine.wall)
         self.book: dict[str, dict[str, Position]] = {
-            s: {pid: self._pm.attach(_fresh(p)) for pid, p in b.items()} for s, b in engine.book.items()
+            s: {pid: _fresh(p) for pid, p in b.items()} for s, b in engine.book.items()
         }
 
     def live_positions(self) -> list[Position]:
@@ -148,7 +148,7 @@ class PlanningView:
         return symbol in self._quarantined
 
     def adopt(self, pos: Position) -> None:
-        self.book.setdefault(pos.symbol, {})[pos.id] = self._pm.attach(pos)
+        self.book.setdefault(pos.symbol, {})[pos.id] = pos
         self.plan.actions.append(("adopt", pos.id))
 
     def settle(self, pos: Position, st: Settlement, now: float) -> None:

@@ -32,7 +32,7 @@ from config.settings import SymbolConfig
 from exchanges.base import ExchangePosition, Order, OrderState
 from statemachines import stepper
 from statemachines.intents import IntentAction, client_order_id
-from statemachines.lifecycle import State
+from statemachines.lifecycle import State, Trigger
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 
@@ -203,7 +203,8 @@ def apply(
         stepper.resync_size(pm, pos, size=kw["size"], reason=st.reason, cfg=cfg)
     elif trig in ("close_filled", "external_close", "entry_failed"):
         stepper.settle_closed(
-            pm, pos, trigger=trig, reason=st.reason, realized_pnl=pos.realized_pnl + pnl, fees=pos.fees + fee
+            pm, pos, trigger=Trigger(trig), reason=st.reason, realized_pnl=pos.realized_pnl + pnl,
+            fees=pos.fees + fee,
         )
     elif trig:
         raise ValueError(f"unknown settlement {trig}")

@@ -42,10 +42,8 @@ def walk(machine: PositionMachine, store: PositionStore, pos: Position, rng: ran
 def recover(machine: PositionMachine, store: PositionStore) -> int:
     live = store.load_live()
     for pos in live:
-        machine.attach(pos)
         while pos.state != "closed":
             machine.fire(pos, TO_CLOSED.get(pos.state, "close"), reason="recovery")
-        machine.detach(pos)
     return len(live)
 
 
@@ -57,10 +55,8 @@ def main(socket_path: str, prefix: str, seed: str) -> None:
     store.client.rpush("burst:started", f"{seed} {recovered}")
     while True:
         pos = Position(id=new_position_id(), symbol=rng.choice(SYMBOLS), side=rng.choice(["long", "short"]))
-        machine.attach(pos)
         store.create(pos)
         walk(machine, store, pos, rng)
-        machine.detach(pos)
 
 
 if __name__ == "__main__":

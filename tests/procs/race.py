@@ -27,7 +27,7 @@ def main(socket_path: str, prefix: str, name: str) -> None:
             return
         pid, trigger = job.split()
         machine = PositionMachine(store=store)  # fresh, as a new process would have
-        pos = machine.attach(store.load(pid))
+        pos = store.load(pid)
         r.rpush("race:ready", name)
         r.blpop([f"race:go:{name}"])
         try:
