@@ -48,6 +48,12 @@ class ExchangeSettings(BaseModel):
     # The paper venue's position tiers (maintenance margin by position size): a file holding OKX's
     # GET /api/v5/public/position-tiers?instType=SWAP&tdMode=isolated response. None = the shipped table.
     position_tiers_file: Path | None = None
+    # The paper account's starting balance (USDT); a backtest starts with it too.
+    paper_balance: Decimal = Field(Decimal("10000"), gt=0)
+    # A price that comes without a bid and ask (bars, trades) is quoted this wide around it, in basis points
+    # (half on each side): a market order pays half the spread, as at a real book. The paper venue and the
+    # backtest's simulated venue both apply it; data with bid/ask (book tickers) use their own.
+    paper_spread_bps: float = Field(1.0, ge=0, lt=100)
 
     @field_validator("paper_history_s")
     @classmethod
@@ -187,6 +193,13 @@ class IndicatorSettings(BaseModel):
         return self
 
 
+class BacktestSettings(BaseModel):
+    model_config = _SECTION
+    # From a decision to its order at the simulated venue, milliseconds: about what a live engine measures
+    # from a tick to its order request (bench/bench_engine.py: p50 3-4 ms) plus a nearby venue's reply.
+    latency_ms: float = Field(5.0, ge=0, le=60_000)
+
+
 class EngineSettings(BaseModel):
     model_config = _SECTION
     lease_ttl_s: float = Field(5.0, gt=0.5)  # a dead engine's shard is taken over within this
@@ -270,6 +283,7 @@ class Settings(BaseSettings):
     smart_exit: SmartExitSettings = Field(default_factory=SmartExitSettings)
     indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     # The traded instruments (OKX instId) with optional overrides, e.g. {"BTC-USDT-SWAP": {"exits": {...}}}.
     symbols: dict[str, SymbolOverrides] = Field(
         default_factory=lambda: {"BTC-USDT-SWAP": SymbolOverrides(), "ETH-USDT-SWAP": SymbolOverrides()}

@@ -319,3 +319,19 @@ def check_entry(ctx: EntryContext, risk: RiskSettings) -> Refusal | None:
 def all_refusals(ctx: EntryContext, risk: RiskSettings) -> list[Refusal]:
     """Every gate's refusal, in order (for the dashboard and logs: why, all of it)."""
     return [r for _, gate in GATES if (r := gate(ctx, risk)) is not None]
+
+
+def streak_after_close(
+    streak: int, cooldown_until: float, net_pnl: Decimal, ts: float, risk: RiskSettings
+) -> tuple[int, float]:
+    """A symbol's loss streak and cooldown after a close of `net_pnl` at `ts`. A loss extends the streak;
+    reaching `loss_streak_limit` sets the cooldown to `ts + loss_streak_cooldown_s` (each further loss before
+    a win sets it again from its own time). A win resets the streak (a running cooldown still runs out);
+    exactly 0 changes neither. The live risk memory (Redis) and the backtest's (memory) both use this."""
+    if net_pnl < 0:
+        streak += 1
+        if streak >= risk.loss_streak_limit:
+            cooldown_until = max(cooldown_until, ts + risk.loss_streak_cooldown_s)
+    elif net_pnl > 0:
+        streak = 0
+    return streak, cooldown_until

@@ -40,9 +40,10 @@ def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
         client, DEFAULT_INSTRUMENTS, prefix=settings.redis.prefix, taker_fee=ex.taker_fee,
         maker_fee=ex.maker_fee, pos_mode="long_short" if ex.pos_mode == "long_short" else "net",
         default_lever=settings.risk.leverage, tiers=position_tiers(settings),
+        starting_balance=ex.paper_balance,
     )  # fmt: skip
     return PaperVenue(client, exchange, Keys(settings.redis.prefix), list(settings.symbols),
-                      history_s=ex.paper_history_s)  # fmt: skip
+                      history_s=ex.paper_history_s, spread_bps=ex.paper_spread_bps)  # fmt: skip
 
 
 def position_tiers(settings: Settings) -> PositionTiers:

@@ -17,19 +17,14 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import redis
-from transitions import MachineError
 
 from config.settings import Settings
-from indicators.symbol import SymbolIndicators
-from statemachines import guards, stepper
+from statemachines import stepper
 from statemachines.intents import protect_intent
 from statemachines.keys import Keys
 from statemachines.lifecycle import State
-from statemachines.machine import PositionMachine, StaleTransition
-from statemachines.position import Position, Side
-from statemachines.risk import Refusal
-from statemachines.snapshot import MarketSnapshot
-from statemachines.stepper import step
+from statemachines.machine import PositionMachine
+from statemachines.position import Position
 from statemachines.store import PositionNotFound, PositionStore
 from workers import commands, settlement
 from workers.events import EventBus, order_from, position_from
@@ -42,20 +37,12 @@ from workers.reconcile_plan import ReconcilePasses
 from workers.relay import Relay, RqHandOff
 from workers.retention import ClosedRetention
 from workers.tickguard import TickGuard
+from workers.tickpath import Entries, TickPath, new_indicators
 
 log = logging.getLogger("scalper.engine")
 
 _INF = float("inf")
 MARK_FIELDS = ("peak_pnl_pct", "trail_stop", "liq_price", "margin_ratio")
-
-
-class Entries(Protocol):
-    """Entry decisions (strategy + risk gates); see workers/entries.py."""
-
-    def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None: ...
-    def open(self, engine: Engine, symbol: str, side: Side, reason: str, now: float,
-             position_id: str) -> Position | Refusal: ...  # fmt: skip
-    def on_closed(self, engine: Engine, pos: Position, now: float) -> None: ...
 
 
 class RedisRestarted(redis.ConnectionError):
@@ -72,7 +59,7 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-class Engine:
+class Engine(TickPath):
     def __init__(
         self,
         settings: Settings,
@@ -90,9 +77,8 @@ class Engine:
         hand_off_to_rq: bool = True,
         background_io: bool = False,
     ) -> None:
-        self.settings = settings
+        self._init_tick_path(settings, symbols or list(settings.symbols), entries)
         self.client = client
-        self.symbols = symbols or list(settings.symbols)
         # An intent goes to RQ in its transition's script; without (tests): through the outbox and relay.
         handoff = RqHandOff(client) if hand_off_to_rq else None
         self.store = PositionStore(client, settings.redis.prefix, handoff=handoff)
@@ -108,37 +94,27 @@ class Engine:
         self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
         self.consumer = f"engine-{shard}"
         self.clock_mode = clock
-        self.entries = entries
         self.reconciler = reconciler
         self.passes = ReconcilePasses(self, reconcile_every_s)  # run on the I/O thread
         self.desk = OperatorDesk(self)  # operator commands
         self.mark_every_s = mark_every_s
         self.wall = wall
-        self.ind = {s: self._new_indicators() for s in self.symbols}
         self.guard = {s: self._new_guard() for s in self.symbols}
-        self.cfg = {s: settings.for_symbol(s) for s in self.symbols}
-        self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in self.symbols}
-        self.book: dict[str, dict[str, Position]] = {s: {} for s in self.symbols}
         self.cursors: dict[str, str] = {}
-        self.data_now = 0.0
         # The exchange's clock minus the host's, seconds, as last measured (live prices' ages use it);
         # not known until the first measurement when a clock job is set up (workers/exchange_io.py).
         self.clock_offset = 0.0
         self.clock_known = True
-        self.panic = False
         # Fail closed: no entries until a reconcile has read the exchange (no reconciler: trust it).
         self.exchange_known = reconciler is None
         # After a Redis restart: no entries until then (engine.redis_restart_hold_s); 0 = none.
         self.entries_held_until = 0.0
         self.redis_fresh = False  # Redis had no trace of this shard's engine when it started
         self.started = False
-        self.ticks_seen = 0
         self.dropped_ticks = 0
         self.dropped_events = 0
         # Positions left to their exchange-side stops: their hash cannot be parsed, or stepping them failed.
         self.flagged = FlaggedPositions(client, self.keys, self.quarantine)
-        self._last_step = dict.fromkeys(self.symbols, 0.0)  # wall time each symbol was last stepped
-        self._started_at = 0.0  # the engine's clock when it took the shard
         self._last_marks = 0.0
         self._last_sweep = 0.0
         self._intents_relayed = 0
@@ -165,11 +141,6 @@ class Engine:
         self.clock_offset = offset_s
         self.clock_known = True
 
-    def _new_indicators(self) -> SymbolIndicators:
-        ind = self.settings.indicators
-        return SymbolIndicators(ind.rsi_period, ind.macd_fast, ind.macd_slow, ind.macd_signal, ind.atr_period,
-                                ind.candle_seconds)  # fmt: skip
-
     def _new_guard(self) -> TickGuard:
         e = self.settings.engine
         return TickGuard(e.tick_band_pct, e.tick_confirm, e.max_tick_future_s, e.max_tick_gap_s)
@@ -194,7 +165,7 @@ class Engine:
             self.cursors.setdefault(s, "0-0")
         # Fresh indicators and tick guards: after a lost and regained lease the old ones have seen live
         # ticks, and the history is replayed into them again.
-        self.ind = {s: self._new_indicators() for s in self.symbols}
+        self.ind = {s: new_indicators(self.settings) for s in self.symbols}
         self.guard = {s: self._new_guard() for s in self.symbols}
         self._warm_up()
         self.io.poll()  # the first exchange reads (inline: done now; threaded: on their way)
@@ -283,10 +254,6 @@ class Engine:
         self.quarantine.flush()
         return n
 
-    def find(self, position_id: str) -> Position | None:
-        """A live position of this shard by id."""
-        return next((b[position_id] for b in self.book.values() if position_id in b), None)
-
     @property
     def exchange_settled(self) -> bool:
         """Entries may go: the exchange was read, and nothing sent before a Redis restart can still land."""
@@ -354,47 +321,6 @@ class Engine:
             self.relay.flush(self.symbols, quarantine=self.quarantine)
             if sweep:
                 self._last_sweep = self.wall()
-
-    def on_tick(self, symbol: str, ts: float, price: float) -> None:
-        """The hot path: indicators, then every position of the symbol, then entries."""
-        self.ticks_seen += 1
-        if ts > self.data_now:
-            self.data_now = ts
-        ind = self.ind[symbol]
-        ind.on_tick(ts, price)
-        snap = self.snap[symbol]
-        snap.price, snap.price_ts = price, ts
-        snap.rsi, snap.macd, snap.macd_signal, snap.atr = ind.rsi, ind.macd, ind.macd_signal, ind.atr
-        self.step_symbol(symbol)
-        if self.entries is not None and not self.panic and self.exchange_settled:
-            self.entries.on_tick(self, symbol, ind, snap.now)
-
-    def step_symbol(self, symbol: str) -> None:
-        """Step every position of the symbol on its latest snapshot, at the engine's time now."""
-        snap = self.snap[symbol]
-        snap.now, snap.panic = self.now(), self.panic
-        self._last_step[symbol] = self.wall()
-        cfg = self.cfg[symbol]
-        if snap.price > 0:
-            for pos in list(self.book[symbol].values()):
-                self._step_one(pos, snap, cfg)
-            return
-        # No price since this engine started (the feed is down): the operator's close, a panic and, once
-        # there has been no price for `risk.stale_emergency_s`, the stale-price emergency still act; nothing
-        # else can be decided without a price.
-        snap.price_ts = snap.price_ts or self._started_at
-        blind = guards.stale_emergency(snap.now - snap.price_ts, cfg.risk)
-        for pos in list(self.book[symbol].values()):
-            if pos.close_request or snap.panic or blind:
-                self._step_one(pos, snap, cfg)
-
-    def _step_one(self, pos: Position, snap: MarketSnapshot, cfg: Any) -> None:
-        try:
-            step(self.pm, pos, snap, cfg)
-        except StaleTransition:
-            self.reload(pos)
-        except (ArithmeticError, ValueError, TypeError, AttributeError) as err:
-            self._bad_position(pos, f"step_failed: stepping it failed: {type(err).__name__}: {err}")
 
     def _step_idle(self, wall: float) -> None:
         """Without ticks, a close, a panic, max holding time and the stale-price emergency still act: the
@@ -482,22 +408,6 @@ class Engine:
             if any(p.size != ex.size for p in mine) or (ex.size == 0 and book):
                 self.passes.ask()
 
-    def settle(self, pos: Position, st: settlement.Settlement, now: float) -> None:
-        if not st.trigger:
-            return
-        try:
-            settlement.apply(self.pm, pos, st, self.cfg[pos.symbol], now=now, atr=self.ind[pos.symbol].atr)
-        except (StaleTransition, MachineError) as err:
-            # Another process moved it (or this copy is behind): the stored position is the truth.
-            log.info("%s %s: %s not applied (%s); reloading", pos.symbol, pos.id, st.trigger, err)
-            self.reload(pos)
-            return
-        log.info("%s %s: %s (%s)", pos.symbol, pos.id, st.trigger, st.reason)
-        if pos.state == State.CLOSED:
-            self.book[pos.symbol].pop(pos.id, None)
-            if self.entries is not None:
-                self.entries.on_closed(self, pos, now)
-
     def reload(self, pos: Position) -> None:
         """Another process moved the position: take the stored one."""
         self.book[pos.symbol].pop(pos.id, None)
@@ -526,10 +436,6 @@ class Engine:
             self.store.intents_written += 1
         log.warning("%s %s: its protective stop is missing; placing it again", pos.symbol, pos.id)
 
-    def adopt(self, pos: Position) -> None:
-        """A position created by this engine (entry) or the reconciler (adoption)."""
-        self.book[pos.symbol][pos.id] = pos
-
     # --- operator commands: manual entry, manual close (workers/operator_desk.py) ---
 
     def _control(self, panic: bool, reply: Any) -> None:
@@ -546,6 +452,3 @@ class Engine:
             for pos in list(book.values()):
                 if pos.state in (State.OPEN, State.TRAILING, State.HARVESTING):
                     self.store.update_marks(pos, {f: getattr(pos, f) for f in MARK_FIELDS})
-
-    def live_positions(self) -> list[Position]:
-        return [p for book in self.book.values() for p in book.values()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import redis
 
@@ -21,7 +21,7 @@ from statemachines.intents import open_intent
 from statemachines.position import Position, Side, new_position_id
 from statemachines.strategy import ScalpingStrategy, Strategy
 from workers.protection import earlier_stops
-from workers.riskstate import RiskState
+from workers.riskstate import RiskSnapshot, RiskState
 
 if TYPE_CHECKING:
     from workers.engine import Engine
@@ -36,15 +36,29 @@ class ManualOnly:
         return None
 
 
+class RiskMemory(Protocol):
+    """The account's risk memory the gates read and every close updates: Redis live
+    (workers/riskstate.py), memory in a backtest (backtest/memory.py)."""
+
+    def snapshot(self, symbol: str, now: float) -> RiskSnapshot: ...
+    def record_close(self, symbol: str, realized_pnl: Decimal, ts: float, *, position_id: str) -> bool: ...
+    def record_order(self, ts: float) -> None: ...
+
+
 class StrategyEntries:
-    def __init__(self, settings: Settings, client: redis.Redis, strategy: Strategy | None = None,
-                 balance_every_s: float = 5.0) -> None:  # fmt: skip
+    def __init__(self, settings: Settings, client: redis.Redis | None = None,
+                 strategy: Strategy | None = None, balance_every_s: float = 5.0,
+                 riskstate: RiskMemory | None = None) -> None:  # fmt: skip
         self.settings = settings
         if strategy is None:
             manual = settings.engine.entries == "manual"
             strategy = ManualOnly() if manual else ScalpingStrategy.from_settings(settings)
         self.strategy = strategy
-        self.riskstate = RiskState.from_settings(client, settings)
+        if riskstate is None:
+            if client is None:
+                raise ValueError("the risk memory needs Redis, or give one (riskstate=)")
+            riskstate = RiskState.from_settings(client, settings)
+        self.riskstate: RiskMemory = riskstate
         self.instruments: dict[str, Instrument] = {}
         self.available = Decimal(0)  # delivered by the exchange I/O thread (read_account)
         self.balance_every_s = balance_every_s

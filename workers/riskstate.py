@@ -41,6 +41,7 @@ import redis
 from config.settings import RiskSettings, Settings
 from statemachines.keys import DEFAULT_PREFIX, Keys
 from statemachines.ledger import utc_day  # the daily loss limit resets at 00:00 UTC, as the ledger's day
+from statemachines.risk import streak_after_close
 from workers.protection import StopRecord
 
 DAY_TTL_S = 3 * 86_400  # today, yesterday and one more for a person looking back
@@ -164,12 +165,7 @@ class RiskState:
             streak_raw, until_raw = pipe.hmget(key, "loss_streak", "cooldown_until")
             streak = int(_s(streak_raw)) if streak_raw is not None else 0
             until = float(_s(until_raw)) if until_raw is not None else 0.0
-            if pnl < 0:
-                streak += 1
-                if streak >= risk.loss_streak_limit:
-                    until = max(until, ts + risk.loss_streak_cooldown_s)
-            elif pnl > 0:
-                streak = 0
+            streak, until = streak_after_close(streak, until, pnl, ts, risk)
             pipe.multi()
             pipe.hset(
                 key,

@@ -153,6 +153,12 @@ def slipped(px: Decimal, buy: bool, bps: Decimal) -> Decimal:
     return px * (ONE + bps / BPS) if buy else px * (ONE - bps / BPS)
 
 
+def quote_around(px: Decimal, spread_bps: Decimal) -> tuple[Decimal, Decimal]:
+    """(bid, ask) for a price that came without them (a bar, a trade): `spread_bps` wide, centred on it."""
+    half = px * spread_bps / (2 * BPS)
+    return px - half, px + half
+
+
 def closable(pos: Pos | None, buy: bool) -> Decimal:
     """Contracts a buy (sell) can close: the size of an opposite position, else 0."""
     if pos is None or (pos.side == "long") == buy:

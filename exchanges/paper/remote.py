@@ -35,6 +35,7 @@ from exchanges.base import (
     OutcomeUnknown,
     StopOrder,
 )
+from exchanges.paper import ledger
 from exchanges.paper.exchange import PaperExchange
 from exchanges.paper.retention import PaperRetention
 from statemachines.keys import Keys
@@ -93,9 +94,11 @@ class PaperVenue:
         symbols: list[str],
         *,
         history_s: float = 0,
+        spread_bps: float = 0.0,
     ) -> None:
         """`history_s`: finished orders, stops, fills and served requests are kept this long (0 = forever;
-        the account process passes `exchange.paper_history_s`)."""
+        the account process passes `exchange.paper_history_s`); `spread_bps`: the quote made around a tick
+        that has no bid and ask (`exchange.paper_spread_bps`)."""
         self.client = client
         self.exchange = exchange
         self.keys = keys
@@ -107,6 +110,7 @@ class PaperVenue:
         self.served = 0
         self.quotes = 0
         self.retention = PaperRetention(exchange.state, served_key(keys), history_s)
+        self.spread_bps = Decimal(repr(spread_bps))
 
     async def start(self) -> None:
         # Resume quotes from the newest tick (a stale quote would fill at a price long gone).
@@ -157,7 +161,10 @@ class PaperVenue:
         f = {_s(k): _s(v) for k, v in raw.items()}
         try:
             px = Decimal(f["px"])
-            bid, ask = Decimal(f.get("bid") or px), Decimal(f.get("ask") or px)
+            if f.get("bid") and f.get("ask"):
+                bid, ask = Decimal(f["bid"]), Decimal(f["ask"])
+            else:
+                bid, ask = ledger.quote_around(px, self.spread_bps)
             if not (px > 0 and bid > 0 and ask >= bid):
                 return
         except (KeyError, ArithmeticError):
