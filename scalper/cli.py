@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
+from scalper import backtest_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fsm = sub.add_parser("fsm", help="the position lifecycle (transition table or Mermaid diagram)")
     fsm.add_argument("--mermaid", action="store_true", help="print a Mermaid stateDiagram of the machine")
+    backtest_cmd.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration")
     cfg.add_argument("action", choices=["show"], help="show: the effective configuration, secrets masked")
     return parser
@@ -131,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
     if args.command == "fsm":
         return _fsm(args)
+    if args.command == "backtest":  # its own settings (--set), no Redis
+        return backtest_cmd.run(args)
     problem = _check_replay(args.replay) if args.command in ("run", "feed") else None
     if problem is not None:
         print(f"scalper: {problem}", file=sys.stderr)

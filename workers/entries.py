@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -59,6 +60,7 @@ class StrategyEntries:
                 raise ValueError("the risk memory needs Redis, or give one (riskstate=)")
             riskstate = RiskState.from_settings(client, settings)
         self.riskstate: RiskMemory = riskstate
+        self.new_id: Callable[[float], str] = new_position_id  # a backtest's are sequential (reproducible)
         self.instruments: dict[str, Instrument] = {}
         self.available = Decimal(0)  # delivered by the exchange I/O thread (read_account)
         self.balance_every_s = balance_every_s
@@ -125,7 +127,7 @@ class StrategyEntries:
             self.refusals[refusal.code] += 1
             log.info("entry %s %s refused: %s", symbol, side.value, refusal)
             return refusal
-        pos = Position(id=position_id or new_position_id(now), symbol=symbol, side=side, state_since=now,
+        pos = Position(id=position_id or self.new_id(now), symbol=symbol, side=side, state_since=now,
                        entry_size=size, wall_since=engine.wall(), leverage=cfg.risk.leverage,
                        entry_attempt=1)  # fmt: skip
         engine.store.create(

@@ -1,0 +1,151 @@
+"""A backtest run: market data in, trades and an equity curve out, deterministic.
+
+Bars warm the indicators up first, as `scalper run --replay` does: the first `WARMUP_BARS` of each symbol go
+to the indicators as closed candles (the live engine's history), and every later bar becomes four ticks
+(feeds/replay.py `bar_ticks`). Tick data warms the indicators up from its own first minutes. The symbols'
+ticks are merged in time order into one engine, so the portfolio-level gates (positions, notional, daily
+loss) see every symbol as live. Positions still open when the data ends are closed on its last prices
+through the one close path, with the exit reason `end_of_data`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from backtest.engine import BacktestEngine
+from backtest.venue import MaintenanceRate, SimVenue, flat_rate
+from config.settings import Settings
+from exchanges.base import Instrument
+from exchanges.paper import DEFAULT_INSTRUMENTS
+from reports.trades import EquityPoint, Trade
+from statemachines import stepper
+from statemachines.lifecycle import State
+from statemachines.snapshot import Action, Decision
+
+END_OF_DATA = "end_of_data"
+Bar = tuple[float, float, float, float, float]
+Tick = tuple[float, float, float | None, float | None]  # ts, price, bid, ask
+
+
+class DataTooShort(ValueError):
+    """The data cannot warm the indicators up: nothing could ever be traded on it."""
+
+
+@dataclass(frozen=True)
+class SymbolData:
+    """One symbol's market data: bars (with their warm-up taken off) or ticks."""
+
+    symbol: str
+    ticks: Callable[[], Iterable[Tick]]  # called once; every tick after the warm-up, in time order
+    warmup: list[Bar] = field(default_factory=list)  # closed candles for the indicators before any tick
+    bars: int = 0  # bars replayed as ticks (0 for tick data)
+
+
+@dataclass
+class BacktestResult:
+    trades: list[Trade]
+    equity: list[EquityPoint]
+    start_balance: Decimal
+    end_balance: Decimal  # free cash at the end; every position is closed by then
+    start_ts: float
+    end_ts: float
+    symbols: list[str]
+    bars: int
+    ticks: int
+    dropped_ticks: int
+    entries_failed: int
+    refusals: dict[str, int]
+    prices: dict[str, tuple[list[float], list[float]]]  # per symbol, one price per equity sample
+    liquidations: int
+
+
+def _merged(data: list[SymbolData]) -> Iterator[tuple[float, str, float, float | None, float | None]]:
+    """Every symbol's ticks in one time order; on equal times, in the order the symbols were given."""
+    def keyed(i: int, d: SymbolData) -> Iterator[tuple[float, int, str, float, float | None, float | None]]:
+        return ((ts, i, d.symbol, px, bid, ask) for ts, px, bid, ask in d.ticks())
+
+    if len(data) == 1:
+        d = data[0]
+        return ((ts, d.symbol, px, bid, ask) for ts, px, bid, ask in d.ticks())
+    merged = heapq.merge(*(keyed(i, d) for i, d in enumerate(data)))
+    return ((ts, symbol, px, bid, ask) for ts, _, symbol, px, bid, ask in merged)
+
+
+def run_backtest(
+    settings: Settings,
+    data: list[SymbolData],
+    *,
+    instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS,
+    maintenance: MaintenanceRate | None = None,
+    funding: dict[str, list[tuple[float, Decimal]]] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> BacktestResult:
+    """Run `data` through the live decision code on a simulated venue. `progress` is told the market time
+    now and then (a progress bar)."""
+    symbols = [d.symbol for d in data]
+    known = {i.inst_id: i for i in instruments}
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise ValueError(f"no instrument data for {', '.join(missing)} (known: {', '.join(sorted(known))})")
+    insts = {s: known[s] for s in symbols}
+    ex = settings.exchange
+    venue = SimVenue(
+        instruments=insts, balance=ex.paper_balance, taker_fee=ex.taker_fee,
+        latency_s=settings.backtest.latency_ms / 1000.0, spread_bps=Decimal(repr(ex.paper_spread_bps)),
+        leverage=Decimal(settings.risk.leverage), maintenance=maintenance or flat_rate(Decimal("0.004")),
+        funding_times=funding or {},
+    )  # fmt: skip
+    engine = BacktestEngine(settings, symbols, venue, insts)
+    for d in data:
+        if d.warmup:
+            engine.ind[d.symbol].warm_up(d.warmup)
+            engine.guard[d.symbol].anchor(d.warmup[-1][0], d.warmup[-1][4])
+
+    every = float(settings.indicators.candle_seconds)
+    equity: list[EquityPoint] = []
+    prices: dict[str, tuple[list[float], list[float]]] = {s: ([], []) for s in symbols}
+    next_sample = 0.0
+    start_ts = end_ts = 0.0
+    ticks = 0
+    tick = engine.tick
+    for ts, symbol, px, bid, ask in _merged(data):
+        if not ticks:
+            start_ts = ts
+        ticks += 1
+        tick(symbol, ts, px, bid, ask)
+        if ts >= next_sample:
+            next_sample = ts - ts % every + every
+            equity.append(EquityPoint(ts, venue.equity()))
+            for s, q in venue.quotes.items():
+                prices[s][0].append(ts)
+                prices[s][1].append(q.px)
+            if progress is not None:
+                progress(ts)
+        end_ts = ts
+    if not ticks:
+        raise DataTooShort("the data holds no ticks after the indicators' warm-up")
+    _close_at_end(engine)
+    equity.append(EquityPoint(end_ts, venue.equity()))
+    return BacktestResult(
+        trades=engine.trades, equity=equity, start_balance=ex.paper_balance, end_balance=venue.cash,
+        start_ts=start_ts, end_ts=end_ts, symbols=symbols, bars=sum(d.bars for d in data), ticks=ticks,
+        dropped_ticks=engine.dropped_ticks, entries_failed=engine.entries_failed,
+        refusals=dict(sorted(engine.strategy_entries.refusals.items())), prices=prices,
+        liquidations=venue.liquidations,
+    )  # fmt: skip
+
+
+def _close_at_end(engine: BacktestEngine) -> None:
+    """Orders on their way land; what is still open is closed on the last prices, through `closing`."""
+    engine.finish()
+    for pos in engine.live_positions():
+        if pos.state in (State.OPEN, State.TRAILING, State.HARVESTING):
+            snap = engine.snap[pos.symbol]
+            stepper.apply(engine.pm, pos, Decision(Action.CLOSE, END_OF_DATA), snap, engine.cfg[pos.symbol])
+    engine.finish()
+    left = engine.live_positions()
+    if left:
+        raise RuntimeError(f"positions still live after the end of the data: {[p.id for p in left]}")
