@@ -386,6 +386,10 @@ class Engine(TickPath):
         cfg = self.cfg[symbol]
         if fields.get("kind") == "order":
             order = order_from(fields)
+            if order.filled > 0 and "account" in self.io.jobs:
+                # A fill moved the balance: the next entry is sized on the new one, not one up to
+                # `balance_every_s` old (as a backtest sizes it).
+                self.io.request("account")
             pos = book.get(order.cl_ord_id[:12])
             if pos is not None and order.cl_ord_id == settlement.in_flight_order_id(pos):
                 st = settlement.settle(pos, order, settlement.UNKNOWN, self.wall(), cfg)
