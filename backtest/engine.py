@@ -141,6 +141,8 @@ class BacktestEngine(TickPath):
         a fill already, so a position that is open there needs no pass."""
         venue, now = self.venue, self.now()
         for book in self.book.values():
+            if not book:
+                continue
             for pos in [p for p in book.values() if p.state in _WAITING]:
                 order = venue.order(settlement.in_flight_order_id(pos))
                 st = settlement.settle(pos, order, venue.position(pos.symbol, pos.side.value), now,

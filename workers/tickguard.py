@@ -45,6 +45,14 @@ class TickGuard:
         known yet (no future check then); `data_clock`: a replay, where ticks define the time."""
         if now is not None and ts > now + self.future_s:
             return f"future: time {ts - now:.1f}s ahead of the exchange clock (max {self.future_s}s)"
+        last_px = self.last_px
+        if (last_px and abs(px - last_px) <= last_px * self.band_pct / 100.0 and not self.suspects
+                and (not data_clock or ts - self.last_ts <= self.max_gap_s)):  # fmt: skip
+            # The common case, inline (every tick of every symbol): near the last price, in time.
+            self.last_px = px
+            if ts > self.last_ts:
+                self.last_ts = ts
+            return ""
         why = self._suspect(ts, px, data_clock)
         if not why:
             self._accept(ts, px)

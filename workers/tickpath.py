@@ -107,9 +107,12 @@ class TickPath:
         snap = self.snap[symbol]
         snap.now, snap.panic = self.now(), self.panic
         self._last_step[symbol] = self.wall()
+        book = self.book[symbol]
+        if not book:
+            return
         cfg = self.cfg[symbol]
         if snap.price > 0:
-            for pos in list(self.book[symbol].values()):
+            for pos in list(book.values()):
                 self._step_one(pos, snap, cfg)
             return
         # No price since this engine started (the feed is down): the operator's close, a panic and, once
@@ -117,7 +120,7 @@ class TickPath:
         # else can be decided without a price.
         snap.price_ts = snap.price_ts or self._started_at
         blind = guards.stale_emergency(snap.now - snap.price_ts, cfg.risk)
-        for pos in list(self.book[symbol].values()):
+        for pos in list(book.values()):
             if pos.close_request or snap.panic or blind:
                 self._step_one(pos, snap, cfg)
 
