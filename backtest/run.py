@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from backtest.engine import BacktestEngine
-from backtest.venue import MaintenanceRate, SimVenue, flat_rate
+from backtest.venue import MaintenanceRate, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
 from exchanges.paper import DEFAULT_INSTRUMENTS
@@ -24,6 +24,7 @@ from reports.trades import EquityPoint, Trade
 from statemachines import stepper
 from statemachines.lifecycle import State
 from statemachines.snapshot import Action, Decision
+from workers.account import position_tiers
 
 END_OF_DATA = "end_of_data"
 Bar = tuple[float, float, float, float, float]
@@ -95,7 +96,8 @@ def run_backtest(
     venue = SimVenue(
         instruments=insts, balance=ex.paper_balance, taker_fee=ex.taker_fee,
         latency_s=settings.backtest.latency_ms / 1000.0, spread_bps=Decimal(repr(ex.paper_spread_bps)),
-        leverage=Decimal(settings.risk.leverage), maintenance=maintenance or flat_rate(Decimal("0.004")),
+        leverage=Decimal(settings.risk.leverage),
+        maintenance=maintenance or position_tiers(settings).maintenance_rate,
         funding_times=funding or {},
     )  # fmt: skip
     engine = BacktestEngine(settings, symbols, venue, insts)

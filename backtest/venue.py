@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from exchanges.base import ExchangePosition, Instrument, Order, OrderSide, OrderState
+from exchanges.funding import funding_payment
 from exchanges.paper import ledger
 from statemachines.intents import IntentAction, OrderIntent
 
@@ -304,7 +305,8 @@ class SimVenue:
             held = self.held.get(symbol)
             if held is not None:
                 pos, ct = held.pos, self.instruments[symbol].ct_val
-                paid = -(pos.size * ct * Decimal(repr(self.quotes[symbol].px)) * times[i][1]) * pos.dir
+                paid = funding_payment(pos.side, pos.size, ct, Decimal(repr(self.quotes[symbol].px)),
+                                       times[i][1])  # fmt: skip
                 self.cash += paid
                 held.funding += paid
             i += 1

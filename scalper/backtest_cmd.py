@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from config.settings import ConfigError, Settings, load_settings
@@ -30,6 +31,9 @@ def add_parser(sub: Any) -> None:
     bt.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="a setting for this run, e.g. risk.leverage=5 or "
                          "symbols.BTC-USDT-SWAP.exits.stop_loss_pct=1 (repeatable)")  # fmt: skip
+    bt.add_argument("--funding", action="append", default=[], metavar="[SYMBOL=]FILE",
+                    help="funding rates to charge (OKX funding-rate-history, CSV time,rate, Freqtrade's "
+                         "funding candles); repeatable")  # fmt: skip
     bt.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv, report.json, report.html")
     bt.add_argument("--quiet", action="store_true", help="no progress bar, only the report")
 
@@ -68,9 +72,23 @@ def overrides_of(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _funding(args: list[str], symbols: list[str]) -> dict[str, list[tuple[float, Decimal]]]:
+    """Each `[SYMBOL=]FILE` read by content; a file that does not name its instrument is the data's first."""
+    from exchanges.funding import load_funding
+
+    out: dict[str, list[tuple[float, Decimal]]] = {}
+    for arg in args:
+        symbol, eq, path = arg.partition("=")
+        symbol, path = (symbol, path) if eq else (symbols[0], arg)
+        for sym, rates in load_funding(path, symbol).items():
+            out[sym] = sorted({*out.get(sym, []), *((r.ts, r.rate) for r in rates)})
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from backtest.load import DataError, load
     from backtest.run import DataTooShort, run_backtest
+    from exchanges.funding import FundingDataError
 
     try:
         settings = load_settings(**overrides_of(args.overrides))
@@ -82,10 +100,16 @@ def run(args: argparse.Namespace) -> int:
     except DataError as err:
         print(f"scalper: {err}", file=sys.stderr)
         return 2
+    try:
+        funding = _funding(args.funding, [d.symbol for d in data.series])
+    except FundingDataError as err:
+        print(f"scalper: --funding {err}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     progress = None if args.quiet else _progress(data)
     try:
-        result = run_backtest(settings, data.series, progress=progress.update if progress else None)
+        result = run_backtest(settings, data.series, funding=funding,
+                              progress=progress.update if progress else None)  # fmt: skip
     except DataTooShort as err:
         print(f"scalper: {err}", file=sys.stderr)
         return 2
