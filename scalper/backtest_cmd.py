@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, load_settings
 
 
 def add_parser(sub: Any) -> None:
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     from backtest.output import report
 
-    report(result, settings, data, args.out, elapsed)
+    report(result, data, args.overrides, args.out, elapsed)
     return 0
 
 
@@ -162,7 +162,3 @@ def _progress(data: Any) -> _Progress | None:
     if not sys.stderr.isatty():
         return None
     return _Progress(data.start_ts, data.end_ts)
-
-
-def settings_summary(settings: Settings) -> dict[str, Any]:
-    return settings.masked()
