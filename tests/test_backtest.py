@@ -1,0 +1,85 @@
+"""`scalper backtest`: the live decision code on recorded real data, deterministic, with its report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from backtest.load import load
+from backtest.run import END_OF_DATA, run_backtest
+from config.settings import Settings
+from scalper.backtest_cmd import overrides_of
+
+ROOT = Path(__file__).resolve().parents[1]
+MONTH = ROOT.parent / "shared" / "data" / "market" / "btc_perp_1m_20211231_20220201.csv"
+
+
+def scalper(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-m", "scalper", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_a_month_of_real_bars_gives_the_report_and_the_same_trades_twice(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        done = scalper("backtest", str(MONTH), "--out", str(tmp_path / name), "--quiet", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        runs.append(done)
+    assert "Net PnL after fees and funding" in runs[0].stdout and "By exit reason" in runs[0].stdout
+    for f in ("trades.csv", "equity.csv", "report.json", "report.html"):
+        assert (tmp_path / "a" / f).stat().st_size > 0
+    assert (tmp_path / "a" / "trades.csv").read_bytes() == (tmp_path / "b" / "trades.csv").read_bytes()
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    rows = (tmp_path / "a" / "trades.csv").read_text().splitlines()
+    assert len(rows) - 1 == report["summary"]["trades"] > 100
+
+
+def test_the_balance_moves_by_exactly_the_trades_net_pnl() -> None:
+    """Every fee, funding payment and realized PnL at the venue belongs to a trade, to the last digit."""
+    settings = Settings()
+    data = load(["sample"], settings)
+    result = run_backtest(settings, data.series)
+    net = sum((t.net_pnl for t in result.trades), Decimal(0))
+    assert result.trades and result.end_balance - result.start_balance == net
+    assert all(t.exit_reason for t in result.trades)
+
+
+def test_positions_open_at_the_end_of_the_data_are_closed_through_the_close_path() -> None:
+    settings = Settings()
+    data = load(["sample"], settings, end=load(["sample"], settings).start_ts + 5 * 3600)
+    result = run_backtest(settings, data.series)
+    last = result.trades[-1]
+    assert last.exit_reason == END_OF_DATA or last.exit_ts < result.end_ts
+    assert result.end_balance - result.start_balance == sum((t.net_pnl for t in result.trades), Decimal(0))
+
+
+def test_settings_given_with_set_change_the_run_per_symbol_too() -> None:
+    base = run_backtest(Settings(), load(["sample"], Settings()).series)
+    tight = Settings(**overrides_of(["symbols.BTC-USDT-SWAP.exits.stop_loss_max_pct=0.3",
+                                     "symbols.BTC-USDT-SWAP.exits.stop_loss_min_pct=0.1"]))  # fmt: skip
+    other = run_backtest(tight, load(["sample"], tight).series)
+    assert [t.exit_reason for t in other.trades].count("stop_loss") > [
+        t.exit_reason for t in base.trades].count("stop_loss")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["backtest", "/nonexistent.csv"], "/nonexistent.csv"),
+        (["backtest", "sample", "--set", "risk.leverag=3"], "risk.leverag"),
+        (["backtest", "sample", "--set", "leverage"], "SECTION.FIELD=VALUE"),
+        (["backtest", "sample", "--from", "yesterday"], "--from"),
+        (["backtest", "sample", "--from", "2030-01-01"], "too short"),
+    ],
+)
+def test_bad_input_is_one_line_naming_it(tmp_path: Path, args: list[str], expected: str) -> None:
+    done = scalper(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert expected in lines[-1] and "Traceback" not in done.stderr, done.stderr
