@@ -17,7 +17,8 @@
     {prefix}:lease:SHARD              STRING  the engine that owns a symbol shard (token, with a TTL)
     {prefix}:clean-stop               STRING  run id of the Redis server `scalper run` last shut down cleanly
     {prefix}:engine:cursor            HASH    symbol -> last tick stream id the engine has processed
-    {prefix}:exchange                 HASH    what the reconciler last knew: state ok|unknown, since, why
+    {prefix}:exchange                 HASH    what the reconciler last knew: state ok|unknown, since, why;
+                                              settled_at: a pass applied, lost records swept
     {prefix}:panic                    STRING  set by `scalper panic`: close everything, no entries
     {prefix}:control                  STREAM  operator commands for the engines (open, close), with their ids
     {prefix}:control:reply:CMD        STRING  the outcome of operator command CMD (JSON), kept a day

@@ -33,9 +33,11 @@ class System:
         self.store = PositionStore(self.client)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started: dict[str, int] = {}
+        self.started_at: dict[str, float] = {}  # when each name was last started (time.time())
 
     def start(self, name: str, *args: str) -> None:
         self.started[name] = self.started.get(name, 0) + 1
+        self.started_at[name] = time.time()
         log = (self.workdir / f"{name}.{self.started[name]}.log").open("wb")
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "scalper", "-v", *args], env=self.env, cwd=self.workdir,

@@ -249,6 +249,10 @@ class ReconcilePasses:
         engine = self.engine
         before = engine.entries_held_until
         plan.apply(engine)
+        if engine.exchange_known and not getattr(engine.reconciler, "sweep_pending", False):
+            # The engine is in step with the exchange, records Redis lost included (tools and the chaos
+            # harness wait for this after a start; `since` is written before the pass is applied).
+            engine.client.hset(engine.keys.exchange(), "settled_at", repr(time.time()))
         if ends_hold:
             self.hold_pass = ""
             if engine.exchange_known and engine.entries_held_until == before:

@@ -115,6 +115,11 @@ class Reconciler:
         """Look for records Redis lost on the next pass (as on taking a shard)."""
         self._lost_sweep_due = True
 
+    @property
+    def sweep_pending(self) -> bool:
+        """Records Redis may have lost are still to be looked for (at a start, or after a failed sweep)."""
+        return self._lost_sweep_due
+
     def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Report:
         """One pass. `at_start` (the engine took the shard): also look for records Redis lost."""
         report = Report()
