@@ -120,6 +120,10 @@ class Keys:
     def exchange(self) -> str:
         return f"{self.prefix}:exchange"
 
+    def lockstep(self) -> str:
+        """A replay's engine: the last tick it stepped on per symbol, and whether it is idle (lockstep)."""
+        return f"{self.prefix}:engine:lockstep"
+
     def panic(self) -> str:
         return f"{self.prefix}:panic"
 

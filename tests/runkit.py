@@ -30,9 +30,10 @@ def run_env(workdir: Path) -> dict[str, str]:
 class ScalperRun:
     """`python -m scalper run ARGS` in `workdir`; stdout and stderr go to files the test reads."""
 
-    def __init__(self, workdir: Path, *args: str, name: str = "run", new_session: bool = False) -> None:
+    def __init__(self, workdir: Path, *args: str, name: str = "run", new_session: bool = False,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.workdir, self.data_dir = workdir, workdir / "data"
-        self.env = run_env(workdir)
+        self.env = run_env(workdir) | (env or {})
         self.out, self.err = workdir / f"{name}.out", workdir / f"{name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "scalper", "run", *args], env=self.env,

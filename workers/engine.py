@@ -42,6 +42,7 @@ from workers.tickpath import Entries, TickPath, new_indicators
 log = logging.getLogger("scalper.engine")
 
 _INF = float("inf")
+_WAITING = (State.OPENING, State.HARVESTING, State.CLOSING)  # a position whose order is on its way
 MARK_FIELDS = ("peak_pnl_pct", "trail_stop", "liq_price", "margin_ratio")
 
 
@@ -120,6 +121,7 @@ class Engine(TickPath):
         self._intents_relayed = 0
         self._control_id = "0-0"
         self._redis_run_id = ""  # the server this engine loaded its state from
+        self._lockstep_mark: dict[str, str] = {}
 
     # --- clock ---
 
@@ -252,7 +254,25 @@ class Engine(TickPath):
             self.retention.run_once(wall)  # closed positions: to the ledger, and out after the retention
         self.passes.schedule(wall)
         self.quarantine.flush()
+        if self.clock_mode == "data":
+            self._mark_lockstep()
         return n
+
+    def idle(self) -> bool:
+        """Nothing decided is still on its way: entries may go, no order intent waits for the relay, no
+        exchange read is running or asked for, and no position waits on an order's outcome. A lockstep
+        replay feeds the next tick only then (scalper/lockstep.py), so a replay decides as a backtest does."""
+        return (self.exchange_settled and self.store.intents_written == self._intents_relayed
+                and not any(job.running or job.requested for job in self.io.jobs.values())
+                and not any(p.state in _WAITING for b in self.book.values() for p in b.values()))  # fmt: skip
+
+    def _mark_lockstep(self) -> None:
+        """On the data's clock: publish the last tick stepped on per symbol and whether the engine is idle,
+        when either changed (one small write, replays only)."""
+        mark = {**self.cursors, "idle": "1" if self.idle() else "0"}
+        if mark != self._lockstep_mark:
+            self.client.hset(self.keys.lockstep(), mapping=mark)
+            self._lockstep_mark = mark
 
     @property
     def exchange_settled(self) -> bool:
