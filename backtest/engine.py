@@ -78,7 +78,9 @@ class BacktestEngine(TickPath):
 
     def tick(self, symbol: str, ts: float, px: float, bid: float | None, ask: float | None) -> None:
         venue = self.venue
-        venue.deliver(ts)
+        pending = venue.pending
+        if pending and pending[0][0] <= ts:
+            venue.deliver(ts)
         if venue.fills:
             self._settle_fills()
         venue.on_quote(symbol, ts, px, bid, ask)
