@@ -114,15 +114,17 @@ def _amount(text: str) -> Decimal:
     return Decimal(text)
 
 
-def _check_replay(replay: str | None) -> str | None:
+def _check_replay(args: argparse.Namespace, settings: Settings) -> str | None:
     """The replay file, checked before anything starts: None if fine, else the one-line reason."""
-    from feeds.replay import RecordingError, check_recording, sample_path
+    from feeds.data import DataError
+    from feeds.replay import check_recording
 
-    if replay is None:
+    if args.replay is None:
         return None
     try:
-        check_recording(sample_path() if replay == "sample" else Path(replay))
-    except RecordingError as err:
+        check_recording(args.replay, symbols=list(settings.symbols), symbol=getattr(args, "symbol", None),
+                        candle_seconds=settings.indicators.candle_seconds)  # fmt: skip
+    except DataError as err:
         return f"--replay {err}"
     return None
 
@@ -135,10 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fsm(args)
     if args.command == "backtest":  # its own settings (--set), no Redis
         return backtest_cmd.run(args)
-    problem = _check_replay(args.replay) if args.command in ("run", "feed") else None
-    if problem is not None:
-        print(f"scalper: {problem}", file=sys.stderr)
-        return 2
     try:
         settings = load_settings()
     except ConfigError as err:
@@ -147,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "feed" and args.symbol and args.symbol not in settings.symbols:
         print(f"scalper: --symbol {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
               file=sys.stderr)  # fmt: skip
+        return 2
+    problem = _check_replay(args, settings) if args.command in ("run", "feed") else None
+    if problem is not None:
+        print(f"scalper: {problem}", file=sys.stderr)
         return 2
     try:
         return _dispatch(args, settings)

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
 
@@ -105,7 +104,7 @@ def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, 
 
 
 def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str | None = None) -> int:
-    from feeds.replay import Replay, sample_path
+    from feeds.replay import Replay
     from feeds.ticks import TickWriter
 
     stop = stop_on_signals()
@@ -116,10 +115,9 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
             from feeds.live import run_live
 
             return int(run_live(settings, writer, stop))
-        path = sample_path() if replay == "sample" else Path(replay)
-        target = symbol or next(iter(settings.symbols))
-        n = Replay(writer, target, path, speed=speed, stop=stop).run()
-        log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
+        n = Replay(writer, symbol, replay, symbols=list(settings.symbols), speed=speed, stop=stop,
+                   candle_seconds=settings.indicators.candle_seconds).run()  # fmt: skip
+        log.info("replay of %s finished: %d ticks", replay, n)
         return 0
 
     return ride_out_redis("feed", once, stop, max_wait_s=settings.redis.retry_max_wait_s,
