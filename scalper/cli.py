@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--replay", metavar="PATH|sample")
     feed.add_argument("--speed", type=_positive, default=600.0)
     feed.add_argument("--symbol", help="replay: the symbol the recording is fed as (default: the first)")
+    record = sub.add_parser("record", help="the feed's ticks from Redis into a file, to replay or backtest")
+    record.add_argument("out", metavar="OUT", help="the recording (appended to if it is one already)")
+    record.add_argument("--symbols", help="comma-separated (default: every configured symbol)")
+    record.add_argument("--duration", type=_seconds, default=0, help="stop after S seconds (0: at Ctrl-C)")
+    record.add_argument("--gzip", action="store_true", help="compress it (so does an OUT ending in .gz)")
+    record.add_argument("--from-start", action="store_true", help="begin with the ticks Redis holds already")
     sub.add_parser("account", help="the private side: paper venue, or OKX's private stream")
     engine = sub.add_parser("engine", help="step the position machines of a symbol shard")
     engine.add_argument("--symbols", help="comma-separated shard (default: every configured symbol)")
@@ -196,6 +202,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return processes.run_feed(settings, args.replay, args.speed, args.symbol)
     if cmd == "account":
         return processes.run_account_process(settings)
+    if cmd == "record":
+        return processes.run_record(settings, args)
     if cmd == "engine":
         symbols = args.symbols.split(",") if args.symbols else None
         shard = args.shard or ("-".join(symbols) if symbols else "all")

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -122,6 +124,31 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
 
     return ride_out_redis("feed", once, stop, max_wait_s=settings.redis.retry_max_wait_s,
                          startup_wait_s=settings.redis.startup_wait_s)
+
+
+def run_record(settings: Settings, args: Any) -> int:
+    """`scalper record`: until Ctrl-C or --duration; one line on stderr when it starts, one when it ends."""
+    from feeds.data import DataError
+    from feeds.record import record
+
+    symbols = args.symbols.split(",") if args.symbols else list(settings.symbols)
+    out = Path(args.out)
+    stop = stop_on_signals()
+    client = redis_client(settings)
+    print(f"scalper: recording the ticks of {', '.join(symbols)} to {out}; Ctrl-C stops", file=sys.stderr)
+    try:
+        done = record(client, Keys(settings.redis.prefix), symbols, out, stop=stop, duration=args.duration,
+                      compress=args.gzip or out.name.endswith(".gz"), from_start=args.from_start)  # fmt: skip
+    except DataError as err:
+        print(f"scalper: {err}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{s} {n}" for s, n in done.ticks.items())
+    print(f"scalper: recorded {done.total} ticks to {out} ({counts})", file=sys.stderr)
+    for symbol, n in done.overruns.items():
+        if n:
+            print(f"scalper: {symbol}: the tick stream was trimmed past the recorder {n} time(s): ticks "
+                  "may be missing there", file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def run_account_process(settings: Settings) -> int:

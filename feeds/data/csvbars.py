@@ -1,6 +1,6 @@
-"""Candles from CSV: with a header naming the columns (a time column `timestamp`, `date`, `datetime`, `time`
-or `open_time`, then `open`, `high`, `low`, `close`, optionally `volume`, in any order, other columns ignored),
-or headerless in Binance's kline column order (open time, open, high, low, close, volume, ...).
+"""Candles from CSV: with a header naming the columns (a time column `timestamp`, `date`, `datetime`,
+`time` or `open_time`, then `open`, `high`, `low`, `close`, optionally `volume`, in any order, other columns
+ignored), or headerless in Binance's kline column order (open time, open, high, low, close, volume, ...).
 
 The common case, a clean file, is split in one pass and its columns converted by numpy; a file with quoted
 fields, blank lines or rows of the wrong length goes through the csv module row by row."""

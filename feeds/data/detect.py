@@ -48,6 +48,10 @@ _CLASSIFY_LINES = 50  # lines of a capture searched for a message that tells Bin
 
 def detect(source: Source) -> Format:
     head = source.head()
+    if source.truncated:  # gzip data cut off within the head: its last line is cut too
+        head = head[: head.rfind(b"\n") + 1]
+        if not head.strip():
+            raise DataError(source.path, 0, f"cannot be read: {source.truncated}")
     if head.startswith(ARROW_MAGICS):
         return Format.FREQTRADE_FEATHER
     if b"\x00" in head:

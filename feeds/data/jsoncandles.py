@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from feeds.data.candles import BarColumns, checked, epoch_seconds, floats
-from feeds.data.errors import BadRecords, DataError
+from feeds.data.errors import BadRecords, DataError, excerpt
 from feeds.data.source import Source
 
 KEYS = ("ts", "open", "high", "low", "close", "volume")
@@ -69,7 +69,7 @@ class JsonCandles:
             self._record += 1
             if not isinstance(row, list) or len(row) < 5:
                 self.bad.seen(self._record, line, f"{_where(line, self._record)}a candle is a list of time, "
-                              f"open, high, low, close[, volume, ...]; found {str(row)[:60]!r}")  # fmt: skip
+                              f"open, high, low, close[, volume, ...]; found {_json(row)}")  # fmt: skip
                 continue
             if len(row) > CONFIRM and str(row[CONFIRM]) == "0":
                 self.forming += 1
@@ -84,6 +84,10 @@ class JsonCandles:
         parsed = {key: epoch_seconds(v) if key == "ts" else floats(v) for key, v in raw.items()}
         line_of: Callable[[int], int] = self.lines.__getitem__
         return checked(parsed, raw, NAMES, line_of, self.bad, self.records.__getitem__)
+
+
+def _json(value: Any) -> str:
+    return excerpt(msgspec.json.encode(value).decode())
 
 
 def _where(line: int, record: int) -> str:
