@@ -30,6 +30,8 @@ from feeds.data.expand import warmup_split
 
 __all__ = ["Replay", "check_recording", "feed_plan", "sample_path"]
 
+Fed = tuple[float, str, float, float | None, float | None]  # a tick with its symbol, time first to merge on
+
 
 def check_recording(spec: str | Path, *, symbols: Sequence[str] = (), symbol: str | None = None,
                     warmup: int = 100, candle_seconds: int = 60) -> dict[str, Series]:  # fmt: skip
@@ -114,8 +116,12 @@ class Replay:
         return n
 
 
-def _in_time_order(streams: dict[str, Iterator[Tick]]) -> Iterator[tuple[float, str, float, float | None,
-                                                                        float | None]]:  # fmt: skip
+def _in_time_order(streams: dict[str, Iterator[Tick]]) -> Iterator[Fed]:
     """The ticks of every symbol merged by time (a symbol's own order kept on equal times)."""
-    tagged = [((ts, name, px, bid, ask) for ts, px, bid, ask in ticks) for name, ticks in streams.items()]
+    tagged = [_tagged(name, ticks) for name, ticks in streams.items()]
     return tagged[0] if len(tagged) == 1 else heapq.merge(*tagged, key=lambda tick: tick[0])
+
+
+def _tagged(name: str, ticks: Iterator[Tick]) -> Iterator[Fed]:
+    for ts, px, bid, ask in ticks:
+        yield ts, name, px, bid, ask

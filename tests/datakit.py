@@ -42,10 +42,16 @@ def real_bars() -> tuple[Bar, ...]:
     """The 45,031 bars of the real 1-minute file, read with the csv module and datetime."""
     with require(BARS_1M).open() as fh:
         return tuple(
-            (datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC).timestamp(), float(r["open"]),
-             float(r["high"]), float(r["low"]), float(r["close"]), float(r["volume"]))
+            (
+                datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC).timestamp(),
+                float(r["open"]),
+                float(r["high"]),
+                float(r["low"]),
+                float(r["close"]),
+                float(r["volume"]),
+            )
             for r in csv.DictReader(fh)
-        )  # fmt: skip
+        )
 
 
 def resample(bars: tuple[Bar, ...] | list[Bar], seconds: int) -> list[Bar]:
@@ -65,8 +71,14 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def write_csv(path: Path, bars: list[Bar] | tuple[Bar, ...], *, header: bool = True, times: str = "iso",
-              gz: bool = False) -> Path:  # fmt: skip
+def write_csv(
+    path: Path,
+    bars: list[Bar] | tuple[Bar, ...],
+    *,
+    header: bool = True,
+    times: str = "iso",
+    gz: bool = False,
+) -> Path:
     """`times`: iso, s (epoch seconds) or ms (epoch milliseconds)."""
     stamp = {"iso": iso, "s": lambda t: str(int(t)), "ms": lambda t: str(int(t * 1000))}[times]
     lines = ["timestamp,open,high,low,close,volume"] if header else []
@@ -93,19 +105,35 @@ def write_freqtrade_feather(path: Path, bars: list[Bar] | tuple[Bar, ...]) -> Pa
     import pyarrow.feather as feather
 
     cols = list(zip(*bars, strict=True))
-    table = pa.table({
-        "date": pa.array([int(t * 1e9) for t in cols[0]], pa.timestamp("ns", tz="UTC")),
-        **{name: pa.array(cols[i], pa.float64()) for i, name in enumerate(("open", "high", "low", "close",
-                                                                          "volume"), 1)},
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "date": pa.array([int(t * 1e9) for t in cols[0]], pa.timestamp("ns", tz="UTC")),
+            **{
+                name: pa.array(cols[i], pa.float64())
+                for i, name in enumerate(("open", "high", "low", "close", "volume"), 1)
+            },
+        }
+    )
     feather.write_feather(table, str(path), compression="lz4")
     return path
 
 
 def okx_rows(bars: list[Bar] | tuple[Bar, ...], *, confirm: str = "1") -> list[list[str]]:
     """OKX's candle rows for the bars, newest first, as /api/v5/market/history-candles returns them."""
-    return [[str(int(ts * 1000)), repr(o), repr(h), repr(low), repr(c), repr(v), repr(v * c), repr(v * c),
-             confirm] for ts, o, h, low, c, v in reversed(bars)]  # fmt: skip
+    return [
+        [
+            str(int(ts * 1000)),
+            repr(o),
+            repr(h),
+            repr(low),
+            repr(c),
+            repr(v),
+            repr(v * c),
+            repr(v * c),
+            confirm,
+        ]
+        for ts, o, h, low, c, v in reversed(bars)
+    ]
 
 
 def capture_lines() -> Iterator[str]:
@@ -121,12 +149,23 @@ def okx_capture_from_binance(lines: Iterator[str], inst_id: str = SYMBOL) -> Ite
         stamp, _, raw = line.partition(" ")
         data: dict[str, Any] = json.loads(raw).get("data") or {}
         if data.get("e") == "trade":
-            trade = {"instId": inst_id, "tradeId": str(data["t"]), "px": data["p"], "sz": data["q"],
-                     "side": "sell" if data["m"] else "buy", "ts": str(data["T"]), "count": "1"}  # fmt: skip
+            trade = {
+                "instId": inst_id,
+                "tradeId": str(data["t"]),
+                "px": data["p"],
+                "sz": data["q"],
+                "side": "sell" if data["m"] else "buy",
+                "ts": str(data["T"]),
+                "count": "1",
+            }
             push = {"arg": {"channel": "trades", "instId": inst_id}, "data": [trade]}
         elif data.get("e") == "bookTicker":
-            book = {"asks": [[data["a"], data["A"], "0", "1"]], "bids": [[data["b"], data["B"], "0", "1"]],
-                    "ts": str(data["T"]), "seqId": data["u"]}  # fmt: skip
+            book = {
+                "asks": [[data["a"], data["A"], "0", "1"]],
+                "bids": [[data["b"], data["B"], "0", "1"]],
+                "ts": str(data["T"]),
+                "seqId": data["u"],
+            }
             push = {"arg": {"channel": "bbo-tbt", "instId": inst_id}, "data": [book]}
         else:
             continue

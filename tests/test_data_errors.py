@@ -51,8 +51,12 @@ def test_binary_junk() -> None:
 
 def test_a_text_file_that_is_no_data() -> None:
     err = refused(kit.require(kit.README), default_symbol=SYMBOL)
-    one_line(err, kit.README, 1, f"not a data file scalper reads: {EXPECTED}; found '# Real data for tests and "
-             "benchmarks'")  # fmt: skip
+    one_line(
+        err,
+        kit.README,
+        1,
+        f"not a data file scalper reads: {EXPECTED}; found '# Real data for tests and benchmarks'",
+    )
 
 
 def test_json_of_another_kind(tmp_path: Path) -> None:
@@ -63,25 +67,39 @@ def test_json_of_another_kind(tmp_path: Path) -> None:
 
 
 def test_an_okx_response_of_trades_not_candles(tmp_path: Path) -> None:
-    entry = next(e for e in load("ccxt/response_extract.json")["entries"] if e["ccxt_method"] == "fetchTrades")
+    entry = next(
+        e for e in load("ccxt/response_extract.json")["entries"] if e["ccxt_method"] == "fetchTrades"
+    )
     path = tmp_path / "trades.json"
     path.write_text(json.dumps(entry["httpResponse"]))
-    one_line(refused(path, default_symbol=SYMBOL), path, 0, "candle 1: a candle is a list of time, open, high, "
-             "low, close[, volume, ...]; found '{\"instId\":\"BTC-USDT\",\"side\":\"sell\",\"sz\":\"0.0009478\",\"px\":\"73...'")
+    one_line(
+        refused(path, default_symbol=SYMBOL),
+        path,
+        0,
+        "candle 1: a candle is a list of time, open, high, low, close[, volume, ...]; found "
+        '\'{"instId":"BTC-USDT","side":"sell","sz":"0.0009478","px":"73...\'',
+    )
 
 
 def test_an_okx_error_response(tmp_path: Path) -> None:
     path = tmp_path / "candles.json"
     path.write_text('{"code": "50011", "msg": "Too Many Requests", "data": []}')
-    one_line(refused(path, default_symbol=SYMBOL), path, 0,
-             "an OKX error response (code 50011: Too Many Requests), not candles")  # fmt: skip
+    one_line(
+        refused(path, default_symbol=SYMBOL),
+        path,
+        0,
+        "an OKX error response (code 50011: Too Many Requests), not candles",
+    )
 
 
 def test_json_cut_off_half_way(tmp_path: Path) -> None:
     path = kit.write_freqtrade_json(tmp_path / "candles.json", kit.real_bars()[:100])
     path.write_text(path.read_text().replace("],", "],\n")[:3000])  # a line per candle, then cut
     err = refused(path, default_symbol=SYMBOL)
-    assert (err.line, err.problem.split(" (")[0]) == (path.read_text().count("\n") + 1, "its JSON does not parse")
+    assert (err.line, err.problem.split(" (")[0]) == (
+        path.read_text().count("\n") + 1,
+        "its JSON does not parse",
+    )
 
 
 def test_an_empty_file_and_a_header_without_bars(tmp_path: Path) -> None:
@@ -120,36 +138,80 @@ def test_a_capture_cut_off_by_a_killed_recorder_reads_up_to_the_cut(tmp_path: Pa
     cut.write_bytes(data[: len(data) // 2])
     found = load_market_data([str(cut)])
     assert 0 < len(found[SYMBOL]) < 5000
-    assert found.notes() == [f"{cut}: the gzip data ends early (the file was cut off); what came before is used"]
+    assert found.notes() == [
+        f"{cut}: the gzip data ends early (the file was cut off); what came before is used"
+    ]
     cut.write_bytes(data[:300])  # not even the first records
     one_line(refused(cut), cut, 0, "cannot be read: the gzip data ends early (the file was cut off)")
 
 
 def test_a_file_that_does_not_say_its_instrument_needs_a_name(tmp_path: Path) -> None:
     path = kit.write_csv(tmp_path / "bars.csv", kit.real_bars()[:100])
-    one_line(refused(path), path, 0, "does not say which instrument it is: write SYMBOL=path, or give --symbol")
+    one_line(
+        refused(path), path, 0, "does not say which instrument it is: write SYMBOL=path, or give --symbol"
+    )
     other = shutil.copyfile(path, tmp_path / "more.csv")
-    one_line(refused(path, other, default_symbol=SYMBOL), path, 0, f"and 1 more file(s) ({other}) do not say "
-             "which instrument they are: write each as SYMBOL=path, or give --symbol to merge them as one")
+    one_line(
+        refused(path, other, default_symbol=SYMBOL),
+        path,
+        0,
+        f"and 1 more file(s) ({other}) do not say "
+        "which instrument they are: write each as SYMBOL=path, or give --symbol to merge them as one",
+    )
 
 
 def test_bars_and_ticks_of_one_instrument_do_not_mix(tmp_path: Path) -> None:
     bars = kit.write_csv(tmp_path / "bars.csv", kit.real_bars()[:100])
     err = refused(kit.require(kit.CAPTURE), f"{SYMBOL}={bars}")
-    one_line(err, kit.CAPTURE, 0, f"holds ticks of {SYMBOL}, and {bars} bars of it: a run takes one or the "
-             "other for an instrument")  # fmt: skip
+    one_line(
+        err,
+        kit.CAPTURE,
+        0,
+        f"holds ticks of {SYMBOL}, and {bars} bars of it: a run takes one or the other for an instrument",
+    )
 
 
 def test_files_of_one_instrument_with_different_intervals(tmp_path: Path) -> None:
     one = kit.write_csv(tmp_path / "one.csv", kit.real_bars()[:600])
     five = kit.write_csv(tmp_path / "five.csv", kit.resample(kit.real_bars()[600:1200], 300))
     err = refused(one, five, symbol=SYMBOL, candle_seconds=300)
-    one_line(err, five, 0, f"bars of 5m, and {one} bars of 1m, both of {SYMBOL}: the files of an instrument "
-             "must have one interval")  # fmt: skip
+    one_line(
+        err,
+        five,
+        0,
+        f"bars of 5m, and {one} bars of 1m, both of {SYMBOL}: the files of an instrument "
+        "must have one interval",
+    )
 
 
 def test_a_cut_that_leaves_nothing(tmp_path: Path) -> None:
     path = kit.write_csv(tmp_path / "bars.csv", kit.real_bars()[:100])
     err = refused(path, default_symbol=SYMBOL, start=2e9)
-    one_line(err, path, 0, f"no bars of {SYMBOL} from 2033-05-18 03:33:20 to the end: the data runs from "
-             "2021-12-31 23:01:00 to 2022-01-01 00:41:00")  # fmt: skip
+    one_line(
+        err,
+        path,
+        0,
+        f"no bars of {SYMBOL} from 2033-05-18 03:33:20 to the end: the data runs from "
+        "2021-12-31 23:01:00 to 2022-01-01 00:41:00",
+    )
+
+
+def test_a_gzip_csv_cut_off_gives_the_bars_before_the_cut_and_says_so(tmp_path: Path) -> None:
+    whole = gzip.compress(kit.require(kit.BARS_1M).read_bytes())
+    cut = tmp_path / "bars.csv.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    data = load_market_data([str(cut)], default_symbol=SYMBOL)
+    bars = data[SYMBOL]
+    assert isinstance(bars, Bars) and 20_000 < len(bars) < 45_031
+    real = kit.real_bars()[: len(bars)]
+    assert bars.candles() == [b[:5] for b in real] and bars.volume.tolist() == [b[5] for b in real]
+    assert len(bars) == kit.require(kit.BARS_1M).read_bytes().count(b"\n", 0, _gunzipped_length(cut)) - 1
+    assert data.notes() == [
+        f"{cut}: the gzip data ends early (the file was cut off); what came before is used"
+    ]
+
+
+def _gunzipped_length(path: Path) -> int:
+    import zlib
+
+    return len(zlib.decompressobj(wbits=31).decompress(path.read_bytes()))

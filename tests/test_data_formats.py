@@ -24,7 +24,9 @@ def load_one(path: Path | str, *, candle_seconds: int = 60) -> Bars | Ticks:
     return next(iter(data.series.values()))
 
 
-def assert_bars(bars: Bars | Ticks, expected: list[kit.Bar] | tuple[kit.Bar, ...], *, volume: bool = True) -> None:
+def assert_bars(
+    bars: Bars | Ticks, expected: list[kit.Bar] | tuple[kit.Bar, ...], *, volume: bool = True
+) -> None:
     assert isinstance(bars, Bars)
     cols = list(zip(*expected, strict=True))
     assert len(bars) == len(expected)
@@ -45,8 +47,9 @@ def test_the_real_one_minute_csv_loads_every_bar_exactly() -> None:
 
 @pytest.mark.parametrize("times", ["s", "ms", "iso"])
 @pytest.mark.parametrize("name", ["bars.csv", "bars.json", "noname"])
-def test_a_csv_is_read_by_its_content_with_any_time_format_gzip_or_not(tmp_path: Path, times: str,
-                                                                        name: str) -> None:  # fmt: skip
+def test_a_csv_is_read_by_its_content_with_any_time_format_gzip_or_not(
+    tmp_path: Path, times: str, name: str
+) -> None:
     bars = kit.real_bars()[:3000]
     for gz in (False, True):
         path = kit.write_csv(tmp_path / name, bars, times=times, gz=gz)
@@ -55,8 +58,10 @@ def test_a_csv_is_read_by_its_content_with_any_time_format_gzip_or_not(tmp_path:
 
 def test_a_headerless_kline_csv_in_binance_column_order(tmp_path: Path) -> None:
     bars = kit.real_bars()[:2000]
-    rows = [f"{int(ts * 1000)},{o!r},{h!r},{low!r},{c!r},{v!r},{int(ts * 1000) + 59_999},{v * c!r},10,1.0,2.0,0"
-            for ts, o, h, low, c, v in bars]  # fmt: skip
+    rows = [
+        f"{int(ts * 1000)},{o!r},{h!r},{low!r},{c!r},{v!r},{int(ts * 1000) + 59_999},{v * c!r},10,1.0,2.0,0"
+        for ts, o, h, low, c, v in bars
+    ]
     path = kit.write_lines(tmp_path / "BTCUSDT-1m-2022-01.csv", rows)
     assert read_file(path).format is Format.KLINE_CSV
     assert_bars(load_one(path), bars)
@@ -70,8 +75,8 @@ def test_five_minute_bars_are_detected_refused_against_one_minute_candles_and_ac
     with pytest.raises(DataError) as caught:
         load_one(path, candle_seconds=60)
     assert str(caught.value) == (
-        f"{path}: bars of 5m (300 s) are coarser than the 60 s candles of indicators.candle_seconds: run with "
-        "indicators.candle_seconds=300 (--set indicators.candle_seconds=300, or "
+        f"{path}: bars of 5m (300 s) are coarser than the 60 s candles of indicators.candle_seconds: "
+        "run with indicators.candle_seconds=300 (--set indicators.candle_seconds=300, or "
         "SCALPER_INDICATORS__CANDLE_SECONDS=300)"
     )
     bars = load_one(path, candle_seconds=300)
@@ -95,8 +100,9 @@ def test_daily_quotes_with_weekends_missing_have_their_gaps_counted_not_filled()
     assert bars.gaps == int(np.count_nonzero(steps > 86_400)) > 90  # a weekend every week, and holidays
     assert bars.missing == int((steps // 86_400 - 1).sum())
     data = load_market_data([str(kit.DAILY)], default_symbol=SYMBOL, candle_seconds=86_400)
-    assert data.notes() == [f"{SYMBOL}: {bars.gaps} gaps in the bars, {bars.missing} bars of 1d missing "
-                            "(not filled in)"]  # fmt: skip
+    assert data.notes() == [
+        f"{SYMBOL}: {bars.gaps} gaps in the bars, {bars.missing} bars of 1d missing (not filled in)"
+    ]
 
 
 def test_freqtrade_json_candles(tmp_path: Path) -> None:
@@ -120,8 +126,9 @@ def test_a_feather_file_without_pyarrow_says_which_package_to_install(
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if it were not installed
     with pytest.raises(DataError) as caught:
         load_one(path)
-    assert str(caught.value) == (f"{path}: is a feather (Arrow) file: reading it needs pyarrow "
-                                 "(pip install 'scalper[feather]')")  # fmt: skip
+    assert str(caught.value) == (
+        f"{path}: is a feather (Arrow) file: reading it needs pyarrow (pip install 'scalper[feather]')"
+    )
 
 
 def test_the_real_okx_candle_response_newest_first_becomes_hourly_bars_oldest_first(tmp_path: Path) -> None:
@@ -172,14 +179,20 @@ def test_an_okx_capture_of_the_same_market_gives_the_same_ticks(tmp_path: Path) 
 def test_the_okx_docs_pushes_tickers_bbo_and_trades(tmp_path: Path) -> None:
     """A ticker is a tick of its last price with its quote; a bbo-tbt push a quote; a trade a tick carrying
     the latest quote of its instrument (OKX's own examples, each line after a receive time)."""
-    names = ["ws_subscribe_ack_tickers.json", "ws_tickers_push.json", "ws_bbo_tbt_push.json",
-             "ws_trades_push.json"]  # fmt: skip
+    names = [
+        "ws_subscribe_ack_tickers.json",
+        "ws_tickers_push.json",
+        "ws_bbo_tbt_push.json",
+        "ws_trades_push.json",
+    ]
     lines = [f"{1_700_000_000_000_000_000 + i} {json.dumps(doc(n))}" for i, n in enumerate(names)]
     path = kit.write_lines(tmp_path / "okx-docs", lines)
     data = load_market_data([str(path)])
     assert list(data.series) == ["BTC-USDT"]  # BCH-USDT-SWAP has a quote but no tick
-    assert list(data["BTC-USDT"].ticks()) == [(1597026383.085, 9999.99, 8888.88, 9999.99),
-                                              (1630048897.897, 42219.9, 8888.88, 9999.99)]  # fmt: skip
+    assert list(data["BTC-USDT"].ticks()) == [
+        (1597026383.085, 9999.99, 8888.88, 9999.99),
+        (1630048897.897, 42219.9, 8888.88, 9999.99),
+    ]
 
 
 def test_the_sample_loads_as_one_day_of_bars() -> None:

@@ -66,17 +66,37 @@ def test_ticks_written_while_the_recorder_reads_are_all_recorded_once(real_redis
 
 
 def test_from_start_records_what_the_streams_hold_and_a_gzip_recording_reads_by_its_content(
-    real_redis, tmp_path: Path  # type: ignore[no-untyped-def]
+    real_redis,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     ticks = real_ticks()
     write(TickWriter(real_redis.client, Keys()), ticks)
     path = tmp_path / "session.rec.gz"
-    done = record(real_redis.client, Keys(), [BTC, ETH], path, stop=threading.Event(), duration=0.3,
-                  compress=True, from_start=True)  # fmt: skip
+    done = record(
+        real_redis.client,
+        Keys(),
+        [BTC, ETH],
+        path,
+        stop=threading.Event(),
+        duration=0.3,
+        compress=True,
+        from_start=True,
+    )
     assert done.total == 5000
     assert path.read_bytes()[:2] == b"\x1f\x8b"
     renamed = path.rename(tmp_path / "session.csv")  # the name means nothing to the reader
     assert read_back(renamed) == ticks
+
+
+def test_a_stop_before_any_read_still_writes_what_the_streams_hold(real_redis, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C right after the last ticks arrived: they are read and written before the file closes."""
+    ticks = real_ticks()
+    write(TickWriter(real_redis.client, Keys()), ticks)
+    stopped = threading.Event()
+    stopped.set()
+    path = tmp_path / "r"
+    done = record(real_redis.client, Keys(), [BTC, ETH], path, stop=stopped, from_start=True)
+    assert done.total == 5000 and read_back(path) == ticks
 
 
 def test_a_recording_appended_to_reads_as_one(real_redis, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -95,8 +115,9 @@ def test_a_recording_appended_to_reads_as_one(real_redis, tmp_path: Path) -> Non
 def test_it_will_not_append_to_a_file_that_is_not_a_recording(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         open_recording(kit.require(kit.BARS_1M), compress=False)
-    assert str(caught.value) == (f"{kit.BARS_1M}: exists and is a OHLCV CSV, not a scalper recording: choose "
-                                 "another file")  # fmt: skip
+    assert str(caught.value) == (
+        f"{kit.BARS_1M}: exists and is a OHLCV CSV, not a scalper recording: choose another file"
+    )
 
 
 def test_a_stream_trimmed_past_the_recorder_is_reported(real_redis, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -114,11 +135,18 @@ def test_a_stream_trimmed_past_the_recorder_is_reported(real_redis, tmp_path: Pa
 def test_scalper_record_stops_on_ctrl_c_and_keeps_every_tick(real_redis, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     env = run_env(tmp_path) | {"REDIS_URL": f"unix://{real_redis.socket_path}"}
     out = tmp_path / "live.rec"
-    proc = subprocess.Popen([sys.executable, "-m", "scalper", "record", str(out), "--symbols", f"{BTC},{ETH}"],
-                            env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalper", "record", str(out), "--symbols", f"{BTC},{ETH}"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
-        assert proc.stderr.readline() == f"scalper: recording the ticks of {BTC}, {ETH} to {out}; Ctrl-C stops\n"
+        assert (
+            proc.stderr.readline() == f"scalper: recording the ticks of {BTC}, {ETH} to {out}; Ctrl-C stops\n"
+        )
         ticks = real_ticks()
         write(TickWriter(real_redis.client, Keys()), ticks, pause_every=200)
         proc.send_signal(signal.SIGINT)
@@ -134,9 +162,25 @@ def test_scalper_record_stops_after_its_duration(real_redis, tmp_path: Path) -> 
     env = run_env(tmp_path) | {"REDIS_URL": f"unix://{real_redis.socket_path}"}
     TickWriter(real_redis.client, Keys()).tick(BTC, 1_700_000_000.0, 100.5)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "scalper", "record", str(tmp_path / "r"), "--duration", "1",
-                           "--from-start", "--symbols", BTC], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scalper",
+            "record",
+            str(tmp_path / "r"),
+            "--duration",
+            "1",
+            "--from-start",
+            "--symbols",
+            BTC,
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     assert 1.0 <= time.monotonic() - started < 15
     assert read_back(tmp_path / "r") == {BTC: [(1_700_000_000.0, 100.5, None, None)]}
