@@ -20,10 +20,6 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from exchanges.okx.convert import ticks as okx_ticks
-from exchanges.okx.messages import Push, decode_ws
-from exchanges.okx.records import Book
-from exchanges.okx.wire import DecodeError
 from feeds.data.detect import Format
 from feeds.data.errors import BadRecords, excerpt
 from feeds.data.source import Source
@@ -90,7 +86,7 @@ class TickCollector:
 def read_capture(source: Source, fmt: Format) -> tuple[dict[str | None, TickColumns], BadRecords, int]:
     """Ticks per symbol, the bad records, and the number of other messages passed over."""
     out, bad = TickCollector(), BadRecords(source.path)
-    parse: Callable[[bytes, TickCollector], None] = _binance if fmt is Format.BINANCE_CAPTURE else _okx
+    parse = _binance if fmt is Format.BINANCE_CAPTURE else _okx_parser()
     record = 0
     for number, line in source.lines():
         if not line.strip():
@@ -141,30 +137,40 @@ def _binance(raw: bytes, out: TickCollector) -> None:
         out.other += 1
 
 
-def _okx(raw: bytes, out: TickCollector) -> None:
-    if raw.strip() == b"pong":
-        out.other += 1
-        return
-    try:
-        message = decode_ws(raw)
-    except DecodeError as err:
-        if err.reason == "unknown_channel":  # a channel we do not read (funding, mark price, ...)
+def _okx_parser() -> Callable[[bytes, TickCollector], None]:
+    """The OKX line parser. The live client's decoder is imported here, not at the top: the exchanges.okx
+    package brings its REST and WebSocket clients along, which only an OKX capture needs."""
+    from exchanges.okx.convert import ticks as okx_ticks
+    from exchanges.okx.messages import Push, decode_ws
+    from exchanges.okx.records import Book
+    from exchanges.okx.wire import DecodeError
+
+    def parse(raw: bytes, out: TickCollector) -> None:
+        if raw.strip() == b"pong":
             out.other += 1
             return
-        raise ValueError(f"it is not an OKX message ({err})") from None
-    if not isinstance(message, Push):
-        out.other += 1
-        return
-    if message.channel in _TOP_OF_BOOK:
-        for book in message.data:
-            if isinstance(book, Book) and book.bids and book.asks:
-                out.quote(message.arg.inst_id, float(book.bids[0].px), float(book.asks[0].px))
-        return
-    found = okx_ticks(message)  # the live feed's own conversion: tickers and trades
-    if not found:
-        out.other += 1
-    for tick in found:
-        out.tick(tick.inst_id or message.arg.inst_id, tick.ts, tick.price, tick.bid, tick.ask)
+        try:
+            message = decode_ws(raw)
+        except DecodeError as err:
+            if err.reason == "unknown_channel":  # a channel we do not read (funding, mark price, ...)
+                out.other += 1
+                return
+            raise ValueError(f"it is not an OKX message ({err})") from None
+        if not isinstance(message, Push):
+            out.other += 1
+            return
+        if message.channel in _TOP_OF_BOOK:
+            for book in message.data:
+                if isinstance(book, Book) and book.bids and book.asks:
+                    out.quote(message.arg.inst_id, float(book.bids[0].px), float(book.asks[0].px))
+            return
+        found = okx_ticks(message)  # the live feed's own conversion: tickers and trades
+        if not found:
+            out.other += 1
+        for tick in found:
+            out.tick(tick.inst_id or message.arg.inst_id, tick.ts, tick.price, tick.bid, tick.ask)
+
+    return parse
 
 
 def _raw_number(raw: msgspec.Raw) -> float:

@@ -8,6 +8,7 @@ fields, blank lines or rows of the wrong length goes through the csv module row 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 
 from feeds.data.candles import BarColumns, checked, epoch_seconds, floats
@@ -19,35 +20,40 @@ VOLUME_COLUMNS = ("volume", "vol")
 
 
 def read_csv_bars(source: Source, fmt: Format) -> tuple[BarColumns, BadRecords]:
-    data = source.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(source.path, line, "is not text (not UTF-8) from here on") from None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    start = len(text) - len(text.lstrip())  # blank lines before the first row
-    first_line = text.count("\n", 0, start) + 1
-    if fmt is Format.OHLCV_CSV:
-        header_end = text.find("\n", start)
-        header = text[start:] if header_end < 0 else text[start:header_end]
-        fields = [f.strip().lower() for f in next(csv.reader([header]))]
-        body = "" if header_end < 0 else text[header_end + 1 :]
-        body_line = first_line + 1
-    else:
-        first = text[start:].split("\n", 1)[0]
-        fields = [str(i) for i in range(len(next(csv.reader([first]))))]
-        body, body_line = text[start:], first_line
+    fields, body, body_line = _header_and_body(source, fmt)
     at = _positions(fields, fmt)
     bad = BadRecords(source.path)
-    raw, line_of, record_of = _columns(body.rstrip("\n"), len(fields), body_line, bad)
+    raw, line_of, record_of = _columns(body, len(fields), body_line, bad)
+    del body  # the rows are in `raw` now: the file's text need not stay while they are converted
     names = {key: fields[i] for key, i in at.items()} if fmt is Format.OHLCV_CSV else _KLINE_NAMES
     values = {key: raw[i] for key, i in at.items()}
     parsed = {key: epoch_seconds(v) if key == "ts" else floats(v) for key, v in values.items()}
     return checked(parsed, values, names, line_of, bad, record_of), bad
 
 
+def _header_and_body(source: Source, fmt: Format) -> tuple[list[str], str, int]:
+    """The column names (Binance's positions for a headerless file), the rows' text, and its first line."""
+    data = source.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(source.path, line, "is not text (not UTF-8) from here on") from None
+    del data
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    start = _LEADING_SPACE.match(text).end()  # type: ignore[union-attr]  # blank lines before the first row
+    first_line = text.count("\n", 0, start) + 1
+    end = text.find("\n", start)
+    first = text[start:] if end < 0 else text[start:end]
+    if fmt is Format.OHLCV_CSV:
+        fields = [f.strip().lower() for f in next(csv.reader([first]))]
+        return fields, "" if end < 0 else text[end + 1 :].rstrip("\n"), first_line + 1
+    fields = [str(i) for i in range(len(next(csv.reader([first]))))]
+    return fields, text[start:].rstrip("\n"), first_line
+
+
+_LEADING_SPACE = re.compile(r"\s*")
 _KLINE_NAMES = {"ts": "open time", "open": "open", "high": "high", "low": "low", "close": "close",
                 "volume": "volume"}  # fmt: skip
 
