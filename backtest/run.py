@@ -2,7 +2,7 @@
 
 Bars warm the indicators up first, as `scalper run --replay` does: the first `WARMUP_BARS` of each symbol go
 to the indicators as closed candles (the live engine's history), and every later bar becomes four ticks
-(feeds/replay.py `bar_ticks`). Tick data warms the indicators up from its own first minutes. The symbols'
+(feeds/data/expand.py `bar_ticks`). Tick data warms the indicators up from its own first minutes. The symbols'
 ticks are merged in time order into one engine, so the portfolio-level gates (positions, notional, daily
 loss) see every symbol as live. Positions still open when the data ends are closed on its last prices
 through the one close path, with the exit reason `end_of_data`.

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.settings import load_settings  # noqa: E402
-from feeds.replay import bar_ticks, read_bars, sample_path  # noqa: E402
+from feeds.data import SAMPLE, load_market_data  # noqa: E402
 from scalper import inspect  # noqa: E402
 from scalper.embedded import LocalRedis  # noqa: E402
 from statemachines.machine import PositionMachine  # noqa: E402
@@ -75,10 +75,10 @@ def throughput(n: int, total: int, workdir: Path) -> dict[str, float]:
         symbols = [f"S{i}-USDT-SWAP" for i in range(n)]
         os.environ.update(WIDE | {"SCALPER_SYMBOLS": json.dumps({s: {} for s in symbols})})
         settings = load_settings()
-        bars = read_bars(sample_path())
+        bars = load_market_data([SAMPLE], default_symbol=symbols[0])[symbols[0]]
         engine = Engine(settings, client, symbols=symbols, clock="data")
         engine.start()
-        base = list(bar_ticks(bars[100:]))
+        base = [(ts, px) for ts, px, _, _ in bars[100:].ticks()]
         per_symbol = max(1, total // n)
         t0 = base[0][0]
         for sym in symbols:

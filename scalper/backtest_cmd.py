@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     except DataError as err:
         print(f"scalper: {err}", file=sys.stderr)
         return 2
+    for note in data.notes:  # records skipped, bars missing: said, and the run goes on
+        print(f"scalper: {note}", file=sys.stderr)
     try:
         funding = _funding(args.funding, [d.symbol for d in data.series])
     except FundingDataError as err:

@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--replay", metavar="PATH|sample")
     feed.add_argument("--speed", type=_positive, default=600.0)
     feed.add_argument("--symbol", help="replay: the symbol the recording is fed as (default: the first)")
+    record = sub.add_parser("record", help="the feed's ticks from Redis into a file, to replay or backtest")
+    record.add_argument("out", metavar="OUT", help="the recording (appended to if it is one already)")
+    record.add_argument("--symbols", help="comma-separated (default: every configured symbol)")
+    record.add_argument("--duration", type=_seconds, default=0, help="stop after S seconds (0: at Ctrl-C)")
+    record.add_argument("--gzip", action="store_true", help="compress it (so does an OUT ending in .gz)")
+    record.add_argument("--from-start", action="store_true", help="begin with the ticks Redis holds already")
     sub.add_parser("account", help="the private side: paper venue, or OKX's private stream")
     engine = sub.add_parser("engine", help="step the position machines of a symbol shard")
     engine.add_argument("--symbols", help="comma-separated shard (default: every configured symbol)")
@@ -114,15 +120,17 @@ def _amount(text: str) -> Decimal:
     return Decimal(text)
 
 
-def _check_replay(replay: str | None) -> str | None:
+def _check_replay(args: argparse.Namespace, settings: Settings) -> str | None:
     """The replay file, checked before anything starts: None if fine, else the one-line reason."""
-    from feeds.replay import RecordingError, check_recording, sample_path
+    from feeds.data import DataError
+    from feeds.replay import check_recording
 
-    if replay is None:
+    if args.replay is None:
         return None
     try:
-        check_recording(sample_path() if replay == "sample" else Path(replay))
-    except RecordingError as err:
+        check_recording(args.replay, symbols=list(settings.symbols), symbol=getattr(args, "symbol", None),
+                        candle_seconds=settings.indicators.candle_seconds)  # fmt: skip
+    except DataError as err:
         return f"--replay {err}"
     return None
 
@@ -135,10 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fsm(args)
     if args.command == "backtest":  # its own settings (--set), no Redis
         return backtest_cmd.run(args)
-    problem = _check_replay(args.replay) if args.command in ("run", "feed") else None
-    if problem is not None:
-        print(f"scalper: {problem}", file=sys.stderr)
-        return 2
     try:
         settings = load_settings()
     except ConfigError as err:
@@ -147,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "feed" and args.symbol and args.symbol not in settings.symbols:
         print(f"scalper: --symbol {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
               file=sys.stderr)  # fmt: skip
+        return 2
+    problem = _check_replay(args, settings) if args.command in ("run", "feed") else None
+    if problem is not None:
+        print(f"scalper: {problem}", file=sys.stderr)
         return 2
     try:
         return _dispatch(args, settings)
@@ -194,6 +202,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return processes.run_feed(settings, args.replay, args.speed, args.symbol)
     if cmd == "account":
         return processes.run_account_process(settings)
+    if cmd == "record":
+        return processes.run_record(settings, args)
     if cmd == "engine":
         symbols = args.symbols.split(",") if args.symbols else None
         shard = args.shard or ("-".join(symbols) if symbols else "all")

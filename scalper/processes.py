@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -105,7 +106,7 @@ def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, 
 
 
 def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str | None = None) -> int:
-    from feeds.replay import Replay, sample_path
+    from feeds.replay import Replay
     from feeds.ticks import TickWriter
 
     stop = stop_on_signals()
@@ -116,14 +117,38 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
             from feeds.live import run_live
 
             return int(run_live(settings, writer, stop))
-        path = sample_path() if replay == "sample" else Path(replay)
-        target = symbol or next(iter(settings.symbols))
-        n = Replay(writer, target, path, speed=speed, stop=stop).run()
-        log.info("replay of %s finished: %d ticks for %s", path.name, n, target)
+        n = Replay(writer, symbol, replay, symbols=list(settings.symbols), speed=speed, stop=stop,
+                   candle_seconds=settings.indicators.candle_seconds).run()  # fmt: skip
+        log.info("replay of %s finished: %d ticks", replay, n)
         return 0
 
     return ride_out_redis("feed", once, stop, max_wait_s=settings.redis.retry_max_wait_s,
                          startup_wait_s=settings.redis.startup_wait_s)
+
+
+def run_record(settings: Settings, args: Any) -> int:
+    """`scalper record`: until Ctrl-C or --duration; one line on stderr when it starts, one when it ends."""
+    from feeds.data import DataError
+    from feeds.record import record
+
+    symbols = args.symbols.split(",") if args.symbols else list(settings.symbols)
+    out = Path(args.out)
+    stop = stop_on_signals()
+    client = redis_client(settings)
+    print(f"scalper: recording the ticks of {', '.join(symbols)} to {out}; Ctrl-C stops", file=sys.stderr)
+    try:
+        done = record(client, Keys(settings.redis.prefix), symbols, out, stop=stop, duration=args.duration,
+                      compress=args.gzip or out.name.endswith(".gz"), from_start=args.from_start)  # fmt: skip
+    except DataError as err:
+        print(f"scalper: {err}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{s} {n}" for s, n in done.ticks.items())
+    print(f"scalper: recorded {done.total} ticks to {out} ({counts})", file=sys.stderr)
+    for symbol, n in done.overruns.items():
+        if n:
+            print(f"scalper: {symbol}: the tick stream was trimmed past the recorder {n} time(s): ticks "
+                  "may be missing there", file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def run_account_process(settings: Settings) -> int:

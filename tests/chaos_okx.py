@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from feeds.replay import bar_ticks, read_bars, sample_path
+from feeds.data import SAMPLE, Bars, load_market_data
 from scalper.embedded import LocalRedis
 from statemachines.position import Position
 from tests.chaos import (
@@ -56,12 +56,18 @@ TICK = Decimal("0.1")
 BEAT = "chaos:beat"  # the harness's own heartbeat key: what Redis kept of it measures the lost window
 
 
+def sample_bars() -> Bars:
+    bars = load_market_data([SAMPLE], default_symbol=SYMBOL)[SYMBOL]
+    assert isinstance(bars, Bars)
+    return bars
+
+
 def okx_market(okx: FakeThread, history_bars: int = 60) -> None:
     """The fake as the bot meets OKX: closed positions may be listed with pos "0", snapshots come every
     half second (each delivered 0.1 s after it was taken, so some arrive after fills they predate), and
     the market has an hour of 1-minute history for the feed's REST warm-up (the sample's first bars)."""
     now_min = int(time.time()) // 60 * 60_000
-    bars = read_bars(sample_path())[:history_bars]
+    bars = sample_bars().candles()[:history_bars]
     history = [(now_min - (len(bars) - i) * 60_000, *(Decimal(repr(v)).quantize(TICK) for v in bar[1:]))
                for i, bar in enumerate(bars)]  # fmt: skip
 
@@ -132,7 +138,7 @@ class OkxChaos(Chaos):
         super().close_market()
 
     def _drive(self) -> None:
-        prices = [Decimal(repr(px)).quantize(TICK) for _, px in bar_ticks(read_bars(sample_path()))]
+        prices = [Decimal(repr(px)).quantize(TICK) for _, px, _, _ in sample_bars().ticks()]
         i = 0
         while self._market.is_set():
             self.okx.price(prices[i % len(prices)], SYMBOL)

@@ -1,6 +1,7 @@
 """A replay file is checked before anything starts: it exists, its format is recognised by its content,
-its first records parse, and it holds something to replay. A failure is one line naming the file, the line
-and the problem, and exit code 2, from `scalper run --replay` and `scalper feed --replay` alike."""
+its first records parse, and it holds something to replay (feeds/data reads it). A failure is one line
+naming the file, the line and the problem, and exit code 2, from `scalper run --replay` and
+`scalper feed --replay` alike."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from feeds.replay import Format, RecordingError, Replay, check_recording, sample_path
+from feeds.data import EXPECTED, Bars, DataError
+from feeds.data import Ticks as TickSeries
+from feeds.replay import Replay, check_recording, sample_path
 from scalper.cli import main
 from tests.runkit import run_env
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAPTURE = SHARED / "market" / "binance_usdm_btcusdt_20240808_ws.gz"
 HEADER = "timestamp,open,high,low,close,volume"
+SYMBOLS = ["BTC-USDT-SWAP"]  # the configured symbols the replay feeds
 
 
 def bars(n: int, *, start: int = 1_700_000_000) -> list[str]:
@@ -48,7 +52,7 @@ class Ticks:
         self.candles += len(candles)
         return len(candles)
 
-    def tick(self, symbol: str, ts: float, px: float) -> None:
+    def tick(self, symbol: str, ts: float, px: float, *_quote: float | None) -> None:
         self.ticks.append((symbol, ts, px))
 
 
@@ -61,7 +65,7 @@ def first_capture_lines(n: int) -> list[str]:
 def test_bars_are_recognised_by_their_content_whatever_the_file_is_called(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     shutil.copyfile(sample_path(), path)  # gzip-compressed CSV
-    assert check_recording(path) is Format.BARS
+    assert isinstance(check_recording(path, symbols=SYMBOLS)["BTC-USDT-SWAP"], Bars)
     writer = Ticks()
     n = Replay(writer, "BTC-USDT-SWAP", path, speed=1e9, sleep=lambda _s: None).run(stop_after=8)
     assert n == 8 and writer.candles == 100
@@ -75,15 +79,15 @@ def test_an_uncompressed_csv_named_like_a_gzip_file_still_replays(tmp_path: Path
 
 def test_a_capture_is_recognised_by_its_content_compressed_or_not(tmp_path: Path) -> None:
     plain = write(tmp_path / "capture.csv", first_capture_lines(200))
-    assert check_recording(plain) is Format.CAPTURE
-    assert check_recording(CAPTURE) is Format.CAPTURE
+    assert isinstance(check_recording(plain, symbols=SYMBOLS)["BTC-USDT-SWAP"], TickSeries)
+    assert isinstance(check_recording(CAPTURE, symbols=SYMBOLS)["BTC-USDT-SWAP"], TickSeries)
     writer = Ticks()
     assert Replay(writer, "BTC-USDT-SWAP", plain, speed=1e9, sleep=lambda _s: None).run() > 0
 
 
 BAD = {
     "missing": (None, 0, "no such file"),
-    "not a recording": (["hello world", "second line"], 1, "not a recording: expected 1-minute bars as CSV"),
+    "not a data file": (["hello world", "second line"], 1, "not a data file scalper reads: expected OHLCV"),
     "blank lines, then prose": (["", "  ", "Dear diary"], 3, "found 'Dear diary'"),
     "a price that is not a number": ([HEADER, *bars(2), "1700000180,100,101,99,abc,1"], 4,
                                      "close 'abc' is not a positive number"),
@@ -93,11 +97,11 @@ BAD = {
     "a row missing a field": ([HEADER, *bars(1), "1700000060,100,101,99"], 3, "has 4 fields, the header 6"),
     "too few bars to get past warm-up": ([HEADER, *bars(50)], 0, "has 50 bars: the first 100 warm"),
     "a capture line that does not parse": ([first_capture_lines(1)[0], '1723161255088169167 {"data": {'], 2,
-                                           "not a capture line: its JSON does not parse"),
-    "a capture line without its time": (['{"data": {"e": "trade"}}'], 1, "not a recording"),
+                                           "not a Binance capture line: its JSON does not parse"),
+    "a capture line of no exchange": (['1723161255088169167 {"data": {"x": 1}}'], 1, "not a data file"),
     "a trade without a price": (['1723161255088169167 {"data": {"e": "trade", "T": 1723161256322}}'], 1,
                                 "a trade without a numeric time `T` and a positive price `p`"),
-    "a capture with no trade": (first_capture_lines(2), 0, "no trade in its first 10000 lines"),
+    "a capture with no trade": (first_capture_lines(2), 0, "a Binance capture with no tick: no trade"),
     "empty": ([], 0, "empty: expected"),
 }  # fmt: skip
 
@@ -110,8 +114,8 @@ def test_a_file_that_cannot_be_replayed_is_refused_naming_the_file_the_line_and_
     path = tmp_path / "recording"
     if lines is not None:
         path.write_text("\n".join(lines) + ("\n" if lines else ""))
-    with pytest.raises(RecordingError) as caught:
-        check_recording(path)
+    with pytest.raises(DataError) as caught:
+        check_recording(path, symbols=SYMBOLS)
     err = caught.value
     assert (err.path, err.line) == (path, line)
     assert problem in str(err)
@@ -122,10 +126,10 @@ def test_a_file_that_cannot_be_replayed_is_refused_naming_the_file_the_line_and_
 def test_a_truncated_gzip_file_and_a_directory_are_refused_too(tmp_path: Path) -> None:
     truncated = tmp_path / "cut.gz"
     truncated.write_bytes(sample_path().read_bytes()[:200])
-    with pytest.raises(RecordingError, match="cannot be read"):
-        check_recording(truncated)
-    with pytest.raises(RecordingError, match="is a directory"):
-        check_recording(tmp_path)
+    with pytest.raises(DataError, match="cannot be read"):
+        check_recording(truncated, symbols=SYMBOLS)
+    with pytest.raises(DataError, match="is a directory"):
+        check_recording(tmp_path, symbols=SYMBOLS)
 
 
 def test_scalper_run_with_a_bad_replay_file_stops_before_starting_anything(tmp_path: Path) -> None:
@@ -134,9 +138,7 @@ def test_scalper_run_with_a_bad_replay_file_stops_before_starting_anything(tmp_p
                           env=run_env(tmp_path), capture_output=True, text=True, timeout=20)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"scalper: --replay {prose}:1: not a recording: expected 1-minute bars as CSV with the header "
-        "timestamp,open,high,low,close[,volume], or a Binance capture of lines `<receive time ns> <json>`, "
-        "either optionally gzip-compressed; found 'these are not ticks'"
+        f"scalper: --replay {prose}:1: not a data file scalper reads: {EXPECTED}; found 'these are not ticks'"
     ]
     assert not (tmp_path / "data").exists()  # no lock taken, no Redis started
 
