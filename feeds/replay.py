@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from feeds.data import Bars, Candle, DataError, Series, Tick, load_market_data, sample_path
@@ -70,7 +70,12 @@ class Replay:
 
     def __init__(self, writer, symbol: str | None, path: Path | str, *, symbols: Sequence[str] = (),
                  speed: float = 60.0, warmup: int = 100, candle_seconds: int = 60, sleep=time.sleep,
-                 wall=time.time, stop: threading.Event | None = None) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+                 wall=time.time, stop: threading.Event | None = None,
+                 lockstep: Callable[[str, str], None] | None = None) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+        """`lockstep(symbol, last entry id)`: called before each tick (the id "" before a symbol's first);
+        it returns once the system is done with the last one (scalper/lockstep.py). Then `speed` is not used:
+        the replay goes as fast as the processes do, and decides exactly as a backtest does."""
+        self.lockstep = lockstep
         self.writer, self.symbol, self.path, self.symbols = writer, symbol, path, list(symbols)
         self.speed, self.warmup, self.candle_seconds, self.wall = speed, warmup, candle_seconds, wall
         self.stop = stop or threading.Event()  # set by a SIGTERM handler: the replay ends at once
@@ -103,13 +108,17 @@ class Replay:
               stop_after: int | None) -> int:  # fmt: skip
         wall0 = self.wall()
         n = 0
+        last: dict[str, str] = {}
         for ts, name, px, bid, ask in _in_time_order(streams):
             if self.stop.is_set():
                 break
-            delay = wall0 + (ts - t0) / self.speed - self.wall()
-            if delay > 0:
-                self.sleep(delay)
-            self.writer.tick(name, ts + shift, px, bid, ask)
+            if self.lockstep is not None:
+                self.lockstep(name, last.get(name, ""))
+            else:
+                delay = wall0 + (ts - t0) / self.speed - self.wall()
+                if delay > 0:
+                    self.sleep(delay)
+            last[name] = self.writer.tick(name, ts + shift, px, bid, ask)
             n += 1
             if stop_after is not None and n >= stop_after:
                 break

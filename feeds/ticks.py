@@ -21,12 +21,14 @@ class TickWriter:
 
     def tick(
         self, symbol: str, ts: float, px: float, bid: float | None = None, ask: float | None = None
-    ) -> None:
+    ) -> str:
+        """Publish one tick; returns its stream entry id."""
         fields = {"px": repr(px), "ts": repr(ts)}
         if bid is not None and ask is not None:
             fields |= {"bid": repr(bid), "ask": repr(ask)}
-        self.client.xadd(self.keys.ticks(symbol), fields, maxlen=TICKS_MAXLEN, approximate=True)
+        entry = self.client.xadd(self.keys.ticks(symbol), fields, maxlen=TICKS_MAXLEN, approximate=True)
         self.published += 1
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
 
     def history(self, symbol: str, candles: Iterable[tuple[float, float, float, float, float]]) -> int:
         """Closed candles (start ts, open, high, low, close), oldest first; those the stream already holds

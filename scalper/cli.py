@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--speed", type=_positive, default=600.0,
                      help="replay speed (market seconds per second)")  # fmt: skip
+    run.add_argument("--lockstep", action="store_true",
+                     help="replay: feed each tick once the system is done with the last (deterministic, as "
+                          "fast as the processes go; --speed is not used)")  # fmt: skip
     run.add_argument("--workers", type=_at_least_one, default=1, help="order worker processes")
     run.add_argument("--duration", type=_seconds, default=0,
                      help="stop after this many seconds (0 = never)")  # fmt: skip
@@ -34,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     feed = sub.add_parser("feed", help="public market data into the tick streams")
     feed.add_argument("--replay", metavar="PATH|sample")
     feed.add_argument("--speed", type=_positive, default=600.0)
+    feed.add_argument("--lockstep", action="store_true", help="replay: wait for the system before each tick")
     feed.add_argument("--symbol", help="replay: the symbol the recording is fed as (default: the first)")
     record = sub.add_parser("record", help="the feed's ticks from Redis into a file, to replay or backtest")
     record.add_argument("out", metavar="OUT", help="the recording (appended to if it is one already)")
@@ -197,9 +201,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from scalper.supervisor import run
 
         return run(settings, replay=args.replay, speed=args.speed, workers=args.workers,
-                   duration=args.duration, verbose=args.verbose)  # fmt: skip
+                   duration=args.duration, verbose=args.verbose, lockstep=args.lockstep)  # fmt: skip
     if cmd == "feed":
-        return processes.run_feed(settings, args.replay, args.speed, args.symbol)
+        return processes.run_feed(settings, args.replay, args.speed, args.symbol, lockstep=args.lockstep)
     if cmd == "account":
         return processes.run_account_process(settings)
     if cmd == "record":

@@ -105,7 +105,8 @@ def ride_out_redis(name: str, run: Callable[[], int], stop: threading.Event, *, 
             stop.wait(outage.failed(trouble))
 
 
-def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str | None = None) -> int:
+def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str | None = None,
+             lockstep: bool = False) -> int:  # fmt: skip
     from feeds.replay import Replay
     from feeds.ticks import TickWriter
 
@@ -117,8 +118,13 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
             from feeds.live import run_live
 
             return int(run_live(settings, writer, stop))
+        step = None
+        if lockstep:
+            from scalper.lockstep import Lockstep
+
+            step = Lockstep(writer.client, writer.keys, list(settings.symbols)).wait
         n = Replay(writer, symbol, replay, symbols=list(settings.symbols), speed=speed, stop=stop,
-                   candle_seconds=settings.indicators.candle_seconds).run()  # fmt: skip
+                   candle_seconds=settings.indicators.candle_seconds, lockstep=step).run()  # fmt: skip
         log.info("replay of %s finished: %d ticks", replay, n)
         return 0
 

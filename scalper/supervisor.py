@@ -70,8 +70,10 @@ def _argv(*args: str, verbose: bool = False) -> list[str]:
     return [sys.executable, "-m", "scalper", *(["-v"] if verbose else []), *args]
 
 
-def plan(replay: str | None, speed: float, workers: int, verbose: bool = False) -> list[Child]:
+def plan(replay: str | None, speed: float, workers: int, verbose: bool = False,
+         lockstep: bool = False) -> list[Child]:  # fmt: skip
     feed = ["feed"] + (["--replay", replay, "--speed", str(speed)] if replay else [])
+    feed += ["--lockstep"] if replay and lockstep else []
     engine = ["engine"] + (["--clock", "data"] if replay else [])
     children = [
         Child("account", _argv("account", verbose=verbose)),
@@ -218,6 +220,7 @@ def run(
     duration: float = 0,
     verbose: bool = False,
     policy: RestartPolicy = RESTARTS,
+    lockstep: bool = False,
 ) -> int:
     """0 after a stop (Ctrl-C, SIGTERM, `duration`); 1 when the data directory is busy, the embedded Redis
     cannot start, or a child keeps failing at its start."""
@@ -243,8 +246,9 @@ def run(
             print(f"scalper: embedded Redis at unix://{server.socket_path} (data in {data_dir}/)")
             print(f"scalper: inspect with: {cli_path()} -s {server.socket_path}")
         try:
-            code = _supervise(settings, env, plan(replay, speed, workers, verbose), policy, duration,
-                              replay is not None, stopping)  # fmt: skip
+            children = plan(replay, speed, workers, verbose, lockstep)
+            code = _supervise(settings, env, children, policy, duration, replay is not None,
+                              stopping)  # fmt: skip
             from scalper.report_cmd import print_summary_at_stop
 
             print_summary_at_stop(env.get("REDIS_URL"), settings)  # what the run did, before Redis stops

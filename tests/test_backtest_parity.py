@@ -10,8 +10,10 @@ lockstep replay's orders land before the next tick.
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 from backtest.load import load
 from backtest.run import END_OF_DATA, run_backtest
 from config.settings import Settings
-from feeds.replay import read_bars, sample_path
+from feeds.data import sample_path
 from statemachines.keys import Keys
 from statemachines.store import PositionStore
 from tests.runkit import ScalperRun
@@ -29,20 +31,23 @@ BTC = "BTC-USDT-SWAP"
 WARMUP = 100
 
 
-def _segment(path: Path, first: int, bars: int) -> list[tuple[float, float, float, float, float]]:
-    rows = read_bars(sample_path())[first : first + bars]
-    with path.open("w") as f:
-        f.write("timestamp,open,high,low,close,volume\n")
-        for ts, o, h, low, c in rows:
-            f.write(f"{int(ts * 1000)},{o},{h},{low},{c},0\n")
-    return rows
+def _segment(path: Path, first: int, bars: int) -> list[float]:
+    """`bars` real bars of the shipped sample from the `first`, as a CSV of its own; their start times."""
+    with gzip.open(sample_path(), "rt") as f:
+        header, *lines = f.read().splitlines()
+    rows = lines[first : first + bars]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return [datetime.fromisoformat(r.split(",")[0]).replace(tzinfo=UTC).timestamp() for r in rows]
 
 
 @pytest.mark.redis
-def test_a_lockstep_replay_and_a_backtest_of_one_recording_make_the_same_trades(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("first", "bars"), [(700, 170), (200, 400)])
+def test_a_lockstep_replay_and_a_backtest_of_one_recording_make_the_same_trades(
+    tmp_path: Path, first: int, bars: int
+) -> None:
     seg = tmp_path / "segment.csv"
-    rows = _segment(seg, 700, WARMUP + 170)
-    t0 = rows[WARMUP][0]  # the first bar replayed as ticks
+    starts = _segment(seg, first, WARMUP + bars)
+    t0 = starts[WARMUP]  # the first bar replayed as ticks
 
     os.environ["SCALPER_BACKTEST__LATENCY_MS"] = "0"
     try:
@@ -61,7 +66,7 @@ def test_a_lockstep_replay_and_a_backtest_of_one_recording_make_the_same_trades(
         run.wait_for("scalper: running", 60)
         server = run.server()
         keys = Keys()
-        ticks = 4 * (len(rows) - WARMUP)
+        ticks = 4 * (len(starts) - WARMUP)
         deadline = time.monotonic() + 200
         while True:  # every tick fed and stepped on, and the system idle
             fed = server.xlen(keys.ticks(BTC))
@@ -71,12 +76,12 @@ def test_a_lockstep_replay_and_a_backtest_of_one_recording_make_the_same_trades(
                 break
             assert time.monotonic() < deadline, f"the replay did not finish: {fed}/{ticks} ticks, {mark}"
             time.sleep(0.2)
-        shift = float(server.xrange(keys.history(BTC), count=1)[0][1]["ts"]) - rows[0][0]
+        shift = float(server.xrange(keys.history(BTC), count=1)[0][1]["ts"]) - starts[0]
         store = PositionStore(server)
         closed = sorted((p for p in store.load_symbol(BTC) if p.state == "closed"), key=lambda p: p.opened_at)
     finally:
         run.stop()
     got = [(round(p.opened_at - shift - t0, 3), p.side.value, p.entry_price, p.entry_size, p.exit_reason,
             round(p.state_since - shift - t0, 3), p.realized_pnl, p.fees) for p in closed]  # fmt: skip
-    assert got == expected
+    assert got == expected, "\n".join(["live:", *map(str, got), "backtest:", *map(str, expected)])
     assert sum((g[-2] + g[-1] for g in got), Decimal(0)) == sum((e[-2] + e[-1] for e in expected), Decimal(0))

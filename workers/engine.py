@@ -122,6 +122,7 @@ class Engine(TickPath):
         self._control_id = "0-0"
         self._redis_run_id = ""  # the server this engine loaded its state from
         self._lockstep_mark: dict[str, str] = {}
+        self._unwarmed: set[str] = set()  # symbols whose history was empty at the start
 
     # --- clock ---
 
@@ -209,29 +210,35 @@ class Engine(TickPath):
         log.warning("%s: no entries for %.0f s, until requests sent before it have landed", why, hold)
 
     def _warm_up(self) -> None:
-        """Closed candles from the history stream, up to where the tick cursor starts."""
-        for s in self.symbols:
-            key = self.keys.history(s)
-            candles = []
-            for entry_id, f in self.client.xrange(key):
-                try:
-                    d = {_s(k): float(_s(v)) for k, v in f.items()}
-                    candle = (d["ts"], d["o"], d["h"], d["l"], d["c"])
-                except (KeyError, ValueError) as err:
-                    self.quarantine.put(f"history:{s}", f"bad_candle: {err!r}", f, ref=_s(entry_id))
-                    continue
-                if not all(0 < x < _INF for x in candle):
-                    self.quarantine.put(f"history:{s}", "bad_candle: not positive", f, ref=_s(entry_id))
-                    continue
-                if candles and candle[0] <= candles[-1][0]:
-                    continue  # a candle written again (an older feed's restart): the first one stands
-                candles.append(candle)
-            if candles:
-                self.ind[s].warm_up(candles)
-                self.guard[s].anchor(candles[-1][0], candles[-1][4])
-            elif self.book[s]:  # no history: the newest live position's entry price is a reference
-                newest = max(self.book[s].values(), key=lambda p: p.id)
-                self.guard[s].anchor(0.0, newest.entry_px)
+        """Closed candles from the history stream, up to where the tick cursor starts. A symbol without any
+        is tried again at its first tick: a feed that started with the engine (`scalper run --replay`)
+        writes its history just before its first tick, and the engine may have looked before that."""
+        self._unwarmed = {s for s in self.symbols if not self._warm_symbol(s)}
+
+    def _warm_symbol(self, s: str) -> bool:
+        """Warm the symbol's indicators up from its history; False when it has none."""
+        key = self.keys.history(s)
+        candles = []
+        for entry_id, f in self.client.xrange(key):
+            try:
+                d = {_s(k): float(_s(v)) for k, v in f.items()}
+                candle = (d["ts"], d["o"], d["h"], d["l"], d["c"])
+            except (KeyError, ValueError) as err:
+                self.quarantine.put(f"history:{s}", f"bad_candle: {err!r}", f, ref=_s(entry_id))
+                continue
+            if not all(0 < x < _INF for x in candle):
+                self.quarantine.put(f"history:{s}", "bad_candle: not positive", f, ref=_s(entry_id))
+                continue
+            if candles and candle[0] <= candles[-1][0]:
+                continue  # a candle written again (an older feed's restart): the first one stands
+            candles.append(candle)
+        if candles:
+            self.ind[s].warm_up(candles)
+            self.guard[s].anchor(candles[-1][0], candles[-1][4])
+        elif self.book[s]:  # no history: the newest live position's entry price is a reference
+            newest = max(self.book[s].values(), key=lambda p: p.id)
+            self.guard[s].anchor(0.0, newest.entry_px)
+        return bool(candles)
 
     def run_once(self, block_ms: int = 50) -> int:
         """One loop iteration; returns the number of ticks processed (0 when not the lease holder)."""
@@ -305,6 +312,10 @@ class Engine(TickPath):
         n = 0
         for key, entries in reply or []:
             symbol = Keys.symbol_of(key)
+            if symbol in self._unwarmed:  # its first ticks since the start: its history may be there now
+                self._unwarmed.discard(symbol)
+                if self.ind[symbol].price is None:
+                    self._warm_symbol(symbol)
             for entry_id, f in entries:
                 if self._accept_tick(symbol, entry_id, f):
                     n += 1
