@@ -3,7 +3,7 @@
     python bench/bench_tick.py [--ticks 40000] [--baseline-ticks 400]
 
 Ticks come from the real BTC perpetual 1-minute bars in ../shared/data/market (each bar replayed as four
-ticks, open → the nearer extreme → the other extreme → close, 15 s apart). Two layouts:
+ticks, open → the extreme against the bar's move → the other extreme → close, 15 s apart). Two layouts:
   * spread: N symbols with one position each (the default config: one position per symbol); every symbol
     receives the whole tick stream, so each tick updates one symbol's indicators and steps one position.
   * stacked: N positions on one symbol; each tick updates the indicators once and steps all N.

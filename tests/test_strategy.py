@@ -177,8 +177,9 @@ def _bars(limit: int) -> list[tuple[float, float, float, float, float]]:
 
 
 def replay(bars: list[tuple[float, float, float, float, float]]) -> list[tuple[int, EntrySignal, Any]]:
-    """Each bar as four ticks (open, the nearer extreme, the other, close), so the live values move within
-    the candle as they do live; returns (candle, signal, indicator values at the signal)."""
+    """Each bar as four ticks (open, the low then the high for a rising bar, the high then the low for a
+    falling one, close: feeds/data/expand.py's rule), so the live values move within the candle as they do
+    live; returns (candle, signal, indicator values at the signal)."""
     ind, strategy = SymbolIndicators(), ScalpingStrategy()
     out = []
     for ts, o, h, lo, c in bars:
