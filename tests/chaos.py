@@ -122,6 +122,7 @@ class Chaos:
         self.rng = random.Random(seed)
         self.extra_p = extra_p  # chance per step of a fault of chaosfaults.py (Redis, poison records)
         self.redis_faults = RedisFaults(system.env["REDIS_URL"].removeprefix("unix://"))
+        self.redis_started_at = 0.0  # the OKX harness restarts Redis
         self.poison = Poison(system.client, system.store.keys, self.rng, SYMBOL)
         self._decks: dict[str, list[str]] = {}
         self.report = ChaosReport(seed)
@@ -298,8 +299,11 @@ class Chaos:
         # The engine running, and in step since it started: a pass applied after its start that left
         # nothing to look for (the long OKX run, seed 103: the settling ended while the engine that was to
         # restore three lost records was stopping, before its first pass was applied).
+        # Since Redis's last restart too: a rewound Redis may keep a `settled_at` from before it, while the
+        # engine's pass after the restart (its sweep for records the restart lost) has yet to run.
         settled_at = sys_.client.hget(sys_.store.keys.exchange(), "settled_at")
-        if not sys_.alive("engine") or settled_at is None or float(settled_at) < sys_.started_at["engine"]:
+        since = max(sys_.started_at["engine"], self.redis_started_at)
+        if not sys_.alive("engine") or settled_at is None or float(settled_at) < since:
             return False
         if any(p.state in TRANSIENT for p in sys_.positions()):
             return False

@@ -239,6 +239,7 @@ class OkxChaos(Chaos):
         time.sleep(self.rng.uniform(0.1, 0.5))
         t0 = time.monotonic()
         self.redis.start()
+        self.redis_started_at = time.time()  # the settling waits for an engine settled since then
         self.restart_times.append(time.monotonic() - t0)
         beat = self.system.client.get(BEAT)
         self._beat_paused.clear()
@@ -260,6 +261,7 @@ class OkxChaos(Chaos):
                 (self.redis.data_dir / name).unlink()
         t0 = time.monotonic()
         self.redis.start()
+        self.redis_started_at = time.time()  # the settling waits for an engine settled since then
         self.restart_times.append(time.monotonic() - t0)
         self._beat_paused.clear()
         self.emptied += 1

@@ -251,7 +251,9 @@ class ReconcilePasses:
         plan.apply(engine)
         if engine.exchange_known and not getattr(engine.reconciler, "sweep_pending", False):
             # The engine is in step with the exchange, records Redis lost included (tools and the chaos
-            # harness wait for this after a start; `since` is written before the pass is applied).
+            # harness wait for this after a start; `since` is written before the pass is applied). Not if
+            # Redis restarted under the pass: its sweep was for the server before (the engine starts again).
+            engine.check_same_redis()
             engine.client.hset(engine.keys.exchange(), "settled_at", repr(time.time()))
         if ends_hold:
             self.hold_pass = ""
