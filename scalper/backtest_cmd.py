@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,15 +38,12 @@ def add_parser(sub: Any) -> None:
 
 
 def _when(text: str) -> float:
+    from scalper.report_cmd import parse_time
+
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date/time or epoch seconds") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        return parse_time(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def overrides_of(pairs: list[str]) -> dict[str, Any]:
