@@ -129,6 +129,16 @@ def run_backtest(
         end_ts = ts
     if not ticks:
         raise DataTooShort("the data holds no ticks after the indicators' warm-up")
+    cold = [s for s in symbols if not engine.ind[s].warm]
+    if len(cold) == len(symbols):  # nothing could ever have been traded: say why instead of a silent run
+        ind = settings.indicators
+        need = max(ind.macd_slow + ind.macd_signal - 1, ind.rsi_period + 1, ind.atr_period + 1)
+        raise DataTooShort(
+            f"the data is too short to warm the indicators up: MACD({ind.macd_fast},{ind.macd_slow},"
+            f"{ind.macd_signal}), RSI({ind.rsi_period}) and ATR({ind.atr_period}) need {need} candles of "
+            f"{ind.candle_seconds} s ({need * ind.candle_seconds / 60:.0f} min); "
+            f"{', '.join(cold)} spans {(end_ts - start_ts) / 60:.1f} min"
+        )  # fmt: skip
     _close_at_end(engine)
     equity.append(EquityPoint(end_ts, venue.equity()))
     return BacktestResult(

@@ -75,6 +75,7 @@ def test_settings_given_with_set_change_the_run_per_symbol_too() -> None:
         (["backtest", "sample", "--set", "risk.leverag=3"], "risk.leverag"),
         (["backtest", "sample", "--set", "leverage"], "SECTION.FIELD=VALUE"),
         (["backtest", "sample", "--from", "yesterday"], "--from"),
+        (["backtest", str(MONTH.parent / "binance_usdm_btcusdt_20240808_ws.gz")], "too short to warm the"),
         (["backtest", "sample", "--from", "2030-01-01"], "no bars of BTC-USDT-SWAP from 2030-01-01 00:00:00"),
     ],
 )
