@@ -51,6 +51,13 @@ class Macd:
 
     def peek(self, close: float) -> tuple[float, float, float] | None:
         """What update(close) would return; state is not changed."""
+        fast, slow, signal = self._fast, self._slow, self._signal
+        if signal._v is not None:
+            # Warm (every tick after the warm-up): the three EMA peeks inlined, a third of an indicator
+            # update on the tick path (live and backtest). Same arithmetic as Ema.peek.
+            m = fast._kv + fast._a * close - (slow._kv + slow._a * close)
+            sig = signal._kv + signal._a * m
+            return (m, sig, m - sig)
         f = self._fast.peek(close)
         s = self._slow.peek(close)
         if s is None or f is None:
