@@ -95,7 +95,8 @@ class BacktestEngine(TickPath):
                 self._settle_fills()
         if ts >= self._next_reconcile:
             self._next_reconcile = ts + self.reconcile_every_s
-            self.reconcile()
+            if self.store.positions_live:
+                self.reconcile()
 
     def finish(self) -> None:
         """The data ended: the orders on their way land on the last quotes."""
