@@ -59,6 +59,14 @@ def test_positions_open_at_the_end_of_the_data_are_closed_through_the_close_path
     assert result.end_balance - result.start_balance == sum((t.net_pnl for t in result.trades), Decimal(0))
 
 
+def test_one_file_given_as_two_instruments_is_traded_as_both() -> None:
+    settings = Settings()
+    data = load(["BTC-USDT-SWAP=sample", "ETH-USDT-SWAP=sample"], settings)
+    result = run_backtest(settings, data.series)
+    assert sorted(d.symbol for d in data.series) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
+    assert {t.symbol for t in result.trades} == {"BTC-USDT-SWAP", "ETH-USDT-SWAP"}
+
+
 def test_settings_given_with_set_change_the_run_per_symbol_too() -> None:
     base = run_backtest(Settings(), load(["sample"], Settings()).series)
     tight = Settings(**overrides_of(["symbols.BTC-USDT-SWAP.exits.stop_loss_max_pct=0.3",

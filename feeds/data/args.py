@@ -29,13 +29,14 @@ class DataArg:
 
 
 def expand(args: Sequence[str]) -> list[DataArg]:
-    """Each argument's files, in the order given; a file named twice is read once."""
-    out: dict[Path, DataArg] = {}
+    """Each argument's files, in the order given; a file named twice for one instrument is read once (the
+    same file given as two instruments is read for each)."""
+    out: dict[tuple[Path, str | None], DataArg] = {}
     for arg in args:
         named = _NAMED.match(arg)
         symbol, spec = (named[1], named[2]) if named else (None, arg)
         for path in _paths(spec):
-            out.setdefault(path.resolve(), DataArg(path, symbol))
+            out.setdefault((path.resolve(), symbol), DataArg(path, symbol))
     return list(out.values())
 
 
