@@ -30,6 +30,12 @@ class Lockstep:
         self.client, self.keys, self.symbols = client, keys, symbols
         self.poll_s, self.sleep = poll_s, sleep
         self.waits = 0
+        # The engine keeps its mark only while a lockstep feed asks (an extra write per tick otherwise);
+        # the mark of an earlier lockstep run may be stale, so it goes.
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(keys.lockstep())
+        pipe.set(keys.lockstep_on(), "1")
+        pipe.execute()
 
     def settled(self, symbol: str, last_id: str) -> bool:
         """The engine stepped on `last_id` (the symbol's last tick fed, "" before the first) and is idle,

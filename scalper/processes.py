@@ -125,6 +125,8 @@ def run_feed(settings: Settings, replay: str | None, speed: float, symbol: str |
             step = Lockstep(writer.client, writer.keys, list(settings.symbols)).wait
         n = Replay(writer, symbol, replay, symbols=list(settings.symbols), speed=speed, stop=stop,
                    candle_seconds=settings.indicators.candle_seconds, lockstep=step).run()  # fmt: skip
+        if lockstep:
+            writer.client.delete(writer.keys.lockstep_on())  # the engine stops marking
         log.info("replay of %s finished: %d ticks", replay, n)
         return 0
 

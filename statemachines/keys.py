@@ -124,6 +124,10 @@ class Keys:
         """A replay's engine: the last tick it stepped on per symbol, and whether it is idle (lockstep)."""
         return f"{self.prefix}:engine:lockstep"
 
+    def lockstep_on(self) -> str:
+        """Set by a lockstep replay's feed: the engine then keeps `lockstep` up to date."""
+        return f"{self.prefix}:engine:lockstep:on"
+
     def panic(self) -> str:
         return f"{self.prefix}:panic"
 

@@ -121,7 +121,9 @@ class Engine(TickPath):
         self._intents_relayed = 0
         self._control_id = "0-0"
         self._redis_run_id = ""  # the server this engine loaded its state from
+        self._lockstep = False  # a lockstep replay's feed is waiting on this engine (Keys.lockstep_on)
         self._lockstep_mark: dict[str, str] = {}
+        self._lockstep_at = 0.0
         self._unwarmed: set[str] = set()  # symbols whose history was empty at the start
 
     # --- clock ---
@@ -261,7 +263,7 @@ class Engine(TickPath):
             self.retention.run_once(wall)  # closed positions: to the ledger, and out after the retention
         self.passes.schedule(wall)
         self.quarantine.flush()
-        if self.clock_mode == "data":
+        if self._lockstep:
             self._mark_lockstep()
         return n
 
@@ -274,12 +276,13 @@ class Engine(TickPath):
                 and not any(p.state in _WAITING for b in self.book.values() for p in b.values()))  # fmt: skip
 
     def _mark_lockstep(self) -> None:
-        """On the data's clock: publish the last tick stepped on per symbol and whether the engine is idle,
-        when either changed (one small write, replays only)."""
+        """For a lockstep replay's feed: publish the last tick stepped on per symbol and whether the engine
+        is idle, when either changed (one small write a tick; only while such a feed asks for it)."""
         mark = {**self.cursors, "idle": "1" if self.idle() else "0"}
-        if mark != self._lockstep_mark:
-            self.client.hset(self.keys.lockstep(), mapping=mark)
-            self._lockstep_mark = mark
+        wall = self.wall()
+        if mark != self._lockstep_mark or wall - self._lockstep_at >= 1.0:  # again each second: a feed
+            self.client.hset(self.keys.lockstep(), mapping=mark)          # that started may have cleared it
+            self._lockstep_mark, self._lockstep_at = mark, wall
 
     @property
     def exchange_settled(self) -> bool:
@@ -396,7 +399,13 @@ class Engine(TickPath):
         self.bus.queue_read(pipe, self.symbols, self.consumer)
         pipe.exists(self.keys.panic())
         pipe.xread({self.keys.control(): self._control_id}, count=100)
-        *replies, panic, control = pipe.execute()
+        replay = self.clock_mode == "data"
+        if replay:  # a lockstep feed asks the engine to say when it is done with each tick
+            pipe.exists(self.keys.lockstep_on())
+        results = pipe.execute()
+        if replay:
+            self._lockstep = bool(results.pop())
+        *replies, panic, control = results
         self._events(self.bus.decode(replies[-2:]))
         self._control(bool(panic), control)
 
