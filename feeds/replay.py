@@ -122,6 +122,9 @@ class Replay:
             n += 1
             if stop_after is not None and n >= stop_after:
                 break
+        if self.lockstep is not None and not self.stop.is_set():
+            for name, entry in last.items():  # the replay is over once the system is done with its last ticks
+                self.lockstep(name, entry)
         return n
 
 
