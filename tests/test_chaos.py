@@ -34,7 +34,9 @@ def system(real_redis: RealRedis, tmp_path: Path) -> Iterator[System]:
 def test_fifty_sigkills_venue_redis_and_poison_faults_leave_every_invariant_intact(system: System) -> None:
     print(f"\nchaos CI pass, paper: seed {SEED} (SCALPER_CHAOS_SEED={SEED} reproduces it)")
     t0 = time.monotonic()
-    report = Chaos(system, SEED).run(kills=KILLS, max_seconds=120, settle_timeout=45)
+    # Settling may take a minute: an order job whose retry RQ scheduled waits for a scheduler, and the lock of
+    # one that died with its worker outlives it by RQ's 61 s (seed 364066846; RELIABILITY.md, Known limits).
+    report = Chaos(system, SEED).run(kills=KILLS, max_seconds=120, settle_timeout=90)
     print(f"chaos CI pass: {report.summary()} total={time.monotonic() - t0:.1f}s")
     print(f"  transitions: {dict(sorted(report.triggers.items()))}")
     for line in report.crash_lines:
