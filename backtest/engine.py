@@ -17,15 +17,12 @@ from backtest.venue import Fill, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
 from reports.trades import Trade
-from statemachines.lifecycle import State
+from statemachines.lifecycle import AWAITING_ORDER, State
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 from workers import settlement
 from workers.entries import StrategyEntries
-from workers.tickguard import TickGuard
-from workers.tickpath import TickPath
-
-_WAITING = (State.OPENING, State.HARVESTING, State.CLOSING)
+from workers.tickpath import TickPath, new_guard
 
 
 class BacktestBug(RuntimeError):
@@ -47,10 +44,8 @@ class BacktestEngine(TickPath):
         self.store = MemoryStore(venue.submit)
         self.pm = PositionMachine(self.store, clock=self.now, wall=self.now)
         self.wall = self.now
-        e = settings.engine
-        self.guard = {s: TickGuard(e.tick_band_pct, e.tick_confirm, e.max_tick_future_s, e.max_tick_gap_s)
-                      for s in symbols}  # fmt: skip
-        self.reconcile_every_s = e.reconcile_every_s
+        self.guard = {s: new_guard(settings) for s in symbols}
+        self.reconcile_every_s = settings.engine.reconcile_every_s
         self._next_reconcile = 0.0
         self.trades: list[Trade] = []
         self.dropped_ticks = 0
@@ -95,7 +90,7 @@ class BacktestEngine(TickPath):
                 self._settle_fills()
         if ts >= self._next_reconcile:
             self._next_reconcile = ts + self.reconcile_every_s
-            if self.store.positions_live:
+            if any(self.book.values()):
                 self.reconcile()
 
     def finish(self) -> None:
@@ -146,7 +141,7 @@ class BacktestEngine(TickPath):
         for book in self.book.values():
             if not book:
                 continue
-            for pos in [p for p in book.values() if p.state in _WAITING]:
+            for pos in [p for p in book.values() if p.state in AWAITING_ORDER]:
                 order = venue.order(settlement.in_flight_order_id(pos))
                 st = settlement.settle(pos, order, venue.position(pos.symbol, pos.side.value), now,
                                        self.cfg[pos.symbol])  # fmt: skip

@@ -64,7 +64,6 @@ class MemoryStore:
         self.positions: dict[str, Position] = {}
         self.log: list[LogEntry] = []
         self.intents_written = 0
-        self.positions_live = 0  # not yet closed
 
     def create(self, pos: Position, *, reason: str = "", price: float = 0.0, ts: float | None = None,
                intent: Mapping[str, str] | None = None) -> None:  # fmt: skip
@@ -77,7 +76,6 @@ class MemoryStore:
         pos.state_since = pos.state_since or pos.created_at
         pos.version = 1
         self.positions[pos.id] = pos
-        self.positions_live += 1
         self.log.append(LogEntry(pos.id, "create", "", State.OPENING.value, now, price, reason))
         if intent:
             self.intents_written += 1
@@ -90,8 +88,6 @@ class MemoryStore:
         stored = self.positions.get(pos.id)
         if stored is not pos or pos.state != source:
             raise StaleTransition(f"{pos.id}: not {source} at version {pos.version}")
-        if dest == State.CLOSED.value:
-            self.positions_live -= 1
         self.log.append(LogEntry(pos.id, trigger, source, dest, ts, price, reason))
         if intent:
             self.intents_written += 1

@@ -29,7 +29,6 @@ class Lockstep:
                  sleep: Callable[[float], object] = time.sleep) -> None:  # fmt: skip
         self.client, self.keys, self.symbols = client, keys, symbols
         self.poll_s, self.sleep = poll_s, sleep
-        self.waits = 0
         # The engine keeps its mark only while a lockstep feed asks (an extra write per tick otherwise);
         # the mark of an earlier lockstep run may be stale, so it goes.
         pipe = client.pipeline(transaction=True)
@@ -49,8 +48,8 @@ class Lockstep:
             pipe.zcard(key)
         for s in self.symbols:
             pipe.xinfo_groups(self.keys.events(s))  # created by the engine before it was ever idle
-        *jobs, = pipe.execute()
-        counts, groups = jobs[: len(_RQ_KEYS)], jobs[len(_RQ_KEYS):]
+        replies = pipe.execute()
+        counts, groups = replies[: len(_RQ_KEYS)], replies[len(_RQ_KEYS):]
         return not any(counts) and all(not g.get("pending") and not g.get("lag") for gs in groups for g in gs)
 
     def wait(self, symbol: str, last_id: str) -> None:
@@ -62,4 +61,3 @@ class Lockstep:
                 log.warning("lockstep: the engine has not settled tick %s of %s for 30 s; waiting", last_id,
                             symbol)  # fmt: skip
                 warned = True
-        self.waits += 1

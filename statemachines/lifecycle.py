@@ -26,6 +26,7 @@ STATES: tuple[str, ...] = tuple(s.value for s in State)
 LIVE_STATES: tuple[str, ...] = tuple(s for s in STATES if s != State.CLOSED)
 
 OPENING, OPEN, HARVESTING, TRAILING, CLOSING, CLOSED = STATES
+AWAITING_ORDER: tuple[str, ...] = (OPENING, HARVESTING, CLOSING)  # an order of the position is on its way
 
 
 class Trigger(StrEnum):

@@ -22,7 +22,7 @@ from config.settings import Settings
 from statemachines import stepper
 from statemachines.intents import protect_intent
 from statemachines.keys import Keys
-from statemachines.lifecycle import State
+from statemachines.lifecycle import AWAITING_ORDER, State
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 from statemachines.store import PositionNotFound, PositionStore
@@ -36,13 +36,11 @@ from workers.quarantine import Quarantine
 from workers.reconcile_plan import ReconcilePasses
 from workers.relay import Relay, RqHandOff
 from workers.retention import ClosedRetention
-from workers.tickguard import TickGuard
-from workers.tickpath import Entries, TickPath, new_indicators
+from workers.tickpath import Entries, TickPath, new_guard, new_indicators
 
 log = logging.getLogger("scalper.engine")
 
 _INF = float("inf")
-_WAITING = (State.OPENING, State.HARVESTING, State.CLOSING)  # a position whose order is on its way
 MARK_FIELDS = ("peak_pnl_pct", "trail_stop", "liq_price", "margin_ratio")
 
 
@@ -100,7 +98,7 @@ class Engine(TickPath):
         self.desk = OperatorDesk(self)  # operator commands
         self.mark_every_s = mark_every_s
         self.wall = wall
-        self.guard = {s: self._new_guard() for s in self.symbols}
+        self.guard = {s: new_guard(self.settings) for s in self.symbols}
         self.cursors: dict[str, str] = {}
         # The exchange's clock minus the host's, seconds, as last measured (live prices' ages use it);
         # not known until the first measurement when a clock job is set up (workers/exchange_io.py).
@@ -146,10 +144,6 @@ class Engine(TickPath):
         self.clock_offset = offset_s
         self.clock_known = True
 
-    def _new_guard(self) -> TickGuard:
-        e = self.settings.engine
-        return TickGuard(e.tick_band_pct, e.tick_confirm, e.max_tick_future_s, e.max_tick_gap_s)
-
     # --- lifecycle of the engine process ---
 
     def start(self) -> None:
@@ -171,7 +165,7 @@ class Engine(TickPath):
         # Fresh indicators and tick guards: after a lost and regained lease the old ones have seen live
         # ticks, and the history is replayed into them again.
         self.ind = {s: new_indicators(self.settings) for s in self.symbols}
-        self.guard = {s: self._new_guard() for s in self.symbols}
+        self.guard = {s: new_guard(self.settings) for s in self.symbols}
         self._warm_up()
         self.io.poll()  # the first exchange reads (inline: done now; threaded: on their way)
         self.panic = bool(self.client.exists(self.keys.panic()))
@@ -273,7 +267,7 @@ class Engine(TickPath):
         replay feeds the next tick only then (scalper/lockstep.py), so a replay decides as a backtest does."""
         return (self.exchange_settled and self.store.intents_written == self._intents_relayed
                 and not any(job.running or job.requested for job in self.io.jobs.values())
-                and not any(p.state in _WAITING for b in self.book.values() for p in b.values()))  # fmt: skip
+                and not any(p.state in AWAITING_ORDER for p in self.live_positions()))  # fmt: skip
 
     def _mark_lockstep(self) -> None:
         """For a lockstep replay's feed: publish the last tick stepped on per symbol and whether the engine

@@ -28,6 +28,7 @@ from statemachines.risk import Refusal
 from statemachines.snapshot import MarketSnapshot
 from statemachines.stepper import step
 from workers import settlement
+from workers.tickguard import TickGuard
 
 log = logging.getLogger("scalper.engine")
 
@@ -45,6 +46,11 @@ def new_indicators(settings: Settings) -> SymbolIndicators:
     ind = settings.indicators
     return SymbolIndicators(ind.rsi_period, ind.macd_fast, ind.macd_slow, ind.macd_signal, ind.atr_period,
                             ind.candle_seconds)  # fmt: skip
+
+
+def new_guard(settings: Settings) -> TickGuard:
+    e = settings.engine
+    return TickGuard(e.tick_band_pct, e.tick_confirm, e.max_tick_future_s, e.max_tick_gap_s)
 
 
 class TickPath:
