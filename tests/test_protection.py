@@ -221,6 +221,49 @@ def test_a_protect_job_records_its_stop_as_placed(real_redis: RealRedis) -> None
     assert len(w.stops()) == 1
 
 
+def test_a_protect_job_run_again_after_its_stop_triggered_sends_no_second_stop(real_redis: RealRedis) -> None:
+    """Regression (CI chaos run on fake OKX, seed 949294716): the protect job placed its stop, and its worker
+    died before RQ could record the job done (Redis at its memory limit), so RQ ran it again. By then the
+    stop had triggered and the position was still open in Redis: the job saw no live stop and placed a
+    second stop under the same id, which outlived the position. A stop id is now placed at most once: the
+    job looks the id up in any state, and one that is gone is not sent again."""
+    w = make_world(real_redis.client)
+    pos = w.opened("long", "1")
+    stop_id = cid(pos, IntentAction.PROTECT)
+    job = ctx(w)
+    protect = intent(w, pos, IntentAction.PROTECT)
+    assert w.run(execute(job, protect)) == "protective stop at 47500.0"
+    w.quote(D(47000))  # through the trigger: the stop flattens the position at the venue
+    assert w.stops()[stop_id].state == "effective" and w.exchange_size() == 0
+    assert w.load(pos).state == "open"  # the bot has not settled it yet
+    placed: list[str] = []
+    real_place = w.paper.place_stop
+
+    async def counting(*args: Any, **kw: Any) -> StopOrder:
+        placed.append(args[1])
+        return await real_place(*args, **kw)
+
+    w.paper.place_stop = counting  # type: ignore[method-assign]
+    assert w.run(execute(job, protect)) == "skip: protective stop effective"
+    assert placed == [] and live_stops(w) == set() and w.exchange_size() == 0
+    assert record(w).get(BTC, stop_id) == PLACED  # placed once: its absence from the live stops means gone
+
+
+def test_a_protect_job_does_not_send_again_a_stop_cancelled_at_the_exchange(real_redis: RealRedis) -> None:
+    """Someone cancelled the stop at the exchange while the position is held: the id is not reused (a venue
+    may refuse it, or keep two stops under one id). The bot-side exits still hold the position; the
+    reconciler does not hand the job over again and again."""
+    w = make_world(real_redis.client)
+    pos = w.opened("long", "1")
+    stop_id = cid(pos, IntentAction.PROTECT)
+    job = ctx(w)
+    protect = intent(w, pos, IntentAction.PROTECT)
+    w.run(execute(job, protect))
+    w.run(w.paper.cancel_stop(BTC, stop_id))
+    assert w.run(execute(job, protect)) == "skip: protective stop canceled"
+    assert live_stops(w) == set() and w.stops()[stop_id].state == "canceled"
+
+
 # --- the reconciler's sweep, and the entries' view ---
 
 

@@ -1030,6 +1030,19 @@ def test_a_position_whose_protect_job_was_lost_gets_its_stop_job_again(world: Wo
     assert world.outbox(ETH) == [] and guarded.id not in report.reprotected
 
 
+def test_a_position_whose_placed_stop_is_gone_is_not_handed_its_stop_job_again(world: World) -> None:
+    """A stop recorded as placed and not live any more triggered or was cancelled: its id is never sent
+    again (the job would refuse it too), so the pass does not hand the job over on every pass."""
+    pos = world.opened("long", "1", protect=True)
+    stop_id = cid(pos, IntentAction.PROTECT)
+    world.client.hset(world.store.keys.stops(BTC), stop_id, "placed")
+    world.run(world.paper.cancel_stop(BTC, stop_id))  # by someone at the exchange
+    world.jobs_done()
+    world.clock.advance(REPROTECT_AFTER_S)
+    report = world.start(world.engine(symbols=[BTC]))
+    assert pos.id not in report.reprotected and world.outbox(BTC) == []
+
+
 def test_a_lost_record_older_than_the_latest_page_of_orders_is_restored(world: World) -> None:
     """Regression (long OKX chaos run, seed 103): Redis came back empty and two positions of the day were
     never restored. Their orders were older than the venue's latest page of orders (100 at OKX, the

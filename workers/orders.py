@@ -255,6 +255,13 @@ async def _protect(ctx: WorkerContext, intent: OrderIntent, pos: Position) -> st
         except OrderNotFound:  # triggered or cancelled since the read: the reconciler settles what it did
             return "protective stop gone"
         return await _unless_over(ctx, intent, f"protective stop resized to {held}")
+    if (earlier := await ex.find_stop(symbol, stop_id)) is not None:
+        # Placed by an earlier run of this job and gone since (triggered, or cancelled): never sent twice.
+        # A triggered stop flattened the position, which the reconciler settles.
+        stops.placed(symbol, stop_id)
+        log.warning("%s %s: protective stop %s is %s: not placed again", symbol, intent.position_id,
+                    stop_id, earlier.state)  # fmt: skip
+        return f"skip: protective stop {earlier.state}"
     if not stops.announce(symbol, stop_id, intent.position_id, ctx.wall()):
         # Closed since the job loaded it: nothing sent by this run.
         done = await retire(ex, stops, symbol, stop_id, ctx.wall())

@@ -37,7 +37,7 @@ from statemachines.intents import IntentAction, client_order_id, parse_client_or
 from statemachines.lifecycle import State
 from statemachines.position import Position, Side, new_position_id
 from workers import attribution, settlement
-from workers.protection import StopRecord, may_land, stop_position
+from workers.protection import PLACED, StopRecord, may_land, stop_position
 from workers.relay import job_in_flight
 
 if TYPE_CHECKING:
@@ -430,7 +430,8 @@ class Reconciler:
         """A live position without its live protective stop, past the time its job takes: the job was lost
         (a worker died while Redis refused writes, so RQ could neither finish nor retry it). It is handed
         over again; the job looks for the stop first, so a second one never sends two. Not while a request
-        for it may still land, or its job is running or waiting for a retry."""
+        for it may still land, or its job is running or waiting for a retry, nor once it was placed: a
+        placed stop that is not live triggered or was cancelled, and its id is not sent again."""
         now = engine.wall()
         for pos in engine.live_positions():
             if pos.state not in _PROTECTED or pos.size <= 0 or engine.symbol_quarantined(pos.symbol):
@@ -439,8 +440,8 @@ class Reconciler:
             if stop_id in live_stops or now - (pos.wall_since or now) < REPROTECT_AFTER_S:
                 continue
             value = recorded.get(pos.symbol, {}).get(stop_id)
-            if value is not None and may_land(value, now):
-                continue
+            if value == PLACED or (value is not None and may_land(value, now)):
+                continue  # placed once and gone since (triggered or cancelled): an id is never sent twice
             if job_in_flight(engine.client, IntentAction.PROTECT, stop_id, time.time()):
                 continue
             report.reprotected.append(pos.id)

@@ -297,6 +297,9 @@ class OkxExchange:
         await _stops.cancel(self.rest, inst_id, algo_cl_ord_id)
         self._stops.pop(algo_cl_ord_id, None)
 
+    async def find_stop(self, inst_id: str, algo_cl_ord_id: str) -> StopOrder | None:
+        return await _stops.lookup(self.rest, inst_id, algo_cl_ord_id)
+
     async def stops(self) -> list[StopOrder]:
         out = await _stops.pending(self.rest, self.inst_type)
         self._stops = {s.algo_cl_ord_id: s for s in out if s.algo_cl_ord_id}

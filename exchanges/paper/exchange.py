@@ -172,6 +172,11 @@ class PaperExchange:
     async def stops(self) -> list[StopOrder]:
         return self.state.snapshot().stops
 
+    @faulty("find_stop")
+    async def find_stop(self, inst_id: str, algo_cl_ord_id: str) -> StopOrder | None:
+        stop = self.state.stop(algo_cl_ord_id)
+        return stop if stop is not None and stop.inst_id == inst_id else None
+
     def fills(self, count: int = 1000) -> list[dict[str, str]]:
         """The account's fills, oldest first (the `fills` stream), liquidations marked liq=1."""
         return self.state.fills(count)

@@ -18,7 +18,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.paper.ledger import venue_error
 
-READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order", "recent_orders", "stop_fill")
+READ_OPS = ("positions", "balance", "pending_orders", "stops", "get_order", "recent_orders", "stop_fill",
+            "find_stop")
 ORDER_OPS = ("place_order", "close_position")  # what a fault hits when it names no op: any order request
 
 

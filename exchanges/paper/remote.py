@@ -51,9 +51,10 @@ RESULTS: dict[str, Any] = {
     "set_leverage": None, "place_stop": StopOrder, "move_stop": StopOrder, "resize_stop": StopOrder,
     "cancel_stop": None,
     "stops": list[StopOrder], "recent_orders": list[Order], "stop_fill": Order | None,
+    "find_stop": StopOrder | None,
 }  # fmt: skip
 READS = frozenset({"instruments", "balance", "positions", "pending_orders", "get_order", "stops",
-                   "recent_orders", "stop_fill"})  # fmt: skip
+                   "recent_orders", "stop_fill", "find_stop"})  # fmt: skip
 _ERRORS = {
     cls.__name__: cls for cls in vars(base).values() if isinstance(cls, type) and issubclass(cls, Exception)
 }
@@ -391,6 +392,9 @@ class PaperClient:
 
     async def stops(self) -> list[StopOrder]:
         return await self._call("stops")
+
+    async def find_stop(self, inst_id: str, algo_cl_ord_id: str) -> StopOrder | None:
+        return await self._call("find_stop", inst_id=inst_id, algo_cl_ord_id=algo_cl_ord_id)
 
     async def events(self) -> AsyncIterator[ExchangeEvent]:  # the venue publishes events itself
         await asyncio.sleep(0)

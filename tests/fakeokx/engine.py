@@ -86,7 +86,8 @@ class Engine:
         return [p for p in self.positions.values() if p.pos]
 
     def find_algo(self, algo_id: str = "", algo_cl_ord_id: str = "") -> FAlgo | None:
-        for a in self.algos.values():
+        """The newest with this id: OKX refuses an algoClOrdId only while one under it is live."""
+        for a in reversed(self.algos.values()):
             if (algo_id and a.algo_id == algo_id) or (algo_cl_ord_id and a.algo_cl_ord_id == algo_cl_ord_id):
                 return a
         return None
