@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from scalper.processes import MAINTENANCE_S, ride_out_redis
 from tests.conftest import RealRedis
 from tests.system import System
 from workers.engine import RedisRestarted
+from workers.rqworker import SCHEDULER_LOCK_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +143,32 @@ def test_a_worker_takes_over_the_retry_scheduler_within_seconds_of_its_holder_dy
         t0 = time.monotonic()
         system.wait("another scheduler", lambda: real_redis.client.get(lock) not in (None, holder), 30)
         assert time.monotonic() - t0 < MAINTENANCE_S + 10
+    finally:
+        system.stop_all()
+
+
+def test_a_scheduler_killed_before_it_could_release_its_lock_is_replaced_within_seconds(
+    real_redis: RealRedis, tmp_path: Path
+) -> None:
+    """Regression (paper CI chaos pass, seed 364066846): the scheduler was killed with its worker while
+    Redis refused the release of its lock, which RQ keeps for 61 s; every scheduled retry waited that long.
+    Our scheduler's lock lasts SCHEDULER_LOCK_S past its last heartbeat. Here both processes are SIGKILLed,
+    the scheduler first, so nothing releases the lock."""
+    system = System(real_redis.socket_path, tmp_path)
+    lock = "rq:scheduler-lock:orders"
+    try:
+        system.start("worker1", "worker")
+        holder = system.wait("a scheduler", lambda: real_redis.client.get(lock), timeout=20)
+        record = f"rq:scheduler:{holder.decode()}"
+        pid = system.wait("its pid", lambda: real_redis.client.hget(record, "pid"), timeout=10)
+        system.start("worker2", "worker")
+        time.sleep(1.0)  # worker2 is up, without the scheduler
+        os.kill(int(pid), signal.SIGKILL)
+        system.kill("worker1")
+        assert real_redis.client.get(lock) == holder  # nobody released it
+        t0 = time.monotonic()
+        system.wait("another scheduler", lambda: real_redis.client.get(lock) not in (None, holder), 30)
+        assert time.monotonic() - t0 < MAINTENANCE_S + SCHEDULER_LOCK_S + 3
     finally:
         system.stop_all()
 

@@ -71,15 +71,25 @@ class OrderJob(Job):
         return self._result
 
 
+# How long the scheduler's lock outlives its last heartbeat (one a second). RQ's is 61 s: a scheduler that
+# died without releasing it (killed with its worker while Redis refused the release) held back every
+# scheduled retry that long. Another worker takes it over at its next maintenance pass after this.
+SCHEDULER_LOCK_S = 5
+
+
 class OrderScheduler(RQScheduler):
     """RQ's scheduler (it enqueues the jobs whose retry is due, in a process the worker forks), waiting out
-    Redis trouble like the worker. RQ's dies with a traceback on the first error, and only the worker's next
-    maintenance pass after the outage starts another."""
+    Redis trouble like the worker, under a short lock. RQ's dies with a traceback on the first error, and
+    only the worker's next maintenance pass after the outage starts another."""
 
     def __init__(self, *args: Any, max_wait_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # INFO: the worker that forked it says the same at WARNING, once per outage is enough.
         self.outage = Outage("scheduler", log, max_wait_s, level=logging.INFO)
+        # RQ 2.12 uses `interval` for the loop's sleep, which `work` below takes from `loop_s`, and, plus
+        # 60, as the TTL of the lock and of the scheduler's record, in the three places it sets them.
+        self.loop_s = float(self.interval)
+        self.interval = SCHEDULER_LOCK_S - 60
 
     def work(self) -> None:
         """RQ 2.12's loop; a transient error waits (the stop request is seen between attempts)."""
@@ -101,7 +111,7 @@ class OrderScheduler(RQScheduler):
                 time.sleep(self.outage.failed(trouble))
                 continue
             self.outage.over()
-            time.sleep(self.interval)
+            time.sleep(self.loop_s)
         try:
             self.stop()  # releases its locks: they expire by themselves if Redis cannot take it now
         except redis.RedisError as err:
