@@ -268,6 +268,22 @@ def test_a_tick_from_the_future_is_dropped(kit: Kit) -> None:
     assert kit.store.load(pos.id).state == "open" and engine.data_now < kit.clock() + 60
 
 
+def test_a_tick_from_the_future_is_dropped_before_the_exchange_clock_is_measured(kit: Kit) -> None:
+    """Regression (OKX chaos seed 370240223): a tick stamped an hour ahead, read in an engine's first second,
+    before its first read of the exchange's time, was taken (the future check waited for that read). Now the
+    host's clock stands in, with minutes of slack: a host behind the exchange loses no tick."""
+    pos, engine = _opened(kit)
+    engine.clock_known = False  # as after a start, until the I/O thread's first read of OKX's time
+    kit.tick(48_000.0, ts=kit.clock() + 3600)  # would cross the stop
+    engine.run_once(block_ms=0)
+    assert kit.store.load(pos.id).state == "open"
+    assert kit.client.hget(kit.store.keys.quarantined(), "ticks") == b"1"
+    kit.tick(50_010.0, ts=kit.clock() + 90)  # a host 90 s behind the exchange: taken
+    engine.run_once(block_ms=0)
+    assert engine.ind[BTC].price == 50_010.0
+    assert kit.client.hget(kit.store.keys.quarantined(), "ticks") == b"1"
+
+
 def test_in_a_replay_a_far_future_timestamp_does_not_freeze_the_clock(real_redis: RealRedis) -> None:
     kit = make_kit(real_redis.client)
     engine = kit.engine()

@@ -41,6 +41,10 @@ from workers.tickpath import Entries, TickPath, new_guard, new_indicators
 log = logging.getLogger("scalper.engine")
 
 _INF = float("inf")
+# Before the exchange's clock is measured, a tick may be this far ahead of the host's clock (a host behind the
+# exchange by up to that much loses no tick); one stamped further ahead is dropped (chaos seed 370240223: a
+# tick an hour ahead, read in the engine's first second, was taken).
+UNKNOWN_CLOCK_SLACK_S = 300.0
 MARK_FIELDS = ("peak_pnl_pct", "trail_stop", "liq_price", "margin_ratio")
 
 
@@ -332,8 +336,12 @@ class Engine(TickPath):
             why = "unparseable: not a positive finite price and time"
         else:
             data_clock = self.clock_mode == "data"
-            now = None if data_clock or not self.clock_known else self.now()
-            why = self.guard[symbol].check(ts, px, now, data_clock)
+            if data_clock:
+                why = self.guard[symbol].check(ts, px, None, True)
+            elif self.clock_known:
+                why = self.guard[symbol].check(ts, px, self.now(), False)
+            else:  # the exchange's clock not measured yet: the host's, with minutes of slack
+                why = self.guard[symbol].check(ts, px, self.wall(), False, UNKNOWN_CLOCK_SLACK_S)
         if why:
             self.dropped_ticks += 1
             self.quarantine.put(f"ticks:{symbol}", why, f, ref=_s(entry_id))

@@ -7,6 +7,9 @@ counted (workers/quarantine.py), and never decides an exit.
 
 - **From the future**: live, a tick stamped more than `max_tick_future_s` ahead of the exchange's clock (the
   host clock corrected by the measured offset) is dropped. Never accepted later: the future is not confirmed.
+  Until the offset is measured (the first seconds after a start), the host's clock stands in with
+  `slack_s` more (minutes: the host's clock may be behind the exchange's): a stamp an hour ahead is still
+  dropped.
 - **Outside the band**: a price more than `tick_band_pct` away from the last accepted price is held as a
   suspect. Markets do gap, so a move is accepted once `tick_confirm` suspects in a row agree with each other
   (each within the band of the newest); then the band moves with it. A single bad print never passes.
@@ -39,12 +42,14 @@ class TickGuard:
             self.last_ts, self.last_px = ts, px
             self.suspects.clear()
 
-    def check(self, ts: float, px: float, now: float | None, data_clock: bool = False) -> str:
+    def check(self, ts: float, px: float, now: float | None, data_clock: bool = False,
+              slack_s: float = 0.0) -> str:  # fmt: skip
         """"" to accept the tick (and move the reference), else why it is dropped ("code: detail", the code
-        one of future, outside_band, time_jump). `now`: the exchange's clock live, None while it is not
-        known yet (no future check then); `data_clock`: a replay, where ticks define the time."""
-        if now is not None and ts > now + self.future_s:
-            return f"future: time {ts - now:.1f}s ahead of the exchange clock (max {self.future_s}s)"
+        one of future, outside_band, time_jump). `now`: the exchange's clock live (the host's, with `slack_s`
+        allowed on top, while the exchange's is not measured yet), None in a backtest; `data_clock`: a
+        replay, where ticks define the time."""
+        if now is not None and ts > now + self.future_s + slack_s:
+            return f"future: time {ts - now:.1f}s ahead of the clock (max {self.future_s + slack_s}s)"
         last_px = self.last_px
         if (last_px and abs(px - last_px) <= last_px * self.band_pct / 100.0 and not self.suspects
                 and (not data_clock or ts - self.last_ts <= self.max_gap_s)):  # fmt: skip
