@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -11,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
-from scalper import backtest_cmd
+from scalper import backtest_cmd, logformat
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scalper", description="Scalp perpetual futures; positions are FSMs."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start every process on this machine (embedded Redis without REDIS_URL)")
@@ -35,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after this many seconds (0 = never)")  # fmt: skip
 
     feed = sub.add_parser("feed", help="public market data into the tick streams")
-    feed.add_argument("--replay", metavar="PATH|sample")
-    feed.add_argument("--speed", type=_positive, default=600.0)
+    feed.add_argument("--replay", metavar="PATH|sample",
+                      help="feed a recording (or the bundled sample day), not OKX's live data")  # fmt: skip
+    feed.add_argument("--speed", type=_positive, default=600.0,
+                      help="replay speed (market seconds per second)")  # fmt: skip
     feed.add_argument("--lockstep", action="store_true", help="replay: wait for the system before each tick")
     feed.add_argument("--symbol", help="replay: the symbol the recording is fed as (default: the first)")
     record = sub.add_parser("record", help="the feed's ticks from Redis into a file, to replay or backtest")
@@ -55,22 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     pos = sub.add_parser("positions", help="positions as a table")
     pos.add_argument("--all", action="store_true", help="include closed positions")
-    pos.add_argument("--json", action="store_true")
+    pos.add_argument("--json", action="store_true", help="print JSON (numbers as numbers, times ISO 8601)")
     show = sub.add_parser("show", help="one position: its fields and its transition log")
-    show.add_argument("id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("id", help="the position id (as `scalper positions` lists it)")
+    show.add_argument("--json", action="store_true", help="print JSON")
     op = sub.add_parser("open", help="manual entry (the engine applies the risk gates), with its outcome")
-    op.add_argument("symbol")
-    op.add_argument("side", choices=["long", "short"])
+    op.add_argument("symbol", help="a configured instrument, e.g. BTC-USDT-SWAP")
+    op.add_argument("side", choices=["long", "short"], help="the position's side")
     op.add_argument("--wait", type=float, default=10.0, metavar="S", help="seconds to wait (0: none)")
     close = sub.add_parser("close", help="close a position (through its closing state), with its outcome")
-    close.add_argument("id")
+    close.add_argument("id", help="the position id")
     close.add_argument("--wait", type=float, default=10.0, metavar="S", help="seconds to wait (0: none)")
     panic = sub.add_parser("panic", help="close everything and stop entries")
     panic.add_argument("--off", action="store_true", help="allow entries again")
     rec = sub.add_parser("reconcile", help="settle positions with the exchange now")
     rec.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
-    rec.add_argument("--json", action="store_true")
+    rec.add_argument("--json", action="store_true", help="print the pass's report as JSON")
 
     rep = sub.add_parser("report", help="the report of this live or paper run's trades (as a backtest's)")
     rep.add_argument("--since", type=_time, help="trades closed from (ISO-8601 UTC or epoch seconds)")
@@ -85,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configuration")
     cfg.add_argument("action", choices=["show"], help="show: the effective configuration, secrets masked")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scalper")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _checked(text: str, parse: Callable[[str], float], ok: Callable[[float], bool], what: str) -> float:
@@ -141,8 +153,7 @@ def _check_replay(args: argparse.Namespace, settings: Settings) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
+    logformat.configure(args.verbose)
     if args.command == "fsm":
         return _fsm(args)
     if args.command == "backtest":  # its own settings (--set), no Redis
@@ -152,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"scalper: {err}", file=sys.stderr)
         return 2
+    logformat.configure(args.verbose, settings.log.format)
     if args.command == "feed" and args.symbol and args.symbol not in settings.symbols:
         print(f"scalper: --symbol {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
               file=sys.stderr)  # fmt: skip
