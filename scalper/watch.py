@@ -14,9 +14,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import redis
 
+from reports.fmt import money
 from statemachines.keys import Keys
 from statemachines.lifecycle import LIVE_STATES
 
@@ -131,8 +133,17 @@ class Watch:
                 what = f"{e.get('from') or 'new'} -> {e.get('to')}"
                 extra = f" ({e['reason']})" if e.get("reason") else ""
                 if e.get("to") == "closed":
-                    extra += f"  pnl {pnl} fees {fees}"
+                    extra += _result(pnl, fees)
                 self.say(f"  {pid} {f.symbol} {side:<5} {what:<22} {e.get('trigger')}{extra}")
                 f.last_entry = entry_id
             if not entries or entries[-1][1].get("to") == "closed":
                 del self.following[pid]  # closed and printed, or gone: nothing more will come
+
+
+def _result(gross: str, fees: str) -> str:
+    """A closed position's result, net of fees first (fees are negative when charged): a loss reads as one."""
+    try:
+        g, f = Decimal(gross), Decimal(fees)
+    except InvalidOperation:  # a hash that lost a field: what is there, as it is
+        return f"  pnl {gross} fees {fees}"
+    return f"  net {money(g + f, sign=True)} (gross {money(g, sign=True)}, fees {money(f, sign=True)})"

@@ -25,7 +25,7 @@ def lifecycle(pid: str, symbol: str, side: str = "long") -> list[str]:
         f"  {pid} {symbol} {side:<5} opening -> open        entry_filled (fill)",
         f"  {pid} {symbol} {side:<5} open -> closing        close (max_hold_time)",
         f"  {pid} {symbol} {side:<5} closing -> closed      close_filled (close order filled)"
-        "  pnl 1.5 fees -0.25",
+        "  net +1.25 (gross +1.50, fees -0.25)",
     ]
 
 
