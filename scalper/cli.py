@@ -234,21 +234,38 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return _operator(args, settings)
 
 
+def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+    """`positions` and `show`: they only read, so a stopped run's data is read without starting it."""
+    from scalper import inspect
+    from scalper.run_redis import RunDataError, run_redis
+    from statemachines.store import PositionStore
+
+    try:
+        with run_redis(settings) as client:
+            store = PositionStore(client, settings.redis.prefix)
+            if args.command == "positions":
+                rows = inspect.positions(store, include_closed=args.all)
+                print(inspect.dumps(rows) if args.json else inspect.table(rows))
+            else:
+                data = inspect.show(store, args.id)
+                print(inspect.dumps(data) if args.json else inspect.show_text(data))
+    except RunDataError as err:
+        print(f"scalper: {args.command}: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _operator(args: argparse.Namespace, settings: Settings) -> int:
     from scalper import inspect, outcome
     from scalper.connect import redis_client
     from statemachines.store import PositionStore
 
+    if args.command in ("positions", "show"):
+        return _inspect(args, settings)
     client = redis_client(settings)
     store = PositionStore(client, settings.redis.prefix)
     cmd = args.command
-    if cmd == "positions":
-        rows = inspect.positions(store, include_closed=args.all)
-        print(inspect.dumps(rows) if args.json else inspect.table(rows))
-    elif cmd == "show":
-        data = inspect.show(store, args.id)
-        print(inspect.dumps(data) if args.json else inspect.show_text(data))
-    elif cmd == "open":
+    if cmd == "open":
         if args.symbol not in settings.symbols:
             print(f"scalper: {args.symbol} is not a configured symbol ({', '.join(settings.symbols)})",
                   file=sys.stderr)  # fmt: skip

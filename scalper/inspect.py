@@ -5,67 +5,116 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import redis
 
+from reports.fmt import duration, iso, money
+from scalper.run_history import contract_values, exit_price
 from statemachines.keys import Keys
 from statemachines.ledger import TradeLedger, TradeRecord
 from statemachines.position import Position, Side
 from statemachines.store import PositionNotFound, PositionStore
 from workers import commands
 
-COLUMNS = ("id", "symbol", "side", "state", "size", "entry_price", "stop_price", "trail_stop", "peak_pnl_pct",
-           "exit_reason", "realized_pnl", "fees", "opened")  # fmt: skip
+COLUMNS = ("id", "symbol", "side", "state", "size", "entry", "exit", "stop", "trail", "exit_reason", "net",
+           "gross", "fees", "opened", "closed")  # fmt: skip
+MONEY = frozenset({"net", "gross", "fees"})
+TIMES = frozenset({"opened", "closed"})
+# Hash fields that are times (epoch seconds) and durations: `show` writes them for a person.
+_TIME_FIELDS = frozenset({"created_at", "opened_at", "state_since", "wall_since"})
+# Hash fields held as floats (levels and ratios the engine computes): shown without float artefacts. The
+# Decimal ones (sizes, prices filled, PnL, fees) are shown exactly as held.
+_FLOAT_FIELDS = frozenset({"stop_price", "trail_stop", "peak_pnl_pct", "liq_price", "margin_ratio"})
 
 
 def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else ""
 
 
-def row(pos: Position) -> dict[str, Any]:
+def _num(x: Decimal | float | None) -> float | None:
+    """A JSON number (None for "unknown", as a 0 price is)."""
+    return None if x is None or not x else float(x)
+
+
+def _iso(ts: float) -> str | None:
+    return iso(ts) if ts else None
+
+
+def _price_text(x: float | None) -> str:
+    """A price as a person reads it: twelve significant digits at most, so no float artefacts."""
+    return "" if x is None else f"{x:.12g}"
+
+
+def row(pos: Position, ct_val: Decimal | None = None) -> dict[str, Any]:
+    """A position as `positions --json` gives it: numbers as numbers, times ISO 8601 (UTC), money in the
+    account's currency (net = gross PnL + fees, fees negative when charged)."""
+    closed = pos.state == "closed"
+    exit_px = exit_price(pos.entry_price, pos.realized_pnl, pos.entry_size, pos.side.value, ct_val)
     return {
         "id": pos.id, "symbol": pos.symbol, "side": pos.side.value, "state": pos.state,
-        "size": format(pos.size, "f"), "entry_price": format(pos.entry_price, "f"),
-        "stop_price": round(pos.stop_price, 2), "trail_stop": round(pos.trail_stop, 2),
-        "peak_pnl_pct": round(pos.peak_pnl_pct, 4), "exit_reason": pos.exit_reason,
-        "realized_pnl": format(pos.realized_pnl, "f"), "fees": format(pos.fees, "f"),
-        "opened": _when(pos.opened_at or pos.created_at), "version": pos.version,
+        "size": float(pos.size if not closed else pos.entry_size), "entry": _num(pos.entry_price),
+        "exit": _num(exit_px) if closed else None, "stop": _num(pos.stop_price),
+        "trail": _num(pos.trail_stop),
+        "peak_pnl_pct": pos.peak_pnl_pct, "exit_reason": pos.exit_reason,
+        "net": float(pos.realized_pnl + pos.fees), "gross": float(pos.realized_pnl), "fees": float(pos.fees),
+        "opened": _iso(pos.opened_at or pos.created_at), "closed": _iso(pos.state_since) if closed else None,
+        "version": pos.version,
     }  # fmt: skip
 
 
-def archived_row(rec: TradeRecord) -> dict[str, Any]:
+def archived_row(rec: TradeRecord, ct_val: Decimal | None = None) -> dict[str, Any]:
     """A position removed after the retention, as its trade ledger row shows it (size: the entry's)."""
     return {
-        "id": rec.id, "symbol": rec.symbol, "side": rec.side, "state": "archived",
-        "size": format(rec.size, "f"), "entry_price": format(rec.entry_price, "f"), "stop_price": "",
-        "trail_stop": "", "peak_pnl_pct": "", "exit_reason": rec.exit_reason,
-        "realized_pnl": format(rec.pnl, "f"), "fees": format(rec.fees, "f"), "opened": _when(rec.entry_ts),
-        "version": "", "closed": _when(rec.exit_ts), "net": format(rec.net, "f"),
+        "id": rec.id, "symbol": rec.symbol, "side": rec.side, "state": "archived", "size": float(rec.size),
+        "entry": _num(rec.entry_price), "exit": _num(exit_price(rec.entry_price, rec.pnl, rec.size, rec.side,
+                                                                ct_val)),
+        "stop": None, "trail": None, "peak_pnl_pct": None, "exit_reason": rec.exit_reason,
+        "net": float(rec.net), "gross": float(rec.pnl), "fees": float(rec.fees),
+        "opened": _iso(rec.entry_ts), "closed": _iso(rec.exit_ts), "version": None,
     }  # fmt: skip
 
 
 def positions(store: PositionStore, *, include_closed: bool) -> list[dict[str, Any]]:
     """Live positions; with `include_closed` also the closed ones Redis still holds and, as `archived`,
     those removed after the retention whose trade ledger row remains."""
+    ct = contract_values()
     if not include_closed:
         found = store.load_live()
-        return [row(p) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
+        return [row(p, ct.get(p.symbol)) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
     found = [p for s in store.symbols() for p in store.load_symbol(s)]
     stored = {p.id for p in found}
     archived = [r for r in TradeLedger(store.client, store.keys).all() if r.id not in stored]
-    keyed = [((p.created_at, p.id), row(p)) for p in found]
-    keyed += [((r.entry_ts, r.id), archived_row(r)) for r in archived]
+    keyed = [((p.created_at, p.id), row(p, ct.get(p.symbol))) for p in found]
+    keyed += [((r.entry_ts, r.id), archived_row(r, ct.get(r.symbol))) for r in archived]
     return [r for _, r in sorted(keyed, key=lambda kr: kr[0])]
+
+
+def cell(column: str, value: Any) -> str:
+    """One number format in the terminal: money to the cent with its sign, prices without float artefacts,
+    times to the second in UTC."""
+    if value is None:
+        return ""
+    if column in MONEY:
+        return money(value, sign=True)
+    if column in TIMES:
+        return value.replace("T", " ")[:19]
+    if isinstance(value, float):
+        return _price_text(value)
+    return str(value)
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
     if not rows:
         return "no positions"
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
+    cells = [{c: cell(c, r.get(c)) for c in columns} for r in rows]
+    widths = {c: max(len(c), *(len(x[c]) for x in cells)) for c in columns}
+    right = MONEY | {"size", "entry", "exit", "stop", "trail"}
+    lines = ["  ".join(c.rjust(widths[c]) if c in right else c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(x[c].rjust(widths[c]) if c in right else x[c].ljust(widths[c]) for c in columns)
+              for x in cells]  # fmt: skip
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def show(store: PositionStore, position_id: str) -> dict[str, Any]:
@@ -76,26 +125,50 @@ def show(store: PositionStore, position_id: str) -> dict[str, Any]:
         rec = TradeLedger(store.client, store.keys).find(position_id)
         if rec is None:
             raise PositionNotFound(f"no stored position {position_id}, and no trade ledger row") from None
-        return {"archived": archived_row(rec), "keys": {"ledger": store.keys.ledger(rec.day)}}
+        archived = archived_row(rec, contract_values().get(rec.symbol))
+        return {"archived": archived, "keys": {"ledger": store.keys.ledger(rec.day)}}
     return {
         "position": pos.to_hash(),
+        "summary": row(pos, contract_values().get(pos.symbol)),
         "log": store.log(position_id),
         "keys": {"hash": store.keys.pos(pos.symbol, pos.id), "log": store.keys.log(pos.symbol, pos.id)},
     }
 
 
+def _field_text(name: str, value: str) -> str:
+    """A hash field for a person: times in UTC, durations, floats without artefacts; Decimals as held."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if name in _TIME_FIELDS:
+        return _when(number) or "-"
+    if name.startswith("t_"):
+        return duration(number)
+    if name in _FLOAT_FIELDS:
+        return _price_text(number)
+    return value
+
+
 def show_text(data: dict[str, Any]) -> str:
     if "archived" in data:
         return _archived_text(data)
-    pos = data["position"]
+    pos, summary = data["position"], data["summary"]
     head = f"position {pos['id']}  {pos['symbol']} {pos['side']}  state {pos['state']}  v{pos['version']}"
     out = [head, f"  redis: HGETALL '{data['keys']['hash']}'   XRANGE '{data['keys']['log']}' - +", ""]
+    result = [f"net {cell('net', summary['net'])}", f"gross {cell('gross', summary['gross'])}",
+              f"fees {cell('fees', summary['fees'])}"]  # fmt: skip
+    if summary["exit"] is not None:
+        result.append(f"exit price {cell('exit', summary['exit'])}")
+    out += ["  " + ",  ".join(result), ""]
     width = max(len(k) for k in pos)
-    out += [f"  {k.ljust(width)}  {v}" for k, v in pos.items()]
+    out += [f"  {k.ljust(width)}  {_field_text(k, v)}" for k, v in pos.items()]
     out += ["", "  transitions:"]
     for e in data["log"]:
+        price = float(e["price"] or 0)
+        at = f"  @ {_price_text(price)}" if price else ""
         out.append(f"    v{e['version']:>3}  {_when(float(e['ts']))}  {e['from'] or '∅':>10} → {e['to']:<10} "
-                   f"{e['trigger']:<14} {e['reason']}  @ {e['price']}")  # fmt: skip
+                   f"{e['trigger']:<14} {e['reason']}{at}")  # fmt: skip
     return "\n".join(out)
 
 
@@ -104,9 +177,9 @@ def _archived_text(data: dict[str, Any]) -> str:
     out = [f"position {rec['id']}  {rec['symbol']} {rec['side']}  archived: past the retention "
            "(engine.closed_retention_s), its hash and transition log were removed; its trade ledger row:",
            f"  redis: HGET '{key}' {rec['id']}", ""]  # fmt: skip
-    fields = ("opened", "closed", "entry_price", "size", "exit_reason", "realized_pnl", "fees", "net")
+    fields = ("opened", "closed", "entry", "exit", "size", "exit_reason", "net", "gross", "fees")
     width = max(len(k) for k in fields)
-    out += [f"  {k.ljust(width)}  {rec[k]}" for k in fields]
+    out += [f"  {k.ljust(width)}  {cell(k, rec[k])}" for k in fields]
     return "\n".join(out)
 
 
@@ -141,4 +214,9 @@ def panic(client: redis.Redis, store: PositionStore, *, off: bool = False) -> li
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+    return json.dumps(data, indent=2, default=_json)
+
+
+def _json(x: Any) -> Any:
+    """Numbers as numbers (a Decimal too); anything else as its text."""
+    return float(x) if isinstance(x, Decimal) else str(x)

@@ -1,17 +1,12 @@
 """`scalper report`: the report of a live or paper run, from its Redis, through the backtest's report code.
 
-Its Redis is the one the operator commands use: REDIS_URL, or the embedded server of a running `scalper
-run`. With neither, and a data directory that holds a stopped run's append-only file, the command starts
-the embedded server on it for as long as it reads (holding the directory's lock, as `scalper run` does,
-so no run starts meanwhile), and stops it again: it only reads, so the next run finds the data as it was.
+Its Redis is the run's, running or stopped (scalper/run_redis.py), as for `scalper positions` and `show`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,15 +15,15 @@ from pathlib import Path
 import redis
 
 from config.settings import Settings
-from exchanges.paper import DEFAULT_INSTRUMENTS
 from reports.report import Report, build
 from reports.terminal import console, render
 from reports.trades import RunResult
-from scalper.run_history import History, read_history, read_prices, realized_curve
+from scalper.run_history import History, contract_values, read_history, read_prices, realized_curve
+from scalper.run_redis import RunDataError, run_redis
 from statemachines.keys import Keys
 
 
-class ReportError(RuntimeError):
+class ReportError(RunDataError):
     """The report cannot be made; the message is the one line the operator sees."""
 
 
@@ -51,9 +46,6 @@ def parse_time(text: str) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
-def contract_values() -> dict[str, Decimal]:
-    """ctVal per symbol for the exit prices: the shipped instrument table (OKX's own values)."""
-    return {inst.inst_id: inst.ct_val for inst in DEFAULT_INSTRUMENTS}
 
 
 def starting_balance(
@@ -123,9 +115,9 @@ def run_report(
     settings: Settings, *, window: Window, out: Path | None, as_json: bool, balance: Decimal | None
 ) -> int:
     try:
-        with report_redis(settings) as client:
+        with run_redis(settings) as client:
             run, history = live_run(client, settings, window, balance, prices=out is not None)
-    except ReportError as err:
+    except RunDataError as err:  # ReportError included
         print(f"scalper: report: {err}", file=sys.stderr)
         return 2
     from reports.files import report_json, write_all  # plotly's import: only for a report
@@ -175,36 +167,3 @@ def print_summary_at_stop(url: str | None, settings: Settings) -> None:
     if report is not None:
         render(report, console(), tables=False)
         print("scalper: the tables and the files: scalper report [--out DIR]")
-
-
-@contextmanager
-def report_redis(settings: Settings) -> Iterator[redis.Redis]:
-    """A client of the run's Redis; for a stopped embedded run, of a server started for the reading."""
-    from scalper.connect import redis_client
-    from scalper.datalock import DataDirBusy, lock_data_dir
-    from scalper.embedded import EmbeddedRedisError, embedded_url, start_embedded
-
-    data_dir = Path(settings.redis.data_dir)
-    if settings.redis.url is not None or embedded_url(data_dir) is not None:
-        yield redis_client(settings)
-        return
-    if not any((data_dir / name).exists() for name in ("appendonly.aof", "appendonlydir")):
-        raise ReportError(
-            f"no REDIS_URL is set and {data_dir}/ holds no run's data: run `scalper run` first, "
-            "or set REDIS_URL"
-        )
-    try:
-        lock = lock_data_dir(data_dir)
-    except DataDirBusy as err:
-        raise ReportError(str(err)) from None
-    try:
-        try:
-            server, _ = start_embedded(data_dir)
-        except EmbeddedRedisError as err:
-            raise ReportError(str(err)) from None
-        try:
-            yield server.client()
-        finally:
-            server.stop()
-    finally:
-        lock.release()

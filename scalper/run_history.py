@@ -44,6 +44,13 @@ class History:
     last_ts: float | None = None
 
 
+def contract_values() -> dict[str, Decimal]:
+    """ctVal per symbol for the exit prices: the shipped instrument table (OKX's own values)."""
+    from exchanges.paper import DEFAULT_INSTRUMENTS
+
+    return {inst.inst_id: inst.ct_val for inst in DEFAULT_INSTRUMENTS}
+
+
 def exit_price(
     entry: Decimal, gross: Decimal, size: Decimal, side: str, ct_val: Decimal | None
 ) -> Decimal | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scalper.cli import build_parser
+from scalper.embedded import embedded_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,13 +57,21 @@ def test_a_bad_setting_is_one_line_in_either_log_format(tmp_path: Path) -> None:
     assert "log.format" in out.stderr and "SCALPER_LOG__FORMAT" in out.stderr
 
 
-@pytest.mark.redis
-def test_logs_are_json_lines_when_asked(tmp_path: Path) -> None:
-    """A replay run with `-v`: every line on stderr is a JSON object with the documented fields, and the
-    children's lines (engine, feed, worker, account) are too."""
-    env = {"SCALPER_LOG__FORMAT": "json", "SCALPER_REDIS__DATA_DIR": str(tmp_path / "data")}
-    out = _scalper("-v", "run", "--replay", "sample", "--duration", "8", env=env, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A demo run of 15 s with JSON logs and `-v`, over: its directory and what it printed."""
+    where = tmp_path_factory.mktemp("run")
+    out = _scalper("-v", "run", "--replay", "sample", "--duration", "15", env={"SCALPER_LOG__FORMAT": "json"},
+                   cwd=where)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
+    return where, out
+
+
+@pytest.mark.redis
+def test_logs_are_json_lines_when_asked(stopped_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """Every line on stderr is a JSON object with the documented fields, the children's lines (engine,
+    feed, worker, account) too."""
+    _, out = stopped_run
     records = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
     assert len(records) > 10
     for rec in records:
@@ -70,3 +79,33 @@ def test_logs_are_json_lines_when_asked(tmp_path: Path) -> None:
         assert rec["time"].endswith("+00:00") and rec["level"] in ("DEBUG", "INFO", "WARNING", "ERROR")
     loggers = {r["logger"] for r in records}
     assert any(name.startswith("scalper.engine") for name in loggers), loggers
+
+
+@pytest.mark.redis
+def test_a_stopped_run_is_inspected_without_trading(
+    stopped_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """`positions` and `show` on a stopped run's directory read its data (the embedded Redis started for the
+    reading, then stopped) and start nothing that trades: the positions are the same before and after, and
+    the run's lines name the same positions."""
+    where, run = stopped_run
+    listed = _scalper("positions", "--all", "--json", cwd=where)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert rows and all(r["id"] in run.stdout for r in rows)
+    closed = [r for r in rows if r["state"] == "closed"]
+    assert closed, rows
+    for r in closed:  # numbers as numbers, times ISO 8601, net = gross + fees, an exit price
+        assert all(isinstance(r[k], float) for k in ("size", "entry", "exit", "net", "gross", "fees"))
+        assert r["net"] == pytest.approx(r["gross"] + r["fees"]) and r["fees"] < 0
+        assert r["opened"].endswith("Z") and r["closed"] >= r["opened"]
+    shown = _scalper("show", closed[0]["id"], cwd=where)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert " UTC" in text and f"net {closed[0]['net']:+,.2f}" in text and "exit price" in text
+    floats = [line.split()[1] for line in text.splitlines()
+              if line.split()[:1] in (["stop_price"], ["liq_price"], ["margin_ratio"])]  # fmt: skip
+    assert len(floats) == 3 and all(len(x.replace(".", "").replace("-", "")) <= 12 for x in floats), floats
+    again = _scalper("positions", "--all", "--json", cwd=where)
+    assert json.loads(again.stdout) == rows
+    assert embedded_url(where / "data") is None  # the server started for the reading is gone

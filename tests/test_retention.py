@@ -326,14 +326,14 @@ def test_positions_all_and_show_still_show_a_removed_position_from_the_ledger(
     rows = {r["id"]: r for r in inspect.positions(store, include_closed=True)}
     states = {i: r["state"] for i, r in rows.items()}
     assert states == {gone.id: "archived", kept.id: "closed", live.id: "open"}
-    assert rows[gone.id]["realized_pnl"] == "2" and rows[gone.id]["net"] == "1.3749975"
+    assert rows[gone.id]["gross"] == 2.0 and rows[gone.id]["net"] == 1.3749975
     assert [r["id"] for r in inspect.positions(store, include_closed=False)] == [live.id]
     assert gone.id in inspect.table(list(rows.values()))
 
     data = inspect.show(store, gone.id)
     text = inspect.show_text(data)
     assert "archived" in text and f"HGET '{PREFIX}:ledger:{{{utc_day(gone.state_since)}}}' {gone.id}" in text
-    assert "1.3749975" in text
+    assert "+1.37" in text
     assert inspect.show(store, kept.id)["position"]["state"] == "closed"
     with pytest.raises(PositionNotFound, match="no trade ledger row"):
         inspect.show(store, "zzzzzzzzzzzz")
