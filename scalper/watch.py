@@ -19,12 +19,14 @@ from decimal import Decimal, InvalidOperation
 import redis
 
 from reports.fmt import money
+from scalper.run_history import contract_values, exit_price
 from statemachines.keys import Keys
 from statemachines.lifecycle import LIVE_STATES
 
 log = logging.getLogger("scalper.run")
 
 AFTER_ERROR_S = 5.0  # the wait before the next pass after one that failed
+_CLOSE_FIELDS = ("side", "realized_pnl", "fees", "entry_price", "entry_size")  # what a close's line shows
 
 
 @dataclass
@@ -123,17 +125,17 @@ class Watch:
         pipe = self.client.pipeline(transaction=False)
         for pid, f in followed:
             pipe.xrange(self.keys.log(f.symbol, pid), min=f.last_entry)
-            pipe.hmget(self.keys.pos(f.symbol, pid), ["side", "realized_pnl", "fees"])
+            pipe.hmget(self.keys.pos(f.symbol, pid), list(_CLOSE_FIELDS))
         replies = pipe.execute()
         for (pid, f), entries, fields in zip(followed, replies[::2], replies[1::2], strict=True):
-            side, pnl, fees = (v if v is not None else "?" for v in fields)
+            side, pnl, fees, entry, size = (v if v is not None else "?" for v in fields)
             for entry_id, e in entries:
                 if entry_id == f.last_entry:  # the range starts at the last one printed
                     continue
                 what = f"{e.get('from') or 'new'} -> {e.get('to')}"
                 extra = f" ({e['reason']})" if e.get("reason") else ""
                 if e.get("to") == "closed":
-                    extra += _result(pnl, fees)
+                    extra += _result(pnl, fees) + _exit(f.symbol, side, entry, size, pnl)
                 self.say(f"  {pid} {f.symbol} {side:<5} {what:<22} {e.get('trigger')}{extra}")
                 f.last_entry = entry_id
             if not entries or entries[-1][1].get("to") == "closed":
@@ -147,3 +149,12 @@ def _result(gross: str, fees: str) -> str:
     except InvalidOperation:  # a hash that lost a field: what is there, as it is
         return f"  pnl {gross} fees {fees}"
     return f"  net {money(g + f, sign=True)} (gross {money(g, sign=True)}, fees {money(f, sign=True)})"
+
+
+def _exit(symbol: str, side: str, entry: str, size: str, gross: str) -> str:
+    """The average exit price, from the gross PnL (the instrument's contract value known), else nothing."""
+    try:
+        px = exit_price(Decimal(entry), Decimal(gross), Decimal(size), side, contract_values().get(symbol))
+    except InvalidOperation:
+        return ""
+    return "" if px is None or Decimal(gross) == 0 else f", exit {px:.12g}"
