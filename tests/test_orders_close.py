@@ -29,7 +29,7 @@ from statemachines.position import Position
 from statemachines.snapshot import Action
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
-from tests.test_reconciler import World, make_world
+from tests.test_reconciler import BTC, ETH, World, make_world
 from workers import orders
 from workers.events import EventBus
 from workers.orders import WorkerContext, execute
@@ -203,3 +203,48 @@ def test_a_position_read_with_the_job_s_bookkeeping_is_not_loaded_again(real_red
     assert log == []
     assert w.run(execute(_ctx(w, log), intent, raw)) == "placed: filled 2/2"
     assert log == [f"close-position sell {intent.cl_ord_id}"]  # decided on the preloaded hash alone
+
+
+# --- the entry job: its leverage at the exchange first ---
+
+
+def _entry(w: World, pos: Position) -> OrderIntent:
+    return next(i for i in w.outbox(pos.symbol) if i.action is IntentAction.OPEN and i.position_id == pos.id)
+
+
+def test_an_entry_sets_its_leverage_at_the_exchange_before_its_order(real_redis: RealRedis) -> None:
+    """Found by an outside read of the code: nothing ever set the leverage at the exchange, so an OKX
+    account at another leverage took entries sized and gated for `risk.leverage` (its margin and its
+    liquidation distance other than the risk gates checked). The entry job sets it first, once per symbol,
+    margin mode and side in a worker process."""
+    w = make_world(real_redis.client)
+    log: list[str] = []
+    ctx = _ctx(w, log)
+    levers: list[tuple[str, int, str]] = []
+    real_set = w.paper.set_leverage
+
+    async def recording(inst_id: str, lever: int, mgn_mode: str, pos_side: str | None = None) -> None:
+        levers.append((inst_id, lever, mgn_mode))
+        await real_set(inst_id, lever, mgn_mode, pos_side)
+
+    w.paper.set_leverage = recording  # type: ignore[method-assign]
+    first, second = w.opening("long", "1"), w.opening("long", "1", inst=ETH)
+    for pos in (first, second):
+        assert w.run(execute(ctx, _entry(w, pos))).startswith("placed: filled")
+    assert levers == [(BTC, first.leverage, "isolated"), (ETH, second.leverage, "isolated")]
+    assert w.paper.state.lever(BTC, "net") == first.leverage
+    third = w.opening("long", "1")  # BTC again: set already by this process
+    w.run(execute(ctx, _entry(w, third)))
+    assert len(levers) == 2
+
+
+def test_an_entry_whose_leverage_the_exchange_refuses_is_not_sent(real_redis: RealRedis) -> None:
+    w = make_world(real_redis.client)
+    ctx = _ctx(w, [])
+    pos = w.opening("long", "1")
+    pos.leverage = 500  # beyond the instrument's maximum: the venue refuses it
+    w.client.hset(w.store.keys.pos(BTC, pos.id), "leverage", "500")
+    intent = _entry(w, pos)
+    assert w.run(execute(ctx, intent)).startswith("refused: leverage 500x not set")
+    assert w.order(intent.cl_ord_id) is None  # no entry order at the exchange
+    assert _events(w, pos)[-1]["state"] == "canceled"  # the engine hears the entry is refused

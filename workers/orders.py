@@ -68,6 +68,8 @@ class WorkerContext:
     loop: asyncio.AbstractEventLoop
     instruments: dict[str, Instrument]
     wall: Callable[[], float] = field(default=time.time)  # as the engine's: when a stop request was sent
+    # (symbol, margin mode, posSide, leverage) this process has set at the exchange: an entry sets it first
+    levers: set[tuple[str, str, str, int]] = field(default_factory=set)
 
     @property
     def stops(self) -> StopRecord:
@@ -158,6 +160,9 @@ async def execute(
         return f"exists: {existing.state.value}"
     inst = ctx.instruments[intent.symbol]
     if action is IntentAction.OPEN:
+        refused = await _set_leverage(ctx, intent, pos.leverage)
+        if refused:
+            return refused
         size = inst.round_size(intent.size)
     else:  # a harvest: a fraction of what the exchange holds, read just before sending
         held = await _held(ex, intent)
@@ -174,6 +179,27 @@ async def execute(
         pos_side=_pos_side(ctx, intent), td_mode=ctx.settings.exchange.td_mode,
     )  # fmt: skip
     return await _send(ctx, intent, req.side, lambda: ex.place_order(req))
+
+
+async def _set_leverage(ctx: WorkerContext, intent: OrderIntent, lever: int) -> str:
+    """The entry's leverage at the exchange, set before its first order (the sizing, the margin and the
+    liquidation distance the risk gates checked all assume it); once per symbol, mode and side in this
+    process. "" when set; otherwise the entry is reported refused: it is not sent at another leverage. A
+    leverage the exchange cannot change now (OKX refuses while a position or order of the instrument is
+    open at another one) refuses the entry the same way; an unknown outcome fails the job (RQ retries)."""
+    td_mode, pos_side = ctx.settings.exchange.td_mode, _pos_side(ctx, intent)
+    key = (intent.symbol, td_mode, pos_side or "net", lever)
+    if key in ctx.levers:
+        return ""
+    try:
+        await ctx.exchange.set_leverage(intent.symbol, lever, td_mode, pos_side)
+    except ExchangeError as err:  # refused (unavailable or unknown are not: they fail the job, RQ retries)
+        log.warning("%s %s: leverage %dx not set (%s): the entry is not sent", intent.symbol,
+                    intent.cl_ord_id, lever, err)  # fmt: skip
+        ctx.bus.publish_order(_refused(intent, OrderSide(intent.order_side)), "worker")
+        return f"refused: leverage {lever}x not set: {err}"
+    ctx.levers.add(key)
+    return ""
 
 
 async def _send(
