@@ -206,8 +206,8 @@ class EngineSettings(BaseModel):
     unknown_positions: Literal["adopt", "close", "ignore"] = "adopt"
     # Where entries come from: the default scalping strategy, or only `scalper open` (manual).
     entries: Literal["strategy", "manual"] = "strategy"
-    # Positions of a symbol with no tick are stepped on a timer this often (a close, a panic, max holding
-    # time and the stale-price emergency act without ticks).
+    # Positions of a symbol with no tick are stepped on a timer this often (a close, a panic and the
+    # stale-price emergency act without ticks; the other exits wait for a fresh price).
     idle_step_s: float = Field(0.5, gt=0, le=5)
     # Ticks that may not move the engine (workers/tickguard.py): a price further than this from the last
     # accepted one waits until `tick_confirm` ticks in a row agree on it...

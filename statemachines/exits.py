@@ -1,4 +1,4 @@
-"""Exit evaluation: the guards of guards.py applied in DESIGN.md's precedence, per lifecycle state.
+"""Exit evaluation: the guards of guards.py applied in docs/design.md's precedence, per lifecycle state.
 
 Precedence, highest first: 1 manual/panic, 2 risk (margin, liquidation distance, stale-price emergency),
 3 stop loss, 4 trailing-stop hit, 5 max holding time, 6 smart-exit close, 7 take profit, 8 profit drawdown,

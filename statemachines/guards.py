@@ -72,8 +72,8 @@ def crossed(sign: int, price: float, stop: float) -> bool:
 
 
 def manual_close(pos: Position, mkt: MarketSnapshot) -> Decision | None:
-    if pos.close_request:
-        return Decision(Action.CLOSE, MANUAL)
+    if pos.close_request:  # the operator's `close`, or `panic` (which asks each position to close)
+        return Decision(Action.CLOSE, PANIC if pos.close_request == PANIC else MANUAL)
     if mkt.panic:
         return Decision(Action.CLOSE, PANIC)
     return None

@@ -46,7 +46,7 @@ def everything_fires(**overrides: object) -> dict[str, object]:
 
 
 def test_precedence_in_open_state_each_guard_shadows_the_next() -> None:
-    """Remove the winning condition one at a time: the next guard in DESIGN.md's order takes over."""
+    """Remove the winning condition one at a time: the next guard in docs/design.md's order takes over."""
     snap = dict(price=102.0, rsi=BULL_RSI, macd=-1.0, signal=0.0)
     removals: list[tuple[str, dict[str, object], dict[str, object]]] = [
         (MANUAL, {}, {}),

@@ -49,6 +49,9 @@ def test_manual_close_and_panic() -> None:
     assert guards.manual_close(position(), market(100.0)) is None
     assert guards.manual_close(position(close_request="operator"), market(100.0)).reason == MANUAL
     assert guards.manual_close(position(), market(100.0, panic=True)).reason == PANIC
+    # `scalper panic` asks each position to close (so that it holds through an engine restart): its exit
+    # reason is panic, not manual (an outside read found panic closes booked as manual).
+    assert guards.manual_close(position(close_request="panic"), market(100.0)).reason == PANIC
 
 
 # --- 2. risk ---
@@ -154,7 +157,7 @@ def test_max_hold_boundary() -> None:
     assert not guards.max_hold_exceeded(pos, OPENED_AT + 10**6, ExitSettings(**{**EXITS, "max_hold_s": 0}))
 
 
-# --- 6. smart exit, exactly as DESIGN.md reads the seed ---
+# --- 6. smart exit, exactly as docs/design.md reads the seed ---
 
 SM = SmartExitSettings()
 

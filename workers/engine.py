@@ -359,8 +359,9 @@ class Engine(TickPath):
                 self._last_sweep = self.wall()
 
     def _step_idle(self, wall: float) -> None:
-        """Without ticks, a close, a panic, max holding time and the stale-price emergency still act: the
-        positions of a symbol that had no tick for `engine.idle_step_s` are stepped on the clock."""
+        """Without ticks, a close, a panic and the stale-price emergency still act: the positions of a symbol
+        that had no tick for `engine.idle_step_s` are stepped on the clock. (The other exits wait for a fresh
+        price: statemachines/exits.py.)"""
         every = self.settings.engine.idle_step_s
         for symbol in self.symbols:
             if self.book[symbol] and wall - self._last_step[symbol] >= every:

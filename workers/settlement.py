@@ -1,4 +1,4 @@
-"""The rule table that settles a position with what the exchange says (DESIGN.md, crash recovery).
+"""The rule table that settles a position with what the exchange says (docs/design.md, crash recovery).
 
 Pure: a position, its in-flight order as the exchange reports it (by client order id), the exchange's
 position for the symbol, and the clock in; one `Settlement` out. The engine applies it to order events as
