@@ -866,6 +866,21 @@ def test_a_position_whose_record_redis_lost_is_restored_under_its_own_id(
     w.assert_consistent()
 
 
+def test_a_position_whose_hash_was_deleted_by_hand_is_adopted_anew(real_redis: RealRedis) -> None:
+    """A flagged position's log line said "fix or delete its hash". With the hash deleted and its log left,
+    the pass took it for a record Redis lost and restored it under its own id, which collided with the log:
+    the engine failed to start (PositionExists), and so again on every restart. Now the exchange position
+    is adopted under a new id; the old log stays for the operator to read. (No consistency check at the
+    end: the hand-deleted record's index entries are the operator's to remove.)"""
+    world = make_world(real_redis.client)
+    pos = world.opened("long", "1", protect=True)
+    world.client.delete(world.store.keys.pos(BTC, pos.id))
+    report = world.start(world.engine(symbols=[BTC, ETH]))
+    (adopted,) = report.adopted
+    assert adopted != pos.id and world.load(adopted).state == "open" and world.load(adopted).size == D("1")
+    assert world.client.exists(world.store.keys.log(BTC, pos.id))
+
+
 def test_a_position_opened_and_closed_inside_the_lost_second_is_restored_closed(world: World) -> None:
     """Redis restarted one second behind: a position created, filled and closed within that second has no
     record and nothing open to adopt. Its orders at the exchange name it; it comes back, closed, with the

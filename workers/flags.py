@@ -27,8 +27,9 @@ class FlaggedPositions:
 
     def flag(self, symbol: str, position_id: str, raw: Any, why: str) -> None:
         if position_id not in self.ids:
-            log.error("position %s (%s) is left to its exchange-side stop: %s. Fix or delete its hash; the "
-                      "engine takes it back when it starts again", position_id, symbol, why)  # fmt: skip
+            log.error("position %s (%s) is left to its exchange-side stop: %s. Fix the field in its hash "
+                      "(docs/operations.md: a position is flagged); the engine takes it back when it starts "
+                      "again", position_id, symbol, why)  # fmt: skip
         self.ids[position_id] = symbol
         self.quarantine.put(f"positions:{symbol}", why, raw, ref=position_id)
         self.client.sadd(self.keys.bad_positions(symbol), position_id)

@@ -346,8 +346,13 @@ class Reconciler:
             cid = parse_client_order_id(order.cl_ord_id)
             if cid and cid.action is IntentAction.OPEN and order.filled > 0 and order.u_time_ms >= since_ms:
                 entries.setdefault(cid.position_id, []).append(order)
+        # Lost: neither its hash nor its transition log is there. A log without its hash is a record damaged
+        # by hand (a flagged position's hash deleted, as its log line allows): restoring it under its own id
+        # would collide with that log (the engine failed to start, seen by an outside read of the code), so
+        # what it held is adopted under a new id like any unknown exchange position.
         known = engine.client.exists
-        return {pid: e for pid, e in entries.items() if not known(engine.keys.pos(symbol, pid))}
+        return {pid: e for pid, e in entries.items()
+                if not known(engine.keys.pos(symbol, pid), engine.keys.log(symbol, pid))}  # fmt: skip
 
     @staticmethod
     def lost_since_ms(engine: Engine) -> int:
