@@ -293,12 +293,26 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from scalper.processes import build_engine
 
     engine = build_engine(settings, symbols=None, shard="all", clock="wall", background_io=False)
+    if not args.dry_run:
+        # A pass that changes Redis while an engine runs would race it (it could adopt, under a second id,
+        # a position that engine has just opened): only with no engine running, and holding the lease an
+        # engine starting meanwhile waits for. Running engines reconcile every engine.reconcile_every_s.
+        leases = engine.client.scan_iter(match=f"{settings.redis.prefix}:lease:*")
+        running = sorted(_s(k) for k in leases)
+        if running or not engine.lease.acquire():
+            print(f"scalper: reconcile: an engine is running ({', '.join(running) or 'lease all'}): it "
+                  f"reconciles every {settings.engine.reconcile_every_s:g} s and after each reconnect; "
+                  "`scalper reconcile --dry-run` shows what a pass would change",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     engine.reconciler.dry_run = args.dry_run  # type: ignore[union-attr]
     engine.bus.ensure_groups(engine.symbols)
     for pos in engine.store.load_live():
         if pos.symbol in engine.book:
             engine.adopt(pos)
     report = engine.reconciler.reconcile(engine, engine.now())  # type: ignore[union-attr]
+    if not args.dry_run:
+        engine.lease.release()
     data = asdict(report)
     if args.json:
         print(inspect.dumps(data))
@@ -310,3 +324,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"{len(report.corrections)} correction(s){' (dry run: nothing changed)' if args.dry_run else ''}"
         )
     return 0 if report.exchange_known else 3
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

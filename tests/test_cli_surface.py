@@ -15,6 +15,7 @@ import pytest
 
 from scalper.cli import build_parser
 from scalper.embedded import embedded_url
+from tests.conftest import RealRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +110,21 @@ def test_a_stopped_run_is_inspected_without_trading(
     again = _scalper("positions", "--all", "--json", cwd=where)
     assert json.loads(again.stdout) == rows
     assert embedded_url(where / "data") is None  # the server started for the reading is gone
+
+
+@pytest.mark.redis
+def test_reconcile_changes_nothing_while_an_engine_runs(real_redis: RealRedis, tmp_path: Path) -> None:
+    """Found by an outside read: `scalper reconcile` ran its own pass beside the running engine, and could
+    adopt, under a second id, a position that engine had just opened. It refuses while an engine holds a
+    lease (the engines reconcile on their own); `--dry-run` still reports. With no engine running it runs,
+    under the lease an engine starting meanwhile waits for, and gives the lease back."""
+    env = {"REDIS_URL": f"unix://{real_redis.socket_path}", "SCALPER_REDIS__STARTUP_WAIT_S": "1"}
+    real_redis.client.set("scalper:lease:all", "engine-all", ex=30)  # an engine owns the shard
+    refused = _scalper("reconcile", env=env, cwd=tmp_path)
+    assert refused.returncode == 2 and "an engine is running (scalper:lease:all)" in refused.stderr
+    dry = _scalper("reconcile", "--dry-run", "--json", env=env, cwd=tmp_path)
+    assert dry.returncode in (0, 3) and "exchange_known" in json.loads(dry.stdout)
+    real_redis.client.delete("scalper:lease:all")
+    ran = _scalper("reconcile", env=env, cwd=tmp_path)
+    assert ran.returncode in (0, 3) and "exchange readable" in ran.stdout, ran.stderr
+    assert not real_redis.client.exists("scalper:lease:all")
