@@ -96,6 +96,11 @@ class RedisSettings(BaseModel):
     startup_wait_s: float = Field(60.0, ge=0)
 
 
+# OKX's first-tier maintenance margin rate of its BTC and ETH perpetuals, percent: what the check of the
+# protective stop against the liquidation price assumes (statemachines/risk.py estimates it per tier).
+MAINTENANCE_PCT = 0.4
+
+
 class RiskSettings(BaseModel):
     model_config = _SECTION
     leverage: int = Field(5, ge=1, le=125)
@@ -124,6 +129,20 @@ class RiskSettings(BaseModel):
     def _stale_order(self) -> RiskSettings:
         if self.stale_emergency_s and self.stale_emergency_s < self.max_price_age_s:
             raise ValueError("stale_emergency_s must be 0 (off) or at least max_price_age_s")
+        return self
+
+    @model_validator(mode="after")
+    def _stop_before_liquidation(self) -> RiskSettings:
+        # The exchange-side stop must trigger before the exchange liquidates: at leverage L an isolated
+        # position is liquidated about 100/L % from its entry, less the maintenance margin (0.4 % at OKX's
+        # first tier for BTC and ETH perpetuals). A stop beyond that never fires.
+        liquidation_pct = 100.0 / self.leverage - MAINTENANCE_PCT
+        if self.protective_stop_pct >= liquidation_pct:
+            raise ValueError(
+                f"protective_stop_pct {self.protective_stop_pct:g} lies beyond the liquidation at leverage "
+                f"{self.leverage} (about {max(liquidation_pct, 0):.2f} % from entry): the exchange-side stop "
+                "would never fire; lower it or the leverage"
+            )
         return self
 
 

@@ -83,6 +83,14 @@ def test_per_symbol_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ("SCALPER_SYMBOLS", '{"BTC-USDT-SWAP": {"exits": {"tp": 2}}}', "unknown setting(s) tp"),
         ("SCALPER_SYMBOLS", '{"btc usdt": {}}', "not an instrument id"),
+        # An outside read: at leverage 20 the default 5 % exchange-side stop lay beyond the liquidation
+        # (about 4.6 % away) and would never have fired.
+        ("SCALPER_RISK__LEVERAGE", "20", "protective_stop_pct 5 lies beyond the liquidation at leverage 20"),
+        (
+            "SCALPER_SYMBOLS",
+            '{"BTC-USDT-SWAP": {"risk": {"leverage": 50, "protective_stop_pct": 2}}}',
+            "symbols.BTC-USDT-SWAP.risk",
+        ),
     ],
 )
 def test_invalid_values_name_the_setting(

@@ -74,10 +74,11 @@ def test_position_size_capped_by_max_notional() -> None:
 
 
 def test_position_size_uses_leverage_and_share_exactly() -> None:
-    r = RiskSettings(leverage=20, balance_share=0.3)
+    r = RiskSettings(leverage=20, balance_share=0.3, protective_stop_pct=3)
     # 1000 × 0.3 × 20 = 6000 wanted, capped at 5000 -> 10; with a higher cap 12 contracts
     assert position_size(D("1000"), D("50000"), BTC, r) == D("10.00")
-    r2 = RiskSettings(leverage=20, balance_share=0.3, max_notional_per_position=D("100000"))
+    r2 = RiskSettings(leverage=20, balance_share=0.3, max_notional_per_position=D("100000"),
+                      protective_stop_pct=3)  # fmt: skip
     assert position_size(D("1000"), D("50000"), BTC, r2) == D("12.00")
 
 
@@ -249,7 +250,7 @@ def test_liquidation_distance_boundary() -> None:
 
 def test_high_leverage_is_refused_by_the_liquidation_gate() -> None:
     """50×: liquidation ~1.56 % away, so a 2 % stop (the widest) would never be reached before it."""
-    r = RiskSettings(leverage=50)
+    r = RiskSettings(leverage=50, protective_stop_pct=1)
     liq = estimate_liq_price(Side.LONG, D(50000), 50)
     c = ctx(liq_price=liq, stop_distance_pct=2.0)
     assert code(c, r) == "liq_too_close"
