@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
     bt.add_argument("--to", dest="end", type=_when, metavar="TIME", help="ISO date/time (UTC) or epoch s")
     bt.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="a setting for this run, e.g. risk.leverage=5 or "
-                         "symbols.BTC-USDT-SWAP.exits.stop_loss_pct=1 (repeatable)")  # fmt: skip
+                         "symbols.BTC-USDT-SWAP.exits.stop_loss_max_pct=1 (repeatable)")  # fmt: skip
     bt.add_argument("--funding", action="append", default=[], metavar="[SYMBOL=]FILE",
                     help="funding rates to charge (OKX funding-rate-history, CSV time,rate, Freqtrade's "
                          "funding candles); repeatable")  # fmt: skip

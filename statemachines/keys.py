@@ -22,7 +22,7 @@
     {prefix}:panic                    STRING  set by `scalper panic`: close everything, no entries
     {prefix}:control                  STREAM  operator commands for the engines (open, close), with their ids
     {prefix}:control:reply:CMD        STRING  the outcome of operator command CMD (JSON), kept a day
-    {prefix}:{SYMBOL}:quarantined     SET     ids of the symbol's positions whose hash cannot be parsed
+    {prefix}:{SYMBOL}:quarantined     SET     flagged positions: hash unparseable or step failed
     {prefix}:dead-letter              STREAM  records a reader could not parse (workers/quarantine.py)
     {prefix}:quarantined              HASH    source -> number of records quarantined
     {prefix}:ledger:{YYYYMMDD}        HASH    the UTC day's trade ledger: position id -> its trade (JSON)

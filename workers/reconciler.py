@@ -1,6 +1,6 @@
 """The reconciler: settle every live position of the engine's shard with the exchange.
 
-Runs at the engine's start, every `reconcile.interval_s`, and after every private-stream reconnect.
+Runs at the engine's start, every `engine.reconcile_every_s`, and after every private-stream reconnect.
 Each position is settled by the rule table of workers/settlement.py; each correction is a transition,
 so it is logged in the position's stream with its reason. Fail closed: if the exchange cannot be read,
 nothing is closed or forgotten, `{prefix}:exchange` says `unknown`, and no entry is taken until a later
