@@ -272,3 +272,12 @@ class LogSettings(BaseModel):
     # logger, message, and the traceback when there is one) for a log collector.
     format: Literal["text", "json"] = "text"
 
+
+class WebSettings(BaseModel):
+    model_config = _SECTION
+    # `scalper web`: the HTTP API, /health, /ready and /metrics. Loopback by default: put a TLS proxy in
+    # front of it before binding anything else.
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (the URL is logged)
+    # The operator's token for the API's actions (close, panic); unset = the API is read-only.
+    token: SecretStr | None = None

@@ -30,12 +30,13 @@ from config.sections import (
     RedisSettings,
     RiskSettings,
     SmartExitSettings,
+    WebSettings,
 )
 
 __all__ = [
     "DAY_S", "MIN_RETENTION_S", "BacktestSettings", "ConfigError", "EngineSettings", "ExchangeSettings",
     "ExitSettings", "IndicatorSettings", "LogSettings", "RedisSettings", "RiskSettings", "Settings",
-    "SmartExitSettings", "SymbolConfig", "SymbolOverrides", "load_settings",
+    "SmartExitSettings", "SymbolConfig", "SymbolOverrides", "WebSettings", "load_settings",
 ]  # fmt: skip
 
 class SymbolOverrides(BaseModel):
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     # The traded instruments (OKX instId) with optional overrides, e.g. {"BTC-USDT-SWAP": {"exits": {...}}}.
     symbols: dict[str, SymbolOverrides] = Field(
         default_factory=lambda: {"BTC-USDT-SWAP": SymbolOverrides(), "ETH-USDT-SWAP": SymbolOverrides()}

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="RQ order worker (non-forking)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
 
+    web = sub.add_parser("web", help="the HTTP API, /health, /ready and Prometheus /metrics over Redis")
+    web.add_argument("--port", type=int, help="listen here instead of web.port (0: any free port)")
     pos = sub.add_parser("positions", help="positions as a table")
     pos.add_argument("--all", action="store_true", help="include closed positions")
     pos.add_argument("--json", action="store_true", help="print JSON (numbers as numbers, times ISO 8601)")
@@ -226,6 +228,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return processes.run_engine(settings, symbols=symbols, shard=shard, clock=args.clock)
     if cmd == "worker":
         return processes.run_worker(settings, burst=args.burst)
+    if cmd == "web":
+        from scalper.web.serve import run_web
+
+        return run_web(settings, port=args.port)
     if cmd == "report":
         from scalper.report_cmd import Window, run_report
 

@@ -27,6 +27,7 @@
     {prefix}:quarantined              HASH    source -> number of records quarantined
     {prefix}:ledger:{YYYYMMDD}        HASH    the UTC day's trade ledger: position id -> its trade (JSON)
     {prefix}:ledger:days              SET     the days that have a ledger
+    {prefix}:web:url                  STRING  where `scalper web` serves (scalper/web/serve.py)
 
 The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
 so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.

@@ -26,7 +26,8 @@ def test_honcho_start_runs_the_procfile_as_the_readme_says(real_redis: RealRedis
     assert "PATH=$PWD/.venv/bin:$PATH honcho start" in (ROOT / "README.md").read_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALPER_")}
     env |= {"REDIS_URL": f"unix://{real_redis.socket_path}", "PATH": f"{BIN}:{env.get('PATH', '')}",
-            "SCALPER_ENGINE__ENTRIES": "manual", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+            "SCALPER_ENGINE__ENTRIES": "manual", "SCALPER_WEB__PORT": "0",  # any free port
+            "PYTHONUNBUFFERED": "1"}  # fmt: skip
     log = (tmp_path / "honcho.log").open("w+")
     proc = subprocess.Popen(["honcho", "start"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
@@ -39,6 +40,7 @@ def test_honcho_start_runs_the_procfile_as_the_readme_says(real_redis: RealRedis
                 "engine": client.exists("scalper:lease:all") == 1,
                 "worker": client.scard("rq:workers") >= 1,
                 "account": any(True for _ in client.scan_iter(match="scalper:paper:*", count=1000)),
+                "web": client.exists("scalper:web:url") == 1,
             }
             if all(up.values()):
                 break
@@ -53,7 +55,7 @@ def test_honcho_start_runs_the_procfile_as_the_readme_says(real_redis: RealRedis
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     out = _tail(log)
-    for name in ("feed", "account", "engine", "worker"):
+    for name in ("feed", "account", "engine", "worker", "web"):
         assert f"{name}.1" in out, out  # honcho started each process of the Procfile
     assert "command not found" not in out and "No such file" not in out, out
 

@@ -1,0 +1,147 @@
+"""What `scalper web` shows, read from Redis: the positions, the day's and the run's totals, the system's
+health. Plain data (numbers as numbers, times ISO 8601 UTC), shared by the JSON API and /metrics. Nothing
+here writes a position.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import redis
+
+from reports.fmt import iso
+from scalper import inspect
+from statemachines.keys import Keys
+from statemachines.ledger import TradeLedger
+from statemachines.lifecycle import STATES
+from statemachines.store import PositionStore
+from workers.relay import QUEUE
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class Views:
+    client: redis.Redis
+    store: PositionStore
+    symbols: list[str]
+
+    @property
+    def keys(self) -> Keys:
+        return self.store.keys
+
+    # --- positions ---
+
+    def positions(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
+        return inspect.positions(self.store, include_closed=include_closed)
+
+    def position(self, position_id: str) -> dict[str, Any]:
+        """The position's fields, its summary row and its whole transition log (times ISO 8601)."""
+        data = inspect.show(self.store, position_id)
+        for entry in data.get("log", []):
+            entry["ts"] = iso(float(entry["ts"]))
+            entry["price"] = float(entry["price"] or 0) or None
+            entry["version"] = int(entry["version"])
+        return data
+
+    def by_state(self) -> dict[str, int]:
+        """How many positions are in each lifecycle state (closed: those Redis still holds)."""
+        pipe = self.client.pipeline(transaction=False)
+        symbols = sorted({*self.symbols, *self.store.symbols()})
+        for symbol in symbols:
+            for state in STATES:
+                pipe.scard(self.keys.state(symbol, state))
+        counts = pipe.execute()
+        out = dict.fromkeys(STATES, 0)
+        for i, n in enumerate(counts):
+            out[STATES[i % len(STATES)]] += int(n)
+        return out
+
+    # --- totals ---
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        """Closed trades today (UTC) and over everything Redis holds: count, net, gross, fees; and what is
+        live. Closed positions still stored and ledger rows are the same trades: each counted once."""
+        now = time.time() if now is None else now
+        today = time.strftime("%Y%m%d", time.gmtime(now))
+        trades: dict[str, tuple[float, Decimal, Decimal]] = {}  # id -> (close time, gross, fees)
+        for rec in TradeLedger(self.client, self.keys).all():
+            trades[rec.id] = (rec.exit_ts, rec.pnl, rec.fees)
+        for symbol in self.store.symbols():
+            for pos in self.store.load_symbol(symbol, states=["closed"]):
+                trades[pos.id] = (pos.state_since, pos.realized_pnl, pos.fees)
+
+        def totals(rows: list[tuple[float, Decimal, Decimal]]) -> dict[str, Any]:
+            gross = sum((g for _, g, _ in rows), Decimal(0))
+            fees = sum((f for _, _, f in rows), Decimal(0))
+            wins = sum(1 for _, g, f in rows if g + f > 0)
+            return {"trades": len(rows), "net": float(gross + fees), "gross": float(gross),
+                    "fees": float(fees), "wins": wins}  # fmt: skip
+        rows = list(trades.values())
+        todays = [r for r in rows if time.strftime("%Y%m%d", time.gmtime(r[0])) == today]
+        states = self.by_state()
+        return {"time": iso(now), "today": totals(todays), "all": totals(rows),
+                "live": sum(n for s, n in states.items() if s != "closed"), "by_state": states}  # fmt: skip
+
+    # --- health ---
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        """Feed lag per symbol, the engines' leases, the order queue, the reconciler's verdict, Redis memory,
+        the panic flag, the quarantined records."""
+        now = time.time() if now is None else now
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for symbol in self.symbols:
+            pipe.xrevrange(k.ticks(symbol), count=1)
+        pipe.hgetall(k.exchange())
+        pipe.exists(k.panic())
+        pipe.hgetall(k.quarantined())
+        pipe.llen(f"rq:queue:{QUEUE}")
+        pipe.zcard(f"rq:wip:{QUEUE}")
+        pipe.zcard(f"rq:failed:{QUEUE}")
+        replies = pipe.execute()
+        feeds = {}
+        for symbol, last in zip(self.symbols, replies, strict=False):
+            ts = float(last[0][1].get(b"ts", 0)) if last else 0.0
+            lag = round(now - ts, 3) if ts else None
+            feeds[symbol] = {"last_tick": iso(ts) if ts else None, "lag_s": lag}
+        exchange, panic, quarantined, queued, started, failed = replies[len(self.symbols):]
+        ex = {_s(a): _s(b) for a, b in exchange.items()}
+        leases = {}
+        for key in self.client.scan_iter(match=f"{k.prefix}:lease:*"):
+            ttl = self.client.pttl(key)
+            leases[_s(key).rsplit(":", 1)[1]] = {"owner": _s(self.client.get(key) or b""),
+                                                 "expires_in_s": ttl / 1000 if ttl > 0 else None}  # fmt: skip
+        memory = self.client.info("memory")
+        return {
+            "time": iso(now),
+            "feeds": feeds,
+            "engines": leases,
+            "exchange": {"state": ex.get("state", "unknown"), "why": ex.get("why", ""),
+                         "since": iso(float(ex["since"])) if ex.get("since") else None},
+            "orders": {"queued": int(queued), "running": int(started), "failed": int(failed)},
+            "redis": {"used_memory_bytes": int(memory.get("used_memory", 0)),
+                      "maxmemory_bytes": int(memory.get("maxmemory", 0))},
+            "panic": bool(panic),
+            "quarantined": {_s(a): int(b) for a, b in quarantined.items()},
+        }
+
+    def ready(self) -> tuple[bool, list[str]]:
+        """Ready for an orchestrator: Redis answers, an engine holds a shard's lease, the exchange's state is
+        known. The reasons when not."""
+        try:
+            self.client.ping()
+        except redis.RedisError as err:
+            return False, [f"redis: {type(err).__name__}"]
+        why = []
+        if not any(True for _ in self.client.scan_iter(match=f"{self.keys.prefix}:lease:*")):
+            why.append("no engine holds a shard's lease")
+        state = _s(self.client.hget(self.keys.exchange(), "state") or b"unknown")
+        if state != "ok":
+            why.append(f"exchange state {state}")
+        return not why, why
