@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     web = sub.add_parser("web", help="the HTTP API, /health, /ready and Prometheus /metrics over Redis")
     web.add_argument("--port", type=int, help="listen here instead of web.port (0: any free port)")
+    web.add_argument("--any-port-if-busy", action="store_true",
+                     help="a taken port is not an error: any free one is used (scalper run)")  # fmt: skip
     pos = sub.add_parser("positions", help="positions as a table")
     pos.add_argument("--all", action="store_true", help="include closed positions")
     pos.add_argument("--json", action="store_true", help="print JSON (numbers as numbers, times ISO 8601)")
@@ -231,7 +233,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if cmd == "web":
         from scalper.web.serve import run_web
 
-        return run_web(settings, port=args.port)
+        return run_web(settings, port=args.port, any_port_if_busy=args.any_port_if_busy)
     if cmd == "report":
         from scalper.report_cmd import Window, run_report
 

@@ -83,6 +83,7 @@ def plan(replay: str | None, speed: float, workers: int, verbose: bool = False,
     children.append(
         Child("feed", _argv(*feed, verbose=verbose))
     )  # last: the venue and the engine are ready for its ticks
+    children.append(Child("web", _argv("web", "--any-port-if-busy", verbose=verbose)))
     return children
 
 

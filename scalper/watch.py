@@ -44,7 +44,19 @@ class Watch:
         self.following: dict[str, _Followed] = {}
         self.known: dict[str, set[str]] = {}  # per symbol, the ids seen: tells the ones that came and went
         self._next = 0.0
+        self._web_before = client.get(self.keys.web_url())  # an earlier run's, until the child rewrites it
+        self._web_said = False
         self._summarise_earlier_runs()
+
+    def _web_url(self) -> None:
+        """Where `scalper web` serves, once it says so (the run's child; an earlier run's address is not
+        taken for it: the watch starts before its children)."""
+        if self._web_said:
+            return
+        url = self.client.get(self.keys.web_url())
+        if url and url != self._web_before:
+            self.say(f"scalper: web API at {url} (/api/positions, /api/health, /metrics)")
+            self._web_said = True
 
     def _summarise_earlier_runs(self) -> None:
         """Positions from earlier runs: a summary; from then on only what is new is printed."""
@@ -81,6 +93,7 @@ class Watch:
             return
         self._next = time.monotonic() + self.every_s
         try:
+            self._web_url()
             self._pass()
         except Exception as err:  # a Redis outage, a poison record: the run goes on
             log.debug("watch: %s", err)
@@ -157,4 +170,4 @@ def _exit(symbol: str, side: str, entry: str, size: str, gross: str) -> str:
         px = exit_price(Decimal(entry), Decimal(gross), Decimal(size), side, contract_values().get(symbol))
     except InvalidOperation:
         return ""
-    return "" if px is None or Decimal(gross) == 0 else f", exit {px:.12g}"
+    return "" if px is None or Decimal(gross) == 0 else f", exit {float(px):.12g}"

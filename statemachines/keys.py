@@ -144,6 +144,9 @@ class Keys:
         """Ids of the symbol's positions whose hash cannot be parsed: flagged, left to their stops."""
         return f"{self.slot(symbol)}:quarantined"
 
+    def web_url(self) -> str:
+        return f"{self.prefix}:web:url"
+
     def dead_letter(self) -> str:
         return f"{self.prefix}:dead-letter"
 

@@ -6,6 +6,7 @@ as `scalper web` would be run."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,11 +21,12 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from config.settings import Settings
+from scalper.embedded import LocalRedis
 from scalper.web.app import build_app
 from statemachines.keys import Keys
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
-from tests.runkit import stored_position
+from tests.runkit import ScalperRun, kill_leftovers, stored_position
 
 pytestmark = pytest.mark.redis
 BTC, ETH = "BTC-USDT-SWAP", "ETH-USDT-SWAP"
@@ -121,15 +123,19 @@ def test_metrics_parse_with_prometheus_client_s_parser(real_redis: RealRedis) ->
     assert samples[("scalper_exchange_known", ())] == 0
 
 
-def test_the_web_process_serves_until_sigterm(real_redis: RealRedis, tmp_path: Path) -> None:
+def test_the_web_process_serves_says_not_ready_when_redis_stops_and_ends_on_sigterm(
+    local_redis: LocalRedis, tmp_path: Path
+) -> None:
+    local_redis.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALPER_")}
-    env |= {"REDIS_URL": f"unix://{real_redis.socket_path}", "PYTHONPATH": str(ROOT)}
+    env |= {"REDIS_URL": f"unix://{local_redis.socket_path}", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "scalper", "web", "--port", "0"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    client = local_redis.client()
     try:
         deadline, url = time.monotonic() + 20, None
         while time.monotonic() < deadline and not url:
-            url = real_redis.client.get("scalper:web:url")
+            url = client.get("scalper:web:url")
             time.sleep(0.05)
         assert url, proc.stdout.read() if proc.poll() is not None else "no URL published"  # type: ignore[union-attr]
         base = url.decode()
@@ -140,6 +146,35 @@ def test_the_web_process_serves_until_sigterm(real_redis: RealRedis, tmp_path: P
             except httpx.ConnectError:
                 time.sleep(0.05)
         assert httpx.get(f"{base}/metrics", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/ready", timeout=5).status_code == 503  # no engine: not ready
+        local_redis.stop()
+        gone = httpx.get(f"{base}/ready", timeout=30)
+        assert gone.status_code == 503 and gone.json()["why"][0].startswith("redis"), gone.text
+        assert httpx.get(f"{base}/health", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_the_demo_run_prints_the_api_address_and_its_metrics_move(tmp_path: Path) -> None:
+    """`scalper run --replay sample` starts `web` and prints where it serves; scraped during the demo, the
+    metrics move (trades close)."""
+    run = ScalperRun(tmp_path, "--replay", "sample", "--speed", "6000", env={"SCALPER_WEB__PORT": "0"})
+    try:
+        run.wait_for("scalper: web API at ", timeout=40)
+        base = re.search(r"web API at (\S+)", run.stdout()).group(1)  # type: ignore[union-attr]
+
+        def scrape() -> dict[str, float]:
+            text = httpx.get(f"{base}/metrics", timeout=5).text
+            return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if not s.labels}  # fmt: skip
+
+        first, deadline = scrape(), time.monotonic() + 60
+        while scrape()["scalper_trades_closed_total"] <= first["scalper_trades_closed_total"]:
+            assert time.monotonic() < deadline, run.stdout()
+            time.sleep(0.5)
+        assert httpx.get(f"{base}/api/summary", timeout=5).json()["all"]["trades"] >= 1
+    finally:
+        code = run.stop()
+        kill_leftovers(run.seen)
+    assert code == 0, run.stderr()[-2000:]

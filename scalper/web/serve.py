@@ -3,6 +3,7 @@ publish in Redis (`{prefix}:web:url`) before the first request."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -12,26 +13,37 @@ import uvicorn
 from config.settings import Settings
 from scalper.connect import redis_client
 from scalper.web.app import build_app
+from statemachines.keys import Keys
 
 log = logging.getLogger("scalper.web")
 
 
-def url_key(prefix: str) -> str:
-    return f"{prefix}:web:url"
+def _bind(host: str, port: int, any_port_if_busy: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        if not any_port_if_busy or err.errno != errno.EADDRINUSE:
+            sock.close()
+            raise
+        log.warning("web: port %d is taken; serving on any free port instead", port)
+        sock.bind((host, 0))
+    return sock
 
 
-def run_web(settings: Settings, port: int | None = None) -> int:
+def run_web(settings: Settings, port: int | None = None, any_port_if_busy: bool = False) -> int:
+    """`any_port_if_busy`: `scalper run`'s child, which must not crash-loop the run over a taken port."""
     client = redis_client(settings)
     app = build_app(settings, client)
     host = settings.web.host
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, settings.web.port if port is None else port))
+    sock = _bind(host, settings.web.port if port is None else port, any_port_if_busy)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
-    client.set(url_key(settings.redis.prefix), url)
+    client.set(Keys(settings.redis.prefix).web_url(), url)
     mode = "operator actions allowed (token set)" if settings.web.token else "read-only (no web.token)"
-    log.warning("web: serving %s (%s)", url, mode)
+    # Standalone (a Procfile), the address is worth a line in the log; `scalper run` prints it itself.
+    log.log(logging.INFO if any_port_if_busy else logging.WARNING, "web: serving %s (%s)", url, mode)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler it found:
     # with this one the process ends with 0 after a stop it was asked for, like every other process here.
