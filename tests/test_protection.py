@@ -48,6 +48,12 @@ def close_at_the_exchange(w: World, pos: Position) -> None:
     stepper.settle_closed(w.pm, pos, trigger="close_filled", reason="close order filled")
 
 
+def opened_with_its_protect_job(w: World) -> tuple[Position, str, WorkerContext, OrderIntent]:
+    """A long of 1 contract, its stop's id, a worker's context and the position's protect intent."""
+    pos = w.opened("long", "1")
+    return pos, cid(pos, IntentAction.PROTECT), ctx(w), intent(w, pos, IntentAction.PROTECT)
+
+
 def live_stops(w: World) -> set[str]:
     return {s.algo_cl_ord_id for s in w.run(w.paper.stops()) if s.state == "live"}
 
@@ -171,10 +177,7 @@ def test_a_stop_placed_while_its_position_closed_is_cancelled_by_its_own_job(rea
 
 def test_the_unprotect_job_waits_for_a_late_stop_and_cancels_it_when_it_lands(real_redis: RealRedis) -> None:
     w = make_world(real_redis.client)
-    pos = w.opened("long", "1")
-    stop_id = cid(pos, IntentAction.PROTECT)
-    job = ctx(w)
-    protect = intent(w, pos, IntentAction.PROTECT)
+    pos, stop_id, job, protect = opened_with_its_protect_job(w)
     w.paper.inject("late", op="place_stop", seconds=2)
     with pytest.raises(OutcomeUnknown):
         w.run(execute(job, protect))
@@ -211,10 +214,7 @@ def test_a_stop_request_that_was_lost_is_forgotten_once_it_can_no_longer_land(re
 
 def test_a_protect_job_records_its_stop_as_placed(real_redis: RealRedis) -> None:
     w = make_world(real_redis.client)
-    pos = w.opened("long", "1")
-    stop_id = cid(pos, IntentAction.PROTECT)
-    job = ctx(w)
-    protect = intent(w, pos, IntentAction.PROTECT)
+    _pos, stop_id, job, protect = opened_with_its_protect_job(w)
     assert w.run(execute(job, protect)) == "protective stop at 47500.0"
     assert record(w).get(BTC, stop_id) == PLACED and stop_id in live_stops(w)
     assert w.run(execute(job, protect)) == "exists: protective stop"  # run again: no second stop
@@ -228,10 +228,7 @@ def test_a_protect_job_run_again_after_its_stop_triggered_sends_no_second_stop(r
     second stop under the same id, which outlived the position. A stop id is now placed at most once: the
     job looks the id up in any state, and one that is gone is not sent again."""
     w = make_world(real_redis.client)
-    pos = w.opened("long", "1")
-    stop_id = cid(pos, IntentAction.PROTECT)
-    job = ctx(w)
-    protect = intent(w, pos, IntentAction.PROTECT)
+    pos, stop_id, job, protect = opened_with_its_protect_job(w)
     assert w.run(execute(job, protect)) == "protective stop at 47500.0"
     w.quote(D(47000))  # through the trigger: the stop flattens the position at the venue
     assert w.stops()[stop_id].state == "effective" and w.exchange_size() == 0
@@ -254,10 +251,7 @@ def test_a_protect_job_does_not_send_again_a_stop_cancelled_at_the_exchange(real
     may refuse it, or keep two stops under one id). The bot-side exits still hold the position; the
     reconciler does not hand the job over again and again."""
     w = make_world(real_redis.client)
-    pos = w.opened("long", "1")
-    stop_id = cid(pos, IntentAction.PROTECT)
-    job = ctx(w)
-    protect = intent(w, pos, IntentAction.PROTECT)
+    _pos, stop_id, job, protect = opened_with_its_protect_job(w)
     w.run(execute(job, protect))
     w.run(w.paper.cancel_stop(BTC, stop_id))
     assert w.run(execute(job, protect)) == "skip: protective stop canceled"
