@@ -281,3 +281,12 @@ class WebSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)  # 0: any free port (the URL is logged)
     # The operator's token for the API's actions (close, panic); unset = the API is read-only.
     token: SecretStr | None = None
+
+
+class NotifySettings(BaseModel):
+    model_config = _SECTION
+    # Where `scalper notify` sends (apprise URLs: tgram://, discord://, slack://, mailto://, json:// a plain
+    # webhook, ...), as a JSON list; secrets (they hold tokens). None: nothing is sent.
+    urls: list[SecretStr] = Field(default_factory=list)
+    # At most this many notifications a minute; the rest are counted and said in one line after it.
+    max_per_minute: int = Field(20, ge=1, le=600)

@@ -27,6 +27,7 @@ from config.sections import (
     ExitSettings,
     IndicatorSettings,
     LogSettings,
+    NotifySettings,
     RedisSettings,
     RiskSettings,
     SmartExitSettings,
@@ -35,8 +36,8 @@ from config.sections import (
 
 __all__ = [
     "DAY_S", "MIN_RETENTION_S", "BacktestSettings", "ConfigError", "EngineSettings", "ExchangeSettings",
-    "ExitSettings", "IndicatorSettings", "LogSettings", "RedisSettings", "RiskSettings", "Settings",
-    "SmartExitSettings", "SymbolConfig", "SymbolOverrides", "WebSettings", "load_settings",
+    "ExitSettings", "IndicatorSettings", "LogSettings", "NotifySettings", "RedisSettings", "RiskSettings",
+    "Settings", "SmartExitSettings", "SymbolConfig", "SymbolOverrides", "WebSettings", "load_settings",
 ]  # fmt: skip
 
 class SymbolOverrides(BaseModel):
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     # The traded instruments (OKX instId) with optional overrides, e.g. {"BTC-USDT-SWAP": {"exits": {...}}}.
     symbols: dict[str, SymbolOverrides] = Field(
         default_factory=lambda: {"BTC-USDT-SWAP": SymbolOverrides(), "ETH-USDT-SWAP": SymbolOverrides()}

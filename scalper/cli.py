@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="RQ order worker (non-forking)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
 
+    sub.add_parser("notify", help="send what needs a person through apprise (notify.urls): opens, closes, "
+                   "risk stops, exchange state, panic, quarantined records")  # fmt: skip
     web = sub.add_parser("web", help="the HTTP API, /health, /ready and Prometheus /metrics over Redis")
     web.add_argument("--port", type=int, help="listen here instead of web.port (0: any free port)")
     web.add_argument("--any-port-if-busy", action="store_true",
@@ -230,6 +232,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return processes.run_engine(settings, symbols=symbols, shard=shard, clock=args.clock)
     if cmd == "worker":
         return processes.run_worker(settings, burst=args.burst)
+    if cmd == "notify":
+        from scalper.notify import run_notify
+
+        stop = processes.stop_on_signals()
+        return run_notify(settings, stop.is_set)
     if cmd == "web":
         from scalper.web.serve import run_web
 

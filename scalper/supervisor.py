@@ -71,7 +71,7 @@ def _argv(*args: str, verbose: bool = False) -> list[str]:
 
 
 def plan(replay: str | None, speed: float, workers: int, verbose: bool = False,
-         lockstep: bool = False) -> list[Child]:  # fmt: skip
+         lockstep: bool = False, notify: bool = False) -> list[Child]:  # fmt: skip
     feed = ["feed"] + (["--replay", replay, "--speed", str(speed)] if replay else [])
     feed += ["--lockstep"] if replay and lockstep else []
     engine = ["engine"] + (["--clock", "data"] if replay else [])
@@ -84,6 +84,8 @@ def plan(replay: str | None, speed: float, workers: int, verbose: bool = False,
         Child("feed", _argv(*feed, verbose=verbose))
     )  # last: the venue and the engine are ready for its ticks
     children.append(Child("web", _argv("web", "--any-port-if-busy", verbose=verbose)))
+    if notify:  # only with somewhere to send
+        children.append(Child("notify", _argv("notify", verbose=verbose)))
     return children
 
 
@@ -247,7 +249,7 @@ def run(
             print(f"scalper: embedded Redis at unix://{server.socket_path} (data in {data_dir}/)")
             print(f"scalper: inspect with: {cli_path()} -s {server.socket_path}")
         try:
-            children = plan(replay, speed, workers, verbose, lockstep)
+            children = plan(replay, speed, workers, verbose, lockstep, notify=bool(settings.notify.urls))
             code = _supervise(settings, env, children, policy, duration, replay is not None,
                               stopping)  # fmt: skip
             from scalper.report_cmd import print_summary_at_stop

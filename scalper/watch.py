@@ -35,12 +35,30 @@ class _Followed:
     last_entry: str = "-"  # the log stream id of the last transition printed ("-": none yet)
 
 
+@dataclass(frozen=True)
+class Transition:
+    """One transition as the watch saw it, for those who want more than its line (scalper/notify.py)."""
+
+    position_id: str
+    symbol: str
+    side: str
+    source: str  # "" for the creation
+    dest: str
+    trigger: str
+    reason: str
+    gross: str  # the position's realized PnL and fees as stored ("?" when unknown)
+    fees: str
+    line: str  # what the run prints for it
+
+
 class Watch:
-    """`client` decodes responses (decode_responses=True)."""
+    """`client` decodes responses (decode_responses=True). `on_transition`: told of every new transition."""
 
     def __init__(self, client: redis.Redis, prefix: str, *, every_s: float = 0.25,
-                 say: Callable[[str], None] = print) -> None:  # fmt: skip
+                 say: Callable[[str], None] = print,
+                 on_transition: Callable[[Transition], None] | None = None) -> None:  # fmt: skip
         self.client, self.keys, self.every_s, self.say = client, Keys(prefix), every_s, say
+        self.on_transition = on_transition
         self.following: dict[str, _Followed] = {}
         self.known: dict[str, set[str]] = {}  # per symbol, the ids seen: tells the ones that came and went
         self._next = 0.0
@@ -149,7 +167,12 @@ class Watch:
                 extra = f" ({e['reason']})" if e.get("reason") else ""
                 if e.get("to") == "closed":
                     extra += _result(pnl, fees) + _exit(f.symbol, side, entry, size, pnl)
-                self.say(f"  {pid} {f.symbol} {side:<5} {what:<22} {e.get('trigger')}{extra}")
+                line = f"  {pid} {f.symbol} {side:<5} {what:<22} {e.get('trigger')}{extra}"
+                self.say(line)
+                if self.on_transition is not None:
+                    self.on_transition(Transition(pid, f.symbol, side, e.get("from") or "", e.get("to") or "",
+                                                  e.get("trigger") or "", e.get("reason") or "", pnl, fees,
+                                                  line.strip()))  # fmt: skip
                 f.last_entry = entry_id
             if not entries or entries[-1][1].get("to") == "closed":
                 del self.following[pid]  # closed and printed, or gone: nothing more will come

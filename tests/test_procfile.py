@@ -55,7 +55,7 @@ def test_honcho_start_runs_the_procfile_as_the_readme_says(real_redis: RealRedis
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     out = _tail(log)
-    for name in ("feed", "account", "engine", "worker", "web"):
+    for name in ("feed", "account", "engine", "worker", "web", "notify"):
         assert f"{name}.1" in out, out  # honcho started each process of the Procfile
     assert "command not found" not in out and "No such file" not in out, out
 
