@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -23,6 +24,7 @@ from exchanges.paper.remote import PaperVenue
 from exchanges.tiers import OKX_ISOLATED_SWAP_TIERS, PositionTiers, TierDataError, load_position_tiers
 from statemachines.keys import Keys
 from workers.events import EventBus, order_fields, position_fields
+from workers.tickpath import new_guard
 
 log = logging.getLogger("scalper.account")
 
@@ -43,7 +45,21 @@ def paper_venue(settings: Settings, client: redis.Redis) -> PaperVenue:
         starting_balance=ex.paper_balance,
     )  # fmt: skip
     return PaperVenue(client, exchange, Keys(settings.redis.prefix), list(settings.symbols),
-                      history_s=ex.paper_history_s, spread_bps=ex.paper_spread_bps)  # fmt: skip
+                      history_s=ex.paper_history_s, spread_bps=ex.paper_spread_bps,
+                      accept=quote_guard(settings))  # fmt: skip
+
+
+def quote_guard(settings: Settings) -> Callable[[str, float, float], bool]:
+    """The engine's tick guard (workers/tickguard.py), one per symbol, for the paper venue's quotes: a bad
+    print in the feed (chaos seed 111654074: BTC at 4.69) must not trigger stops or liquidate at a price no
+    exchange traded. Band and confirmation only: the venue runs on the host's clock, not the exchange's."""
+    guards = {s: new_guard(settings) for s in settings.symbols}
+
+    def accept(symbol: str, ts: float, px: float) -> bool:
+        guard = guards.get(symbol)
+        return guard is None or not guard.check(ts, px, None)
+
+    return accept
 
 
 def position_tiers(settings: Settings) -> PositionTiers:

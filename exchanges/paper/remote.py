@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -96,10 +96,13 @@ class PaperVenue:
         *,
         history_s: float = 0,
         spread_bps: float = 0.0,
+        accept: Callable[[str, float, float], bool] | None = None,
     ) -> None:
         """`history_s`: finished orders, stops, fills and served requests are kept this long (0 = forever;
         the account process passes `exchange.paper_history_s`); `spread_bps`: the quote made around a tick
-        that has no bid and ask (`exchange.paper_spread_bps`)."""
+        that has no bid and ask (`exchange.paper_spread_bps`); `accept(symbol, ts, px)`: whether a tick may
+        move the venue's market (the account process passes the engine's tick guard: one bad print in the
+        feed would otherwise trigger stops and liquidate at a price no exchange ever traded)."""
         self.client = client
         self.exchange = exchange
         self.keys = keys
@@ -112,6 +115,8 @@ class PaperVenue:
         self.quotes = 0
         self.retention = PaperRetention(exchange.state, served_key(keys), history_s)
         self.spread_bps = Decimal(repr(spread_bps))
+        self.accept = accept
+        self.dropped = 0  # ticks the guard kept from moving the market
 
     async def start(self) -> None:
         # Resume quotes from the newest tick (a stale quote would fill at a price long gone).
@@ -168,10 +173,14 @@ class PaperVenue:
                 bid, ask = ledger.quote_around(px, self.spread_bps)
             if not (px > 0 and bid > 0 and ask >= bid):
                 return
-        except (KeyError, ArithmeticError):
+            ts = float(f.get("ts") or 0)
+        except (KeyError, ArithmeticError, ValueError):
             return
         symbol = Keys.symbol_of(key)
-        await self.exchange.on_quote(symbol, bid, ask, float(f.get("ts") or 0))
+        if self.accept is not None and not self.accept(symbol, ts, float(px)):
+            self.dropped += 1
+            return
+        await self.exchange.on_quote(symbol, bid, ask, ts)
         self.quotes += 1
 
     async def _serve(self, req: dict[str, str]) -> None:
