@@ -60,7 +60,7 @@ def row(pos: Position, ct_val: Decimal | None = None) -> dict[str, Any]:
         "peak_pnl_pct": pos.peak_pnl_pct, "exit_reason": pos.exit_reason,
         "net": float(pos.realized_pnl + pos.fees), "gross": float(pos.realized_pnl), "fees": float(pos.fees),
         "opened": _iso(pos.opened_at or pos.created_at), "closed": _iso(pos.state_since) if closed else None,
-        "version": pos.version,
+        "state_since": _iso(pos.state_since), "version": pos.version,
     }  # fmt: skip
 
 

@@ -10,6 +10,8 @@
     POST /api/positions/{id}/close    close it (through its closing state), as `scalper close`
     POST /api/panic, /api/panic/off   as `scalper panic` and `scalper panic --off`
     GET  /metrics                     Prometheus (scalper/web/metrics.py)
+    GET  /, /positions/{id}           the dashboard (dashboard.html): live from /api/stream, a position's log
+    GET  /api/stream                  server-sent events, each second: positions, closed trades, health
 
 It never writes a position: the actions go through the operator command path of the CLI (scalper/inspect.py,
 workers/commands.py), so an engine applies them, once. They need `Authorization: Bearer <web.token>`; with
@@ -18,15 +20,19 @@ no token set the API is read-only. JSON numbers are numbers, times ISO 8601 UTC.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from config.settings import Settings
@@ -39,6 +45,8 @@ from workers import commands
 log = logging.getLogger("scalper.web")
 
 Handler = Callable[[Request], Response]
+DASHBOARD = (Path(__file__).with_name("dashboard.html")).read_text()
+STREAM_EVERY_S = 1.0
 
 
 def build_app(settings: Settings, client: redis.Redis) -> Starlette:
@@ -116,6 +124,25 @@ def build_app(settings: Settings, client: redis.Redis) -> Starlette:
     def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    def page(_: Request) -> Response:
+        return HTMLResponse(DASHBOARD)
+
+    async def stream(request: Request) -> Response:
+        """The dashboard's data, once a second, as server-sent events (read in the thread pool: Redis is
+        read with the sync client)."""
+
+        async def events() -> AsyncIterator[str]:
+            while not await request.is_disconnected():
+                try:
+                    board = await run_in_threadpool(views.board)
+                    yield f"data: {json.dumps(board)}\n\n"
+                except redis.RedisError as err:
+                    yield f"event: trouble\ndata: {json.dumps({'error': type(err).__name__})}\n\n"
+                await asyncio.sleep(STREAM_EVERY_S)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})  # fmt: skip
+
     routes = [
         Route("/health", health),
         Route("/ready", reads(ready)),
@@ -128,5 +155,8 @@ def build_app(settings: Settings, client: redis.Redis) -> Starlette:
         Route("/api/panic", action(panic), methods=["POST"]),
         Route("/api/panic/off", action(panic), methods=["POST"]),
         Route("/metrics", reads(metrics)),
+        Route("/", page),
+        Route("/positions/{id}", page),
+        Route("/api/stream", stream),
     ]
     return Starlette(routes=routes)

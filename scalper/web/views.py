@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,11 +15,16 @@ import redis
 
 from reports.fmt import iso
 from scalper import inspect
+from scalper.run_history import contract_values
 from statemachines.keys import Keys
 from statemachines.ledger import TradeLedger
 from statemachines.lifecycle import STATES
 from statemachines.store import PositionStore
 from workers.relay import QUEUE
+
+
+def _epoch(iso_time: str) -> float:
+    return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
 
 
 def _s(v: Any) -> str:
@@ -61,6 +67,38 @@ class Views:
         for i, n in enumerate(counts):
             out[STATES[i % len(STATES)]] += int(n)
         return out
+
+    def board(self) -> dict[str, Any]:
+        """What the dashboard shows, in one read a second: the live positions with their mark, net PnL if
+        closed at the mark (before the exit fee) and whether the exchange holds their stop; the latest
+        closed trades; the totals; the health strip."""
+        health = self.health()
+        marks = {s: f["price"] for s, f in health["feeds"].items() if f.get("price")}
+        # The engine's clock: the exchange's, or in a replay the data's, which may run ahead of this host's.
+        clocks = {s: _epoch(f["last_tick"]) for s, f in health["feeds"].items() if f.get("last_tick")}
+        ct = contract_values()
+        live = self.positions()
+        placed = self._placed_stops({r["symbol"] for r in live})
+        now = time.time()
+        for r in live:
+            mark, sign = marks.get(r["symbol"]), 1 if r["side"] == "long" else -1
+            value = ct.get(r["symbol"])
+            r["mark"] = mark
+            r["unrealized_net"] = (round((mark - r["entry"]) * r["size"] * float(value) * sign + r["fees"], 2)
+                                   if mark and r["entry"] and value else None)  # fmt: skip
+            r["stop_at_exchange"] = f"{r['id']}s1" in placed
+            since = r.get("state_since")
+            clock = max(now, clocks.get(r["symbol"], 0.0))
+            r["in_state_s"] = round(max(0.0, clock - _epoch(since)), 1) if since else None
+        closed = [r for r in self.positions(include_closed=True) if r["state"] in ("closed", "archived")]
+        return {"positions": live, "closed": closed[-20:][::-1], "summary": self.summary(), "health": health}
+
+    def _placed_stops(self, symbols: set[str]) -> set[str]:
+        pipe = self.client.pipeline(transaction=False)
+        ordered = sorted(symbols)
+        for symbol in ordered:
+            pipe.hgetall(self.keys.stops(symbol))
+        return {_s(k) for raw in pipe.execute() for k, v in raw.items() if _s(v) == "placed"}
 
     # --- totals ---
 
@@ -107,9 +145,10 @@ class Views:
         replies = pipe.execute()
         feeds = {}
         for symbol, last in zip(self.symbols, replies, strict=False):
-            ts = float(last[0][1].get(b"ts", 0)) if last else 0.0
+            fields = {_s(a): _s(b) for a, b in last[0][1].items()} if last else {}
+            ts, px = float(fields.get("ts") or 0), float(fields.get("px") or 0)
             lag = round(now - ts, 3) if ts else None
-            feeds[symbol] = {"last_tick": iso(ts) if ts else None, "lag_s": lag}
+            feeds[symbol] = {"last_tick": iso(ts) if ts else None, "lag_s": lag, "price": px or None}
         exchange, panic, quarantined, queued, started, failed = replies[len(self.symbols):]
         ex = {_s(a): _s(b) for a, b in exchange.items()}
         leases = {}
