@@ -40,7 +40,7 @@ class Browser:
                 raise RuntimeError("chromium did not open its DevTools port")
             time.sleep(0.05)
         port, path = port_file.read_text().split()[:2]
-        self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=50_000_000)
+        self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=50_000_000).__enter__()
         self.ids = itertools.count(1)
         self.session = ""
         target = self.call("Target.createTarget", url="about:blank")["targetId"]

@@ -365,3 +365,22 @@ def test_no_retention_can_make_a_removed_position_look_lost_to_the_reconciler() 
     # The reconciler restores a position with no record from an entry order of the last
     # LOST_RECORD_MAX_AGE_S; a position is removed at the earliest MIN_RETENTION_S after it closed.
     assert MIN_RETENTION_S > 2 * LOST_RECORD_MAX_AGE_S
+
+
+def test_a_passing_redis_refusal_propagates_and_a_bad_key_is_logged_in_words(
+    real_redis: RealRedis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (clean-clone CI, test_redis_outages): a pass during a BUSY script logged redis-py's own
+    text ("...of pipeline caused error: BUSY Redis is busy running a script"). A passing refusal now
+    propagates, so the engine waits it out with its one line in words; a key of the wrong type is still
+    logged once and the pass skipped."""
+    sweep = retention(real_redis.client)
+    busy = redis.ResponseError("Command # 1 (SCARD k) of pipeline caused error: BUSY Redis is busy running a "
+                               "script")  # fmt: skip
+    monkeypatch.setattr(sweep, "_sweep", lambda now: (_ for _ in ()).throw(busy))
+    with pytest.raises(redis.ResponseError):
+        sweep.run_once(1e9)
+    wrong = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    monkeypatch.setattr(sweep, "_sweep", lambda now: (_ for _ in ()).throw(wrong))
+    assert sweep.run_once(2e9) is None
+    assert "retention pass skipped: WRONGTYPE" in caplog.text

@@ -23,6 +23,7 @@ from config.settings import DAY_S, EngineSettings
 from statemachines.archive import ArchiveResult, ClosedArchive
 from statemachines.keys import Keys
 from statemachines.ledger import TradeLedger
+from workers.redis_trouble import transient
 
 log = logging.getLogger("scalper.retention")
 
@@ -65,13 +66,16 @@ class ClosedRetention:
     def run_once(self, now: float) -> Sweep | None:
         """Archive what closed since the last call and remove what is past the retention; None when not due
         yet. A Redis error reply (a key of the wrong type, a script refused) is logged and the call skipped;
-        a lost connection propagates, as from any other step of the engine's loop."""
+        a lost connection or a passing refusal (BUSY, OOM, ...) propagates, as from any other step of the
+        engine's loop, which waits it out with one line in words (workers/redis_trouble.py)."""
         if 0 <= now - self._last < EVERY_S:  # (a clock set back does not pause it)
             return None
         self._last = now
         try:
             sweep = self._sweep(now)
         except redis.ResponseError as err:
+            if transient(err):  # BUSY, OOM, READONLY...: an outage, ridden out like a lost connection
+                raise
             if str(err) != self._failing:
                 log.warning("retention pass skipped: %s", err)
                 self._failing = str(err)

@@ -15,6 +15,7 @@ something at most every EVERY_S and then a bounded amount of work.
 from __future__ import annotations
 
 import logging
+import re
 
 import redis
 
@@ -81,6 +82,8 @@ class PaperRetention:
         try:
             return self._sweep(now)
         except redis.ResponseError as err:
+            if _passing(err):  # BUSY, OOM, READONLY...: an outage the venue's loop waits out
+                raise
             log.warning("paper: retention pass skipped: %s", err)
             return None
         finally:
@@ -124,3 +127,12 @@ class PaperRetention:
 
 def _s(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+_PASSING = re.compile(r"(?:^|error: )(BUSY|OOM|READONLY|LOADING|MISCONF|MASTERDOWN|TRYAGAIN)\b")
+
+
+def _passing(err: redis.ResponseError) -> bool:
+    """A refusal that passes with the outage, alone or in a pipeline's words (the exchanges layer does not
+    import workers/redis_trouble.py's diagnosis)."""
+    return bool(_PASSING.search(str(err)))
