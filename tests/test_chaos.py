@@ -34,8 +34,8 @@ def system(real_redis: RealRedis, tmp_path: Path) -> Iterator[System]:
 def test_fifty_sigkills_venue_redis_and_poison_faults_leave_every_invariant_intact(system: System) -> None:
     print(f"\nchaos CI pass, paper: seed {SEED} (SCALPER_CHAOS_SEED={SEED} reproduces it)")
     t0 = time.monotonic()
-    # Settling may take a minute: an order job whose retry RQ scheduled waits for a scheduler, and the lock of
-    # one that died with its worker outlives it by RQ's 61 s (seed 364066846; RELIABILITY.md, Known limits).
+    # Settling has room: an order job whose retry RQ scheduled waits for a scheduler, whose lock outlives a
+    # dead one by 5 s now (61 s before: seed 364066846, RELIABILITY.md finding 25), on a loaded machine too.
     report = Chaos(system, SEED).run(kills=KILLS, max_seconds=120, settle_timeout=90)
     print(f"chaos CI pass: {report.summary()} total={time.monotonic() - t0:.1f}s")
     print(f"  transitions: {dict(sorted(report.triggers.items()))}")
