@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import redis
 
 from config.settings import Settings
 from reports.fmt import money
-from scalper.watch import Transition, Watch
+from scalper.watch import Transition, Watch, result
 from statemachines.keys import Keys
 from statemachines.ledger import utc_day
 from workers.riskstate import RiskState
@@ -81,8 +81,9 @@ class Notifier:
         pipe.hgetall(k.quarantined())
         replies = pipe.execute()
         now = self.clock()
-        daily = self.risk.snapshot(self.symbols[0], now).daily_pnl if self.symbols else Decimal(0)
-        cooldowns = {s: self.risk.snapshot(s, now).cooldown_until for s in self.symbols}
+        snaps = {s: self.risk.snapshot(s, now) for s in self.symbols}  # the day's PnL is in each one
+        daily = snaps[self.symbols[0]].daily_pnl if self.symbols else Decimal(0)
+        cooldowns = {s: snap.cooldown_until for s, snap in snaps.items()}
         return {"exchange": replies[0] or "unknown", "why": replies[1] or "", "panic": bool(replies[2]),
                 "quarantined": {a: int(b) for a, b in replies[3].items()}, "day": utc_day(now),
                 "daily_pnl": daily, "cooldowns": cooldowns, "now": now}  # fmt: skip
@@ -120,7 +121,9 @@ class Notifier:
         if t.dest == "open" and t.source == "opening":
             self._say(f"{t.symbol} {t.side} opened", f"position {t.position_id}: {t.reason}")
         elif t.dest == "closed" and t.trigger != "entry_failed":
-            self._say(f"{t.symbol} {t.side} closed", f"position {t.position_id}: {_result(t)}")
+            why = t.reason or t.trigger
+            self._say(f"{t.symbol} {t.side} closed", f"position {t.position_id}: {result(t.gross, t.fees)}, "
+                      f"exit reason {why}")  # fmt: skip
         if t.trigger in ("external_close", "resync") or (t.dest == "opening" and "adopt" in t.reason):
             self._say("reconciler correction", f"{t.symbol} {t.position_id}: {t.trigger} ({t.reason})")
 
@@ -151,15 +154,6 @@ class Notifier:
                 log.warning("notify: %r was not delivered", title)
         except Exception as err:  # a chat service down is logged, never the end of the notifier
             log.warning("notify: %r failed: %s", title, type(err).__name__)
-
-
-def _result(t: Transition) -> str:
-    try:
-        gross, fees = Decimal(t.gross), Decimal(t.fees)
-    except InvalidOperation:
-        return f"{t.reason}"
-    return (f"net {money(gross + fees, sign=True)} (gross {money(gross, sign=True)}, fees "
-            f"{money(fees, sign=True)}), exit reason {t.reason or t.trigger}")  # fmt: skip
 
 
 def run_notify(settings: Settings, stopping: Callable[[], bool]) -> int:

@@ -166,7 +166,7 @@ class Watch:
                 what = f"{e.get('from') or 'new'} -> {e.get('to')}"
                 extra = f" ({e['reason']})" if e.get("reason") else ""
                 if e.get("to") == "closed":
-                    extra += _result(pnl, fees) + _exit(f.symbol, side, entry, size, pnl)
+                    extra += f"  {result(pnl, fees)}" + _exit(f.symbol, side, entry, size, pnl)
                 line = f"  {pid} {f.symbol} {side:<5} {what:<22} {e.get('trigger')}{extra}"
                 self.say(line)
                 if self.on_transition is not None:
@@ -178,13 +178,14 @@ class Watch:
                 del self.following[pid]  # closed and printed, or gone: nothing more will come
 
 
-def _result(gross: str, fees: str) -> str:
-    """A closed position's result, net of fees first (fees are negative when charged): a loss reads as one."""
+def result(gross: str, fees: str) -> str:
+    """A closed position's result as stored, net of fees first (fees are negative when charged): a loss
+    reads as one. Also scalper/notify.py's."""
     try:
         g, f = Decimal(gross), Decimal(fees)
     except InvalidOperation:  # a hash that lost a field: what is there, as it is
-        return f"  pnl {gross} fees {fees}"
-    return f"  net {money(g + f, sign=True)} (gross {money(g, sign=True)}, fees {money(f, sign=True)})"
+        return f"pnl {gross} fees {fees}"
+    return f"net {money(g + f, sign=True)} (gross {money(g, sign=True)}, fees {money(f, sign=True)})"
 
 
 def _exit(symbol: str, side: str, entry: str, size: str, gross: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import redis
 
-from scalper.watch import Watch, _exit, _result
+from scalper.watch import Watch, _exit, result
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
 from tests.runkit import LIFECYCLE, stored_position
@@ -101,7 +101,7 @@ def test_a_pass_costs_the_same_with_hundreds_of_closed_positions_as_with_none(re
 def test_a_closed_line_leads_with_net_pnl_and_gives_the_exit_price() -> None:
     """Net first, so a loss reads as one; the exit price from the gross PnL (BTC-USDT-SWAP: 0.01 BTC a
     contract): 2 contracts long from 50,000 that made +3.00 gross left at 50,150."""
-    assert _result("3", "-4.5") == "  net -1.50 (gross +3.00, fees -4.50)"
+    assert result("3", "-4.5") == "net -1.50 (gross +3.00, fees -4.50)"
     assert _exit("BTC-USDT-SWAP", "long", "50000", "2", "3") == ", exit 50150"
     assert _exit("BTC-USDT-SWAP", "short", "50000", "2", "3") == ", exit 49850"
     assert _exit("NOPE-USDT-SWAP", "long", "50000", "2", "3") == ""  # no contract value known: nothing
