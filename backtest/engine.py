@@ -34,6 +34,7 @@ class BacktestEngine(TickPath):
     def __init__(self, settings: Settings, symbols: list[str], venue: SimVenue,
                  instruments: dict[str, Instrument]) -> None:  # fmt: skip
         self.venue = venue
+        self.strategy_failures: dict[str, tuple[float, str]] = {}  # symbol -> (market time, why)
         self.risk = MemoryRisk(settings, stops=venue.live_stops)
         entries = StrategyEntries(settings, riskstate=self.risk)
         entries.new_id = sequential_ids()
@@ -68,6 +69,10 @@ class BacktestEngine(TickPath):
 
     def _bad_position(self, pos: Position, why: str) -> None:
         raise BacktestBug(f"{pos.symbol} {pos.id}: {why}")
+
+    def strategy_quarantined(self, symbol: str, why: str) -> None:
+        # As live: the symbol gets no more entries, its positions keep their exits, and the run says so.
+        self.strategy_failures[symbol] = (self.now(), why)
 
     # --- one tick ---
 

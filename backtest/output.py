@@ -25,6 +25,7 @@ def run_result(result: BacktestResult, data: LoadedData, overrides: list[str]) -
         "bars": str(result.bars) if result.bars else "– (ticks)",
         "ticks": str(result.ticks),
         "settings": "; ".join(overrides) or "defaults",
+        "strategy": result.strategy,
     }
     if result.dropped_ticks:
         meta["ticks dropped"] = f"{result.dropped_ticks} (by the live tick guard)"
@@ -34,6 +35,8 @@ def run_result(result: BacktestResult, data: LoadedData, overrides: list[str]) -
         meta["entries refused by the risk gates"] = ", ".join(f"{k} {v}" for k, v in result.refusals.items())
     if result.liquidations:
         meta["liquidations"] = str(result.liquidations)
+    for symbol, (ts, why) in result.strategy_failures.items():
+        meta[f"strategy quarantined on {symbol}"] = f"from {_utc(ts)}: {why}"
     return RunResult(trades=result.trades, equity=result.equity, starting_balance=result.start_balance,
                      start_ts=result.start_ts, end_ts=result.end_ts, source="backtest",
                      prices=result.prices, meta=meta)  # fmt: skip

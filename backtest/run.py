@@ -61,6 +61,9 @@ class BacktestResult:
     refusals: dict[str, int]
     prices: dict[str, tuple[list[float], list[float]]]  # per symbol, one price per equity sample
     liquidations: int
+    # The strategy raised on these symbols and was quarantined there from then: symbol -> (time, why).
+    strategy_failures: dict[str, tuple[float, str]] = field(default_factory=dict)
+    strategy: str = ""  # engine.strategy
 
 
 def _merged(data: list[SymbolData]) -> Iterator[tuple[float, str, float, float | None, float | None]]:
@@ -146,7 +149,8 @@ def run_backtest(
         start_ts=start_ts, end_ts=end_ts, symbols=symbols, bars=sum(d.bars for d in data), ticks=ticks,
         dropped_ticks=engine.dropped_ticks, entries_failed=engine.entries_failed,
         refusals=dict(sorted(engine.strategy_entries.refusals.items())), prices=prices,
-        liquidations=venue.liquidations,
+        liquidations=venue.liquidations, strategy_failures=dict(engine.strategy_failures),
+        strategy=settings.engine.strategy,
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ the estimated round-trip fee.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -213,6 +214,11 @@ class BacktestSettings(BaseModel):
     latency_ms: float = Field(5.0, ge=0, le=60_000)
 
 
+DEFAULT_STRATEGY = "statemachines.strategy:ScalpingStrategy"
+# A module path or a .py file, a colon, a class name.
+STRATEGY_SPEC = re.compile(r"^[^:\s][^:]*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class EngineSettings(BaseModel):
     model_config = _SECTION
     lease_ttl_s: float = Field(5.0, gt=0.5)  # a dead engine's shard is taken over within this
@@ -223,8 +229,12 @@ class EngineSettings(BaseModel):
     redis_restart_hold_s: float = Field(15.0, ge=0)
     # Exchange positions the bot does not know: adopt (with fresh stops), close (adopt, then close), ignore.
     unknown_positions: Literal["adopt", "close", "ignore"] = "adopt"
-    # Where entries come from: the default scalping strategy, or only `scalper open` (manual).
+    # Where entries come from: the strategy below, or only `scalper open` (manual).
     entries: Literal["strategy", "manual"] = "strategy"
+    # The entry strategy (docs/strategies.md): `package.module:Class` importable by Python, or
+    # `path/to/file.py:Class`. Its parameters are the `strategy` section (SCALPER_STRATEGY__<PARAM>),
+    # checked against the class's own `Params` model when a process starts.
+    strategy: str = DEFAULT_STRATEGY
     # Positions of a symbol with no tick are stepped on a timer this often (a close, a panic and the
     # stale-price emergency act without ticks; the other exits wait for a fresh price).
     idle_step_s: float = Field(0.5, gt=0, le=5)
@@ -245,6 +255,13 @@ class EngineSettings(BaseModel):
     closed_retention_s: float = Field(3 * DAY_S, ge=0)
     # A day's trade ledger is kept this many days after its last write (0 = forever).
     ledger_retention_days: int = Field(400, ge=0)
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_spec(cls, spec: str) -> str:
+        if not STRATEGY_SPEC.match(spec):
+            raise ValueError("expected package.module:Class or path/to/file.py:Class")
+        return spec
 
     @field_validator("closed_retention_s")
     @classmethod

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    # The parameters of `engine.strategy`, validated by the strategy's own `Params` model when it is loaded
+    # (workers/strategies.py): SCALPER_STRATEGY__CROSS_BAND_ATR=0.1, or --set strategy.cross_band_atr=0.1.
+    strategy: dict[str, Any] = Field(default_factory=dict)
     # The traded instruments (OKX instId) with optional overrides, e.g. {"BTC-USDT-SWAP": {"exits": {...}}}.
     symbols: dict[str, SymbolOverrides] = Field(
         default_factory=lambda: {"BTC-USDT-SWAP": SymbolOverrides(), "ETH-USDT-SWAP": SymbolOverrides()}

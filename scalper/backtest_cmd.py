@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(**overrides_of(args.overrides))
+        from workers.strategies import check_strategy
+
+        check_strategy(settings)
     except ConfigError as err:
         print(f"scalper: {err}", file=sys.stderr)
         return 2

@@ -166,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return backtest_cmd.run(args)
     try:
         settings = load_settings()
+        if args.command in ("run", "engine"):  # the processes that run the strategy: it must load first
+            from workers.strategies import check_strategy
+
+            check_strategy(settings)
     except ConfigError as err:
         print(f"scalper: {err}", file=sys.stderr)
         return 2

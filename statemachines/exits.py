@@ -1,9 +1,11 @@
 """Exit evaluation: the guards of guards.py applied in docs/design.md's precedence, per lifecycle state.
 
 Precedence, highest first: 1 manual/panic, 2 risk (margin, liquidation distance, stale-price emergency),
-3 stop loss, 4 trailing-stop hit, 5 max holding time, 6 smart-exit close, 7 take profit, 8 profit drawdown,
-9 profit harvesting. The smart filter's BLOCK holds back only 7-9; a blocked take profit arms the trailing
-stop instead. Nothing but 1 and the stale emergency is decided on a price older than `max_price_age_s`.
+3 stop loss, 4 trailing-stop hit, 5 max holding time, 6 the strategy's exit hint, 7 smart-exit close,
+8 take profit, 9 profit drawdown, 10 profit harvesting. 1-5 are the protective exits: the strategy is not
+even asked before they have passed, so no hint can hold one back. A BLOCK, the smart filter's or the
+strategy's, holds back only 8-10; a blocked take profit arms the trailing stop instead. Nothing but 1 and
+the stale emergency is decided on a price older than `max_price_age_s`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from statemachines.snapshot import (
     SMART_EXIT,
     STALE_PRICE,
     STOP_LOSS,
+    STRATEGY_EXIT,
     TAKE_PROFIT,
     TAKE_PROFIT_BLOCKED,
     TRAILING_ACTIVATED,
@@ -29,6 +32,7 @@ from statemachines.snapshot import (
     MarketSnapshot,
     Signal,
 )
+from statemachines.strategy import ExitHints
 
 _OPEN, _HARVESTING, _TRAILING = State.OPEN.value, State.HARVESTING.value, State.TRAILING.value
 _GUARDED = frozenset({_OPEN, _HARVESTING, _TRAILING})
@@ -36,14 +40,19 @@ _GUARDED = frozenset({_OPEN, _HARVESTING, _TRAILING})
 HOLD_STALE = Decision(Action.HOLD, "stale_price")
 _CLOSE = {
     r: Decision(Action.CLOSE, r)
-    for r in (STALE_PRICE, STOP_LOSS, TRAILING_STOP, MAX_HOLD, SMART_EXIT, TAKE_PROFIT, DRAWDOWN)
+    for r in (
+        STALE_PRICE, STOP_LOSS, TRAILING_STOP, MAX_HOLD, STRATEGY_EXIT, SMART_EXIT, TAKE_PROFIT, DRAWDOWN
+    )
 }
 _ARM_BLOCKED_TP = Decision(Action.ARM_TRAILING, TAKE_PROFIT_BLOCKED)
 _ARM = Decision(Action.ARM_TRAILING, TRAILING_ACTIVATED)
 
 
-def evaluate(pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig) -> Decision:
-    """The one decision for `pos` on this tick. Pure: reads the position and snapshot, changes nothing."""
+def evaluate(
+    pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig, hints: ExitHints | None = None
+) -> Decision:
+    """The one decision for `pos` on this tick. Pure: reads the position and snapshot, changes nothing
+    (`hints`, the strategy's exit hints, is asked only once the protective exits have passed)."""
     state = pos.state
     if state not in _GUARDED:
         return HOLD  # opening / closing / closed: an order is in flight or it is over
@@ -68,12 +77,15 @@ def evaluate(pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig) -> Decision:
     if state == _HARVESTING:
         return HOLD  # only protective exits while the partial close is in flight
 
+    hint = hints.exit_hint(pos, mkt) if hints is not None else None
+    if hint is Signal.CLOSE:
+        return _CLOSE[STRATEGY_EXIT]
     sign = pos.sign
     pnl = guards.net_pnl_pct(sign, pos.entry_px, price, exits.fee_pct)
     signal = guards.smart_signal(sign, mkt, cfg.smart_exit)
     if signal is Signal.CLOSE and guards.smart_close_allowed(pnl, mkt.now - pos.opened_at, cfg.smart_exit):
         return _CLOSE[SMART_EXIT]
-    blocked = signal is Signal.BLOCK
+    blocked = signal is Signal.BLOCK or hint is Signal.BLOCK
     if state == _OPEN and guards.take_profit_reached(pnl, exits):
         return _ARM_BLOCKED_TP if blocked else _CLOSE[TAKE_PROFIT]
     if not blocked and guards.drawdown_hit(max(pos.peak_pnl_pct, pnl), pnl, exits):

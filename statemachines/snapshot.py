@@ -63,6 +63,7 @@ STOP_LOSS = "stop_loss"
 TRAILING_STOP = "trailing_stop"
 MAX_HOLD = "max_hold_time"
 SMART_EXIT = "smart_exit"
+STRATEGY_EXIT = "strategy_exit"  # the strategy's exit hint (statemachines/strategy.py)
 TAKE_PROFIT = "take_profit"
 TAKE_PROFIT_BLOCKED = "take_profit_blocked"
 DRAWDOWN = "profit_drawdown"

@@ -16,12 +16,16 @@ from statemachines.lifecycle import Trigger
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
 from statemachines.snapshot import Action, Decision, MarketSnapshot
+from statemachines.strategy import ExitHints
 
 
-def step(pm: PositionMachine, pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig) -> Decision:
-    """Mark `pos` to `mkt`, evaluate the exit guards and fire the transition they call for."""
+def step(
+    pm: PositionMachine, pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig, hints: ExitHints | None = None
+) -> Decision:
+    """Mark `pos` to `mkt`, evaluate the exit guards (with the strategy's hints, if it gives any) and fire
+    the transition they call for."""
     mark(pos, mkt, cfg)
-    decision = evaluate(pos, mkt, cfg)
+    decision = evaluate(pos, mkt, cfg, hints)
     if decision.action is Action.HOLD:
         return decision
     apply(pm, pos, decision, mkt, cfg)

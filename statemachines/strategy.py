@@ -3,6 +3,26 @@
 A strategy only proposes: every signal then goes through the risk gates (statemachines/risk.py), which
 decide whether an order is sent and how large it is.
 
+The interface (docs/strategies.md walks through writing one), chosen by `engine.strategy =
+package.module:Class` and loaded by workers/strategies.py, the same way live, paper and in a backtest:
+
+- `on_tick(symbol, ind, now) -> EntrySignal | None`, required: called on every accepted tick of `symbol`
+  after its indicators were updated and its positions stepped; O(1), no I/O.
+- `exit_hint(pos, ind, now) -> Signal | None`, optional: asked for each open position of the strategy's
+  symbols when the exit guards reach it (statemachines/exits.py). Its place in the precedence is after
+  every protective exit (operator close, panic, risk, stale price, stop loss, trailing stop, max holding
+  time): a hint can never hold those back. `Signal.CLOSE` closes now (exit reason `strategy_exit`);
+  `Signal.BLOCK` holds back take profit, profit drawdown and harvesting, as the smart filter's BLOCK does;
+  None (or `Signal.NONE`) leaves the position to the other guards. A hint adds to the smart filter, it
+  does not replace it (`SCALPER_SMART_EXIT__ENABLED=false` switches that off).
+- `Params`, optional: a pydantic model of the strategy's parameters, read from the `strategy` settings
+  section (SCALPER_STRATEGY__<NAME>, `--set strategy.<name>=...`) and validated at start-up. A class with
+  `Params` is constructed as `Class(params)`, one without as `Class()`; a class that needs the settings too
+  (as the default does, for the smart-exit thresholds) defines `from_settings(settings, params)`.
+
+A strategy that raises is quarantined on that symbol (workers/strategies.py): it proposes nothing more
+there and gives no more hints, and its positions keep every other exit.
+
 The default `ScalpingStrategy` is MACD momentum with an RSI filter and a trend filter, on the live values
 of 1-minute RSI(14) and MACD(12,26,9) (the forming candle's close being the latest tick):
 
@@ -32,9 +52,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from config.settings import Settings, SmartExitSettings
 from indicators.symbol import SymbolIndicators
-from statemachines.position import Side
+from statemachines.position import Position, Side
+from statemachines.snapshot import MarketSnapshot, Signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,18 @@ class Strategy(Protocol):
         ...
 
 
+class ExitHinting(Protocol):
+    """A strategy with exit hints (optional; see the module docstring for their place in the precedence)."""
+
+    def exit_hint(self, pos: Position, ind: SymbolIndicators, now: float) -> Signal | None: ...
+
+
+class ExitHints(Protocol):
+    """What the exit guards ask, once every protective exit has passed (statemachines/exits.py)."""
+
+    def exit_hint(self, pos: Position, mkt: MarketSnapshot) -> Signal | None: ...
+
+
 class _SymbolState:
     """What the strategy remembers per symbol: two numbers and the symbol's thresholds."""
 
@@ -61,8 +96,16 @@ class _SymbolState:
         self.last_signal_candle = -1  # SymbolIndicators.candles when we last signalled
 
 
+class ScalpingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # The MACD cross's dead band, in 1-minute ATRs (SCALPER_STRATEGY__CROSS_BAND_ATR).
+    cross_band_atr: float = Field(0.05, ge=0)
+
+
 class ScalpingStrategy:
     """MACD cross momentum with RSI and trend filters; see the module docstring for the rules."""
+
+    Params = ScalpingParams
 
     def __init__(
         self,
@@ -83,8 +126,9 @@ class ScalpingStrategy:
         self._state: dict[str, _SymbolState] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ScalpingStrategy:
-        return cls(lambda symbol: settings.for_symbol(symbol).smart_exit)
+    def from_settings(cls, settings: Settings, params: ScalpingParams | None = None) -> ScalpingStrategy:
+        band = (params or ScalpingParams()).cross_band_atr
+        return cls(lambda symbol: settings.for_symbol(symbol).smart_exit, cross_band_atr=band)
 
     def forget(self, symbol: str) -> None:
         """Drop what was remembered for `symbol` (e.g. after its indicators were rebuilt)."""

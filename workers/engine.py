@@ -298,6 +298,12 @@ class Engine(StreamIntake, TickPath):
         self.book[pos.symbol].pop(pos.id, None)
         self.flagged.flag(pos.symbol, pos.id, pos.to_hash(), why)
 
+    def strategy_quarantined(self, symbol: str, why: str) -> None:
+        """The strategy raised on `symbol`: in the dead-letter stream and the `strategy` count, once (the
+        notifier and /metrics report it); its positions keep every other exit."""
+        record = {"symbol": symbol, "strategy": self.settings.engine.strategy, "why": why}
+        self.quarantine.put(f"strategy:{symbol}", f"strategy_raised: {why}", record, ref=symbol)
+
     def symbol_quarantined(self, symbol: str) -> bool:
         """A position of the symbol cannot be read: nothing on the symbol may be assumed (no entry, no
         adoption of an exchange position that may be that one)."""

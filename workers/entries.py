@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,9 +20,10 @@ from indicators.symbol import SymbolIndicators
 from statemachines import risk
 from statemachines.intents import open_intent
 from statemachines.position import Position, Side, new_position_id
-from statemachines.strategy import ScalpingStrategy, Strategy
+from statemachines.strategy import ExitHints, Strategy
 from workers.protection import earlier_stops
 from workers.riskstate import RiskSnapshot, RiskState
+from workers.strategies import GuardedStrategy, load_strategy
 
 if TYPE_CHECKING:
     from workers.engine import Engine
@@ -51,10 +52,12 @@ class StrategyEntries:
                  strategy: Strategy | None = None, balance_every_s: float = 5.0,
                  riskstate: RiskMemory | None = None) -> None:  # fmt: skip
         self.settings = settings
-        if strategy is None:
+        if strategy is None:  # the setting's strategy (engine.strategy), as live, paper and backtest take it
             manual = settings.engine.entries == "manual"
-            strategy = ManualOnly() if manual else ScalpingStrategy.from_settings(settings)
+            strategy = ManualOnly() if manual else load_strategy(settings)  # type: ignore[assignment]
         self.strategy = strategy
+        # Every call into the strategy goes through here: one that raises quarantines it on that symbol.
+        self.guarded = GuardedStrategy(strategy)  # type: ignore[arg-type]
         if riskstate is None:
             if client is None:
                 raise ValueError("the risk memory needs Redis, or give one (riskstate=)")
@@ -80,8 +83,15 @@ class StrategyEntries:
         """The engine thread takes the read's result."""
         self.instruments, self.available = read
 
+    def exit_hints(self, indicators: Mapping[str, SymbolIndicators],
+                   on_quarantine: Callable[[str, str], None]) -> ExitHints | None:  # fmt: skip
+        """The strategy's exit hints for the exit guards (None: it gives none); a quarantine is told to
+        `on_quarantine(symbol, why)`."""
+        self.guarded.on_quarantine = on_quarantine
+        return self.guarded.bind(indicators) if self.guarded.gives_hints else None
+
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
-        signal = self.strategy.on_tick(symbol, ind, now)
+        signal = self.guarded.on_tick(symbol, ind, now)
         if signal is not None and not engine.symbol_quarantined(symbol):
             self.enter(engine, symbol, signal.side, signal.reason, now)
 

@@ -6,14 +6,14 @@ One tick of a symbol: its indicators, then every live position of the symbol ste
 of an order is settled by the same rule table (workers/settlement.py) either way. Only where a transition is
 written and where its order intent goes differ: the Redis store and RQ live, memory and the simulated venue
 in a backtest. The subclass supplies the clock (`now`, `wall`), `exchange_settled`, `symbol_quarantined`,
-and what to do with a position that another process moved (`reload`) or that cannot be stepped
-(`_bad_position`).
+what to do with a position that another process moved (`reload`) or that cannot be stepped
+(`_bad_position`), and where a quarantined strategy is recorded (`strategy_quarantined`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from transitions import MachineError
@@ -27,6 +27,7 @@ from statemachines.position import Position, Side
 from statemachines.risk import Refusal
 from statemachines.snapshot import MarketSnapshot
 from statemachines.stepper import step
+from statemachines.strategy import ExitHints
 from workers import settlement
 from workers.tickguard import TickGuard
 
@@ -40,6 +41,8 @@ class Entries(Protocol):
     def open(self, engine: Any, symbol: str, side: Side, reason: str, now: float,
              position_id: str) -> Position | Refusal: ...  # fmt: skip
     def on_closed(self, engine: Any, pos: Position, now: float) -> None: ...
+    def exit_hints(self, indicators: Mapping[str, SymbolIndicators],
+                   on_quarantine: Callable[[str, str], None]) -> ExitHints | None: ...  # fmt: skip
 
 
 def new_indicators(settings: Settings) -> SymbolIndicators:
@@ -65,6 +68,10 @@ class TickPath:
         self.symbols = symbols
         self.entries = entries
         self.ind = {s: new_indicators(settings) for s in symbols}
+        # The strategy's exit hints, asked by the exit guards after the protective exits (None: none given).
+        self.hints: ExitHints | None = (
+            entries.exit_hints(self.ind, self.strategy_quarantined) if entries is not None else None
+        )
         self.cfg: dict[str, SymbolConfig] = {s: settings.for_symbol(s) for s in symbols}
         self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in symbols}
         self.book: dict[str, dict[str, Position]] = {s: {} for s in symbols}
@@ -90,6 +97,10 @@ class TickPath:
         raise NotImplementedError
 
     def _bad_position(self, pos: Position, why: str) -> None:
+        raise NotImplementedError
+
+    def strategy_quarantined(self, symbol: str, why: str) -> None:
+        """The strategy raised on `symbol` and proposes nothing more there (workers/strategies.py)."""
         raise NotImplementedError
 
     # --- the tick ---
@@ -132,7 +143,7 @@ class TickPath:
 
     def _step_one(self, pos: Position, snap: MarketSnapshot, cfg: Any) -> None:
         try:
-            step(self.pm, pos, snap, cfg)
+            step(self.pm, pos, snap, cfg, self.hints)
         except StaleTransition:
             self.reload(pos)
         except (ArithmeticError, ValueError, TypeError, AttributeError) as err:
