@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from statemachines.keys import Keys
 from statemachines.position import Position, Side, new_position_id
 from statemachines.store import PositionStore
 
@@ -86,6 +87,19 @@ class ScalperRun:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "scalper", *args], env=self.env, cwd=self.workdir,
                               capture_output=True, text=True, timeout=30)  # fmt: skip
+
+    def wait_replayed(self, symbol: str, ticks: int, timeout: float = 200.0) -> None:
+        """Until a lockstep replay (`--replay FILE --lockstep`) has fed `ticks` ticks of `symbol`, the engine
+        has stepped on the last one, and the system is idle."""
+        server, keys, deadline = self.server(), Keys(), time.monotonic() + timeout
+        while True:
+            fed = server.xlen(keys.ticks(symbol))
+            mark = server.hgetall(keys.lockstep())
+            last = server.xrevrange(keys.ticks(symbol), count=1)
+            if fed == ticks and last and mark.get(symbol) == last[0][0] and mark.get("idle") == "1":
+                return
+            assert time.monotonic() < deadline, f"the replay did not finish: {fed}/{ticks} ticks, {mark}"
+            time.sleep(0.2)
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -66,16 +65,7 @@ def test_a_lockstep_replay_and_a_backtest_of_one_recording_make_the_same_trades(
         run.wait_for("scalper: running", 60)
         server = run.server()
         keys = Keys()
-        ticks = 4 * (len(starts) - WARMUP)
-        deadline = time.monotonic() + 200
-        while True:  # every tick fed and stepped on, and the system idle
-            fed = server.xlen(keys.ticks(BTC))
-            mark = server.hgetall(keys.lockstep())
-            last = server.xrevrange(keys.ticks(BTC), count=1)
-            if fed == ticks and last and mark.get(BTC) == last[0][0] and mark.get("idle") == "1":
-                break
-            assert time.monotonic() < deadline, f"the replay did not finish: {fed}/{ticks} ticks, {mark}"
-            time.sleep(0.2)
+        run.wait_replayed(BTC, 4 * (len(starts) - WARMUP))  # every tick fed and stepped on, the system idle
         shift = float(server.xrange(keys.history(BTC), count=1)[0][1]["ts"]) - starts[0]
         store = PositionStore(server)
         closed = sorted((p for p in store.load_symbol(BTC) if p.state == "closed"), key=lambda p: p.opened_at)
