@@ -199,7 +199,7 @@ def test_a_raising_strategy_is_quarantined_per_symbol_told_once_and_not_called_a
     guarded = GuardedStrategy(boom, lambda s, why: told.append((s, why))).bind(
         {BTC: SymbolIndicators(), "ETH-USDT-SWAP": SymbolIndicators()})  # fmt: skip
     for _ in range(3):
-        assert guarded.on_tick(BTC, SymbolIndicators(), 0.0) is None
+        assert guarded.entry(BTC, SymbolIndicators(), 0.0) is None
     assert boom.calls == 1 and told == [(BTC, "on_tick raised KeyError: 'its own bug'")]
     assert guarded.exit_hint(position(), market(100.0)) is None  # BTC is quarantined: not asked
     eth = Position(id="e1", symbol="ETH-USDT-SWAP", side=Side.LONG, state="open", entry_price=Decimal(1))
@@ -215,7 +215,7 @@ def test_an_entry_signal_of_the_wrong_type_is_a_failure_too() -> None:
             return "long"
 
     guarded = GuardedStrategy(Wrong())  # type: ignore[arg-type]
-    assert guarded.on_tick(BTC, SymbolIndicators(), 0.0) is None
+    assert guarded.entry(BTC, SymbolIndicators(), 0.0) is None
     assert "not an EntrySignal" in guarded.quarantined[BTC]
 
 

@@ -91,7 +91,7 @@ class StrategyEntries:
         return self.guarded.bind(indicators) if self.guarded.gives_hints else None
 
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
-        signal = self.guarded.on_tick(symbol, ind, now)
+        signal = self.guarded.entry(symbol, ind, now)
         if signal is not None and not engine.symbol_quarantined(symbol):
             self.enter(engine, symbol, signal.side, signal.reason, now)
 

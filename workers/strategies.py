@@ -154,6 +154,7 @@ class GuardedStrategy:
         self.name = type(strategy).__name__
         self.on_quarantine = on_quarantine
         self.quarantined: dict[str, str] = {}
+        self._on_tick = strategy.on_tick  # bound once: this is called on every tick
         hint = getattr(strategy, "exit_hint", None)
         self._hint: Callable[[Position, SymbolIndicators, float], Signal | None] | None = (
             hint if callable(hint) else None
@@ -169,17 +170,19 @@ class GuardedStrategy:
         self._ind = indicators
         return self
 
-    def on_tick(self, symbol: str, ind: SymbolIndicators, now: float) -> EntrySignal | None:
+    def entry(self, symbol: str, ind: SymbolIndicators, now: float) -> EntrySignal | None:
+        """The strategy's entry signal, or None; None from now on for a symbol it raised on."""
         if symbol in self.quarantined:
             return None
         try:
-            signal = self.strategy.on_tick(symbol, ind, now)
-            if signal is not None and not isinstance(signal, EntrySignal):
-                raise TypeError(f"on_tick returned {type(signal).__name__}, not an EntrySignal or None")
+            signal = self._on_tick(symbol, ind, now)
         except Exception as err:
             self.quarantine(symbol, f"on_tick raised {_why(err)}", err)
             return None
-        return signal
+        if signal is None or type(signal) is EntrySignal:
+            return signal
+        self.quarantine(symbol, f"on_tick returned {type(signal).__name__}, not an EntrySignal or None")
+        return None
 
     def exit_hint(self, pos: Position, mkt: MarketSnapshot) -> Signal | None:
         """The strategy's hint for `pos` (statemachines/exits.py asks after the protective exits)."""
