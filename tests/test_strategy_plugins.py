@@ -196,8 +196,7 @@ def test_a_raising_strategy_is_quarantined_per_symbol_told_once_and_not_called_a
 ) -> None:
     told: list[tuple[str, str]] = []
     boom = Boom()
-    guarded = GuardedStrategy(boom, lambda s, why: told.append((s, why))).bind(
-        {BTC: SymbolIndicators(), "ETH-USDT-SWAP": SymbolIndicators()})  # fmt: skip
+    guarded = GuardedStrategy(boom, lambda s, why: told.append((s, why))).bind(lambda _: SymbolIndicators())
     for _ in range(3):
         assert guarded.entry(BTC, SymbolIndicators(), 0.0) is None
     assert boom.calls == 1 and told == [(BTC, "on_tick raised KeyError: 'its own bug'")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -83,10 +83,10 @@ class StrategyEntries:
         """The engine thread takes the read's result."""
         self.instruments, self.available = read
 
-    def exit_hints(self, indicators: Mapping[str, SymbolIndicators],
+    def exit_hints(self, indicators: Callable[[str], SymbolIndicators | None],
                    on_quarantine: Callable[[str, str], None]) -> ExitHints | None:  # fmt: skip
-        """The strategy's exit hints for the exit guards (None: it gives none); a quarantine is told to
-        `on_quarantine(symbol, why)`."""
+        """The strategy's exit hints for the exit guards (None: it gives none), shown the indicators
+        `indicators(symbol)` finds; a quarantine is told to `on_quarantine(symbol, why)`."""
         self.guarded.on_quarantine = on_quarantine
         return self.guarded.bind(indicators) if self.guarded.gives_hints else None
 

@@ -159,15 +159,16 @@ class GuardedStrategy:
         self._hint: Callable[[Position, SymbolIndicators, float], Signal | None] | None = (
             hint if callable(hint) else None
         )
-        self._ind: Mapping[str, SymbolIndicators] = {}
+        self._indicators: Callable[[str], SymbolIndicators | None] = lambda _symbol: None
 
     @property
     def gives_hints(self) -> bool:
         return self._hint is not None
 
-    def bind(self, indicators: Mapping[str, SymbolIndicators]) -> GuardedStrategy:
-        """The engine's indicators, which `exit_hint` shows the strategy."""
-        self._ind = indicators
+    def bind(self, indicators: Callable[[str], SymbolIndicators | None]) -> GuardedStrategy:
+        """How to find the engine's indicators of a symbol, which `exit_hint` shows the strategy: asked on
+        every hint, as the engine replaces its indicators when it (re)takes its shard."""
+        self._indicators = indicators
         return self
 
     def entry(self, symbol: str, ind: SymbolIndicators, now: float) -> EntrySignal | None:
@@ -189,7 +190,7 @@ class GuardedStrategy:
         symbol = pos.symbol
         if self._hint is None or symbol in self.quarantined:
             return None
-        ind = self._ind.get(symbol)
+        ind = self._indicators(symbol)
         if ind is None:
             return None
         try:

@@ -13,7 +13,7 @@ what to do with a position that another process moved (`reload`) or that cannot 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from transitions import MachineError
@@ -41,7 +41,7 @@ class Entries(Protocol):
     def open(self, engine: Any, symbol: str, side: Side, reason: str, now: float,
              position_id: str) -> Position | Refusal: ...  # fmt: skip
     def on_closed(self, engine: Any, pos: Position, now: float) -> None: ...
-    def exit_hints(self, indicators: Mapping[str, SymbolIndicators],
+    def exit_hints(self, indicators: Callable[[str], SymbolIndicators | None],
                    on_quarantine: Callable[[str, str], None]) -> ExitHints | None: ...  # fmt: skip
 
 
@@ -70,7 +70,7 @@ class TickPath:
         self.ind = {s: new_indicators(settings) for s in symbols}
         # The strategy's exit hints, asked by the exit guards after the protective exits (None: none given).
         self.hints: ExitHints | None = (
-            entries.exit_hints(self.ind, self.strategy_quarantined) if entries is not None else None
+            entries.exit_hints(self.indicators_of, self.strategy_quarantined) if entries is not None else None
         )
         self.cfg: dict[str, SymbolConfig] = {s: settings.for_symbol(s) for s in symbols}
         self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in symbols}
@@ -102,6 +102,10 @@ class TickPath:
     def strategy_quarantined(self, symbol: str, why: str) -> None:
         """The strategy raised on `symbol` and proposes nothing more there (workers/strategies.py)."""
         raise NotImplementedError
+
+    def indicators_of(self, symbol: str) -> SymbolIndicators | None:
+        # Looked up each time: the live engine makes fresh indicators whenever it (re)takes its shard.
+        return self.ind.get(symbol)
 
     # --- the tick ---
 

@@ -42,7 +42,8 @@ class EveryNthCandle:
         return EntrySignal(symbol, Side(self.p.side), f"candle {candle}: every {self.p.every}")
 
     def exit_hint(self, pos: Position, ind: SymbolIndicators, now: float) -> Signal | None:
-        held = now - pos.opened_at
+        # Held long enough by the latest tick's time in `ind`: it must be the engine's current indicators.
+        held = (ind.price_ts or 0.0) - pos.opened_at
         return Signal.CLOSE if held >= self.p.hold_candles * 60 else None
 
 
