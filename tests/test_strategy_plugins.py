@@ -245,6 +245,16 @@ def test_the_reversion_example_enters_on_the_way_back_from_an_extreme_and_hints_
     assert s.exit_hint(long, ind, 0.0) is Signal.CLOSE  # type: ignore[arg-type]
 
 
+def test_the_reversion_example_trades_by_its_rules_in_a_backtest(tmp_path: Path) -> None:
+    seg = tmp_path / "segment.csv"
+    _segment(seg, 200, WARMUP + 400)
+    result = _backtest(seg, {"strategy": "statemachines.reversion:RsiReversionStrategy"}, {"oversold": 35})
+    assert len(result.trades) >= 5
+    assert any(t.exit_reason == STRATEGY_EXIT for t in result.trades)  # back at the mean: its hint closed
+    default = _backtest(seg, {}, {})
+    assert [t.entry_ts for t in default.trades] != [t.entry_ts for t in result.trades]
+
+
 # --- a strategy outside the package, in a backtest and in a paper run, through the setting alone ---
 
 EVERY = {"every": "7", "side": "short", "hold_candles": "2"}
