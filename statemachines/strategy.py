@@ -73,12 +73,6 @@ class Strategy(Protocol):
         ...
 
 
-class ExitHinting(Protocol):
-    """A strategy with exit hints (optional; see the module docstring for their place in the precedence)."""
-
-    def exit_hint(self, pos: Position, ind: SymbolIndicators, now: float) -> Signal | None: ...
-
-
 class ExitHints(Protocol):
     """What the exit guards ask, once every protective exit has passed (statemachines/exits.py)."""
 
