@@ -174,6 +174,24 @@ def test_the_demo_run_prints_the_api_address_and_its_metrics_move(tmp_path: Path
             assert time.monotonic() < deadline, run.stdout()
             time.sleep(0.5)
         assert httpx.get(f"{base}/api/summary", timeout=5).json()["all"]["trades"] >= 1
+        # The counters the processes keep in Redis moved, with their labels: the engine's transitions (its
+        # store's scripts), the order workers' jobs and their latency (decision -> sent -> acknowledged).
+        families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)}
+        moved: dict[tuple[str, ...], float] = {}
+        for s in families["scalper_transitions"].samples:
+            key = (s.labels["from"], s.labels["to"], s.labels["trigger"])
+            moved[key] = moved.get(key, 0) + s.value
+        assert moved[("", "opening", "create")] >= 1 and moved[("opening", "open", "entry_filled")] >= 1
+        assert sum(n for (_, to, _), n in moved.items() if to == "closed") >= 1
+        orders = {(s.labels["action"], s.labels["result"]): s.value
+                  for s in families["scalper_orders"].samples}  # fmt: skip
+        assert orders[("open", "placed")] >= 1 and orders[("close", "placed")] >= 1, orders
+        latency = {(s.name, s.labels["stage"], s.labels.get("le", "")): s.value
+                   for s in families["scalper_order_latency_seconds"].samples}  # fmt: skip
+        for stage in ("decision_to_sent", "sent_to_acknowledged", "decision_to_acknowledged"):
+            count = latency[("scalper_order_latency_seconds_count", stage, "")]
+            assert count >= 2 and latency[("scalper_order_latency_seconds_bucket", stage, "+Inf")] == count
+            assert 0 < latency[("scalper_order_latency_seconds_sum", stage, "")] < count * 10
     finally:
         code = run.stop()
         kill_leftovers(run.seen)
