@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from config.settings import Settings
 from scalper.embedded import LocalRedis
 from scalper.web.app import build_app
+from scalper.web.views import Views
 from statemachines.keys import Keys
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
@@ -196,3 +197,22 @@ def test_the_demo_run_prints_the_api_address_and_its_metrics_move(tmp_path: Path
         code = run.stop()
         kill_leftovers(run.seen)
     assert code == 0, run.stderr()[-2000:]
+
+
+def test_the_board_s_one_read_gives_the_same_totals_and_rows_as_the_api_s_own_reads(
+    real_redis: RealRedis,
+) -> None:
+    """The dashboard's stream reads every position and the ledger once a second for both the board and
+    its totals; the result is what /api/summary and /api/positions read separately."""
+    store = PositionStore(real_redis.client)
+    stored_position(store, BTC, steps=1)
+    stored_position(store, ETH, pnl="2", fees="-1")
+    stored_position(store, BTC, pnl="-4", fees="-0.5")
+    views = Views(real_redis.client, store, [BTC, ETH])
+    board = views.board()
+    assert {k: v for k, v in board["summary"].items() if k != "time"} == {
+        k: v for k, v in views.summary().items() if k != "time"}
+    assert board["summary"]["all"]["trades"] == 2 and board["summary"]["by_state"]["open"] == 1
+    assert [r["id"] for r in board["positions"]] == [r["id"] for r in views.positions()]
+    closed = [r["id"] for r in views.positions(include_closed=True) if r["state"] == "closed"]
+    assert [r["id"] for r in board["closed"]] == closed[::-1]
