@@ -169,7 +169,9 @@ class Notifier:
 
 def run_notify(settings: Settings, stopping: Callable[[], bool]) -> int:
     from scalper.connect import connect, redis_url
+    from scalper.processes import yield_cpu_to_trading
 
+    yield_cpu_to_trading("notify")
     send = apprise_sender(settings)
     if send is None:
         log.warning("notify: no notify.urls set: nothing to send (the process idles)")
