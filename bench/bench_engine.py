@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -34,6 +35,7 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -75,7 +77,7 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
     (workdir / f"tp{n}").mkdir()
     server.start()
     web_proc: subprocess.Popen[bytes] | None = None
-    watchers: _WebWatchers | None = None
+    reader = None
     try:
         client = server.client()
         symbols = [f"S{i}-USDT-SWAP" for i in range(n)]
@@ -96,8 +98,15 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
                 "SCALPER_SYMBOLS": json.dumps({s: {} for s in symbols})}  # fmt: skip
             web_proc = subprocess.Popen([sys.executable, "-m", "scalper", "web", "--port", "0"], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-            watchers = _watch_web(client)
-            _wait(lambda: watchers.scrapes > 0 and watchers.events > 0, timeout=20)
+            # Prometheus and the browser are other processes, as they would be: not threads of this one (the
+            # engine's), which would take the GIL from it.
+            web_base = _wait(lambda: client.get("scalper:web:url"), timeout=20).decode()
+            _wait(lambda: _answers(web_base), timeout=20)
+            ctx = multiprocessing.get_context("spawn")
+            reads, stop_reading = ctx.Queue(), ctx.Event()
+            reader = ctx.Process(target=_read_web, args=(web_base, stop_reading, reads), daemon=True)
+            reader.start()
+            reads.get(timeout=30)  # the first scrape and the first event arrived
         pipe = client.pipeline(transaction=False)
         for k in range(per_symbol):
             ts, px = base[k % len(base)]
@@ -114,13 +123,16 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
             done += engine.run_once(block_ms=0)
         elapsed = time.perf_counter() - start
         versions = [p.version for p in engine.live_positions()]
-        if watchers is not None:
-            assert watchers.scrapes > 0 and watchers.events > 0, "the web process was not being read"
+        if reader is not None:
+            stop_reading.set()
+            scrapes, events = reads.get(timeout=30)
+            reader.join(timeout=10)
+            assert scrapes > 0 and events > 0, "the web process was not being read"
         return {"n": n, "ticks": done, "seconds": elapsed, "ticks_per_s": done / elapsed,
                 "live": len(versions), "transitions": sum(versions) - 2 * len(versions)}  # fmt: skip
     finally:
-        if watchers is not None:
-            watchers.stop.set()
+        if reader is not None and reader.is_alive():
+            reader.kill()
         if web_proc is not None:
             web_proc.terminate()
             web_proc.wait(timeout=10)
@@ -228,6 +240,17 @@ class _WebWatchers:
             return  # the run is over
 
 
+def _read_web(base: str, stop: Any, reads: Any) -> None:
+    """A process of its own reading the web process (throughput runs): says when it is reading, and at the
+    end how many scrapes and events it got."""
+    watchers = _WebWatchers(base)
+    _wait(lambda: watchers.scrapes > 0 and watchers.events > 0, timeout=20)
+    reads.put(True)
+    stop.wait()
+    watchers.stop.set()
+    reads.put((watchers.scrapes, watchers.events))
+
+
 def _watch_web(client: redis.Redis) -> _WebWatchers:
     url = _wait(lambda: client.get("scalper:web:url"), timeout=20)
     base = url.decode()
@@ -306,6 +329,7 @@ def main() -> None:
                     help="throughput and latency runs alternating without and with `scalper web` being read, "
                          "and latency with `scalper notify` sending")  # fmt: skip
     ap.add_argument("--ab-ticks", type=int, default=300_000, help="ticks of each --web-ab throughput run")
+    ap.add_argument("--ab-parts", default="throughput,latency", help="what --web-ab measures")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
@@ -317,7 +341,7 @@ def main() -> None:
                 f"({r['ticks']} ticks in {r['seconds']:.2f} s, {r['transitions']} transitions)"
             )
         if args.web_ab:
-            _web_ab(args.samples, args.runs, args.ab_ticks, Path(tmp))
+            _web_ab(args.samples, args.runs, args.ab_ticks, Path(tmp), args.ab_parts.split(","))
             return
         pooled: list[float] = []
         for run in range(args.runs):
@@ -363,12 +387,12 @@ class _Webhook:
 VARIANTS = ("without", "with web", "with notify")
 
 
-def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path) -> None:
+def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str]) -> None:
     """Issue 12's overhead check. Engine throughput (10 symbols, one open position each) without and with
     `scalper web` being read; tick → order latency without, with web read, with notify sending. Alternating,
     the order rotated each run (a shared, noisy machine: the same drift hits every variant); medians."""
     tps: dict[bool, list[float]] = {False: [], True: []}
-    for run in range(runs):
+    for run in range(runs if "throughput" in parts else 0):
         for web in (False, True) if run % 2 == 0 else (True, False):
             where = tmp / f"tp-ab{run}{'w' if web else ''}"
             where.mkdir()
@@ -378,6 +402,11 @@ def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path) -> None:
                   f"{r['ticks_per_s']:,.0f} ticks/s ({r['ticks']} ticks in {r['seconds']:.2f} s), "
                   f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
     hook = _Webhook()
+    if "latency" not in parts:
+        print(f"throughput without web {statistics.median(tps[False]):,.0f} ticks/s, with web "
+              f"{statistics.median(tps[True]):,.0f} ticks/s (medians): "
+              f"{statistics.median(tps[True]) / statistics.median(tps[False]):.3f}")  # fmt: skip
+        return
     pooled: dict[str, list[float]] = {v: [] for v in VARIANTS}
     p50s: dict[str, list[float]] = {v: [] for v in VARIANTS}
     p99s: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -399,7 +428,7 @@ def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path) -> None:
     print(f"notifications delivered to the local webhook: {hook.received}")
     hook.server.shutdown()
     print("medians over the runs:")
-    base_tp = statistics.median(tps[False])
+    base_tp = statistics.median(tps[False]) if tps[False] else float("nan")
     print(f"  throughput without web {base_tp:,.0f} ticks/s, with web {statistics.median(tps[True]):,.0f} "
           f"ticks/s: {statistics.median(tps[True]) / base_tp:.3f}")  # fmt: skip
     base50, base99 = statistics.median(p50s["without"]), statistics.median(p99s["without"])
