@@ -142,11 +142,12 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
 Stages = dict[str, float]
 
 
-def latency(samples: int, workdir: Path, web: bool = False,
-            notify: str = "") -> tuple[list[float], list[Stages]]:  # fmt: skip
+def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
+            notify_cap: str = "20") -> tuple[list[float], list[Stages]]:  # fmt: skip
     """`web`: `scalper web` runs beside them, with /metrics scraped every second and the dashboard's stream
     open for the whole run (issue 12's overhead check). `notify`: `scalper notify` runs too, sending to this
-    apprise URL (a local webhook: every open and close is news)."""
+    apprise URL (a local webhook: every open and close is news), at most `notify_cap` a minute (20 is the
+    default setting)."""
     server = LocalRedis(workdir / "lat")
     (workdir / "lat").mkdir()
     server.start()
@@ -157,7 +158,7 @@ def latency(samples: int, workdir: Path, web: bool = False,
         "SCALPER_ENGINE__ENTRIES": "manual", "PYTHONPATH": str(ROOT),
         "SCALPER_REDIS__DATA_DIR": str(workdir / "lat")}  # fmt: skip
     if notify:
-        env |= {"SCALPER_NOTIFY__URLS": json.dumps([notify]), "SCALPER_NOTIFY__MAX_PER_MINUTE": "600"}
+        env |= {"SCALPER_NOTIFY__URLS": json.dumps([notify]), "SCALPER_NOTIFY__MAX_PER_MINUTE": notify_cap}
     try:
         client = server.client()
         store = PositionStore(client)
@@ -330,6 +331,7 @@ def main() -> None:
                          "and latency with `scalper notify` sending")  # fmt: skip
     ap.add_argument("--ab-ticks", type=int, default=300_000, help="ticks of each --web-ab throughput run")
     ap.add_argument("--ab-parts", default="throughput,latency", help="what --web-ab measures")
+    ap.add_argument("--notify-cap", default="20", help="notify.max_per_minute in --web-ab's notify runs")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
@@ -341,7 +343,8 @@ def main() -> None:
                 f"({r['ticks']} ticks in {r['seconds']:.2f} s, {r['transitions']} transitions)"
             )
         if args.web_ab:
-            _web_ab(args.samples, args.runs, args.ab_ticks, Path(tmp), args.ab_parts.split(","))
+            _web_ab(args.samples, args.runs, args.ab_ticks, Path(tmp), args.ab_parts.split(","),
+                    args.notify_cap)
             return
         pooled: list[float] = []
         for run in range(args.runs):
@@ -387,7 +390,7 @@ class _Webhook:
 VARIANTS = ("without", "with web", "with notify")
 
 
-def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str]) -> None:
+def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str], notify_cap: str) -> None:
     """Issue 12's overhead check. Engine throughput (10 symbols, one open position each) without and with
     `scalper web` being read; tick → order latency without, with web read, with notify sending. Alternating,
     the order rotated each run (a shared, noisy machine: the same drift hits every variant); medians."""
@@ -417,7 +420,8 @@ def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str])
             where.mkdir()
             sent_before = hook.received
             raw, _ = latency(samples, where, web=variant == "with web",
-                             notify=hook.url if variant == "with notify" else "")  # fmt: skip
+                             notify=hook.url if variant == "with notify" else "",
+                             notify_cap=notify_cap)  # fmt: skip
             if variant == "with notify":
                 assert hook.received > sent_before, "notify sent nothing"
             pooled[variant] += raw
