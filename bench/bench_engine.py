@@ -432,9 +432,10 @@ def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str],
     print(f"notifications delivered to the local webhook: {hook.received}")
     hook.server.shutdown()
     print("medians over the runs:")
-    base_tp = statistics.median(tps[False]) if tps[False] else float("nan")
-    print(f"  throughput without web {base_tp:,.0f} ticks/s, with web {statistics.median(tps[True]):,.0f} "
-          f"ticks/s: {statistics.median(tps[True]) / base_tp:.3f}")  # fmt: skip
+    if tps[False]:
+        base_tp, web_tp = statistics.median(tps[False]), statistics.median(tps[True])
+        print(f"  throughput without web {base_tp:,.0f} ticks/s, with web {web_tp:,.0f} ticks/s: "
+              f"{web_tp / base_tp:.3f}")  # fmt: skip
     base50, base99 = statistics.median(p50s["without"]), statistics.median(p99s["without"])
     for variant in VARIANTS:
         p50, p99 = statistics.median(p50s[variant]), statistics.median(p99s[variant])
