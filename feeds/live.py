@@ -10,6 +10,7 @@ import threading
 
 from config.settings import Settings
 from exchanges.base import ExchangeError, ExchangeUnavailable
+from exchanges.okx import counts as okx_counts
 from exchanges.okx.public import OkxPublicStream
 from exchanges.okx.ratelimit import Kind
 from exchanges.okx.records import Candle
@@ -50,6 +51,10 @@ async def _run(settings: Settings, writer: TickWriter, stop: threading.Event) ->
             if stop.is_set():
                 break
             writer.tick(tick.inst_id, tick.ts, tick.price, tick.bid, tick.ask)
+            if okx_counts.pending():  # after a reconnect only: one round trip then, none a tick
+                pipe = writer.client.pipeline(transaction=False)
+                okx_counts.write_pending(pipe, writer.keys)
+                pipe.execute()
     finally:
         await stream.close()
 

@@ -84,8 +84,15 @@ def positions(store: PositionStore, *, include_closed: bool) -> list[dict[str, A
         found = store.load_live()
         return [row(p, ct.get(p.symbol)) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
     found = [p for s in store.symbols() for p in store.load_symbol(s)]
+    return rows_of(found, TradeLedger(store.client, store.keys).all())
+
+
+def rows_of(found: list[Position], ledger: list[TradeRecord]) -> list[dict[str, Any]]:
+    """The rows of stored positions and, as `archived`, of ledger rows whose position is no longer stored,
+    oldest first (what `positions(include_closed=True)` shows, from what the caller read)."""
+    ct = contract_values()
     stored = {p.id for p in found}
-    archived = [r for r in TradeLedger(store.client, store.keys).all() if r.id not in stored]
+    archived = [r for r in ledger if r.id not in stored]
     keyed = [((p.created_at, p.id), row(p, ct.get(p.symbol))) for p in found]
     keyed += [((r.entry_ts, r.id), archived_row(r, ct.get(r.symbol))) for r in archived]
     return [r for _, r in sorted(keyed, key=lambda kr: kr[0])]

@@ -8,7 +8,8 @@ path and a slow chat service slows nothing else. What it tells, and where it lea
 - the exchange unknown, and known again: the reconciler's verdict (`{prefix}:exchange`);
 - panic on and off: `{prefix}:panic`;
 - the daily loss limit reached, a symbol's loss-streak cooldown: the risk memory (workers/riskstate.py);
-- records quarantined: `{prefix}:quarantined`, by source.
+- records quarantined: `{prefix}:quarantined`, by source;
+- a process the supervisor restarted: `{prefix}:restarts` (scalper/restart_log.py).
 What was already so when it started is not told again. At most `notify.max_per_minute` a minute; the rest
 are counted and said in one line once the minute is over.
 """
@@ -61,6 +62,9 @@ class Notifier:
                            on_transition=self._transition)  # fmt: skip
         self.sent_at: list[float] = []  # times of what was sent in the last minute
         self.suppressed = 0
+        # Restarts recorded before this start are not news: read from the newest one on.
+        newest = self.client.xrevrange(self.keys.restarts(), count=1)
+        self._restart_id = newest[0][0] if newest else "0-0"
         self._seen = self._state()  # what is already so is not news
 
     # --- one pass ---
@@ -79,7 +83,14 @@ class Notifier:
         pipe.hget(k.exchange(), "why")
         pipe.exists(k.panic())
         pipe.hgetall(k.quarantined())
+        pipe.xread({k.restarts(): self._restart_id}, count=100)
         replies = pipe.execute()
+        for _stream, entries in replies[4] or []:
+            for entry_id, f in entries:
+                self._restart_id = entry_id
+                self._say(f"{f.get('name', '?')} restarted", f"the supervisor restarted {f.get('name', '?')} "
+                          f"(restart {f.get('restarts', '?')}): it exited with {f.get('code', '?')} after "
+                          f"{f.get('ran_s', '?')}s; its last line: {f.get('error') or '(none)'}")  # fmt: skip
         now = self.clock()
         snaps = {s: self.risk.snapshot(s, now) for s in self.symbols}  # the day's PnL is in each one
         daily = snaps[self.symbols[0]].daily_pnl if self.symbols else Decimal(0)
@@ -158,7 +169,9 @@ class Notifier:
 
 def run_notify(settings: Settings, stopping: Callable[[], bool]) -> int:
     from scalper.connect import connect, redis_url
+    from scalper.processes import yield_cpu_to_trading
 
+    yield_cpu_to_trading("notify")
     send = apprise_sender(settings)
     if send is None:
         log.warning("notify: no notify.urls set: nothing to send (the process idles)")

@@ -50,6 +50,19 @@ def exit_with_parent_on_fork() -> None:
     os.register_at_fork(before=_before_fork, after_in_child=die_with_parent)
 
 
+# How much lower than the trading processes `web` and `notify` run (nice(2)): on a small host they share cores
+# with the engine and the workers, and what a person reads must not delay an order (bench/RESULTS.md).
+WATCHER_NICENESS = 10
+
+
+def yield_cpu_to_trading(name: str) -> None:
+    """Lower this process's CPU priority (a watcher: `web`, `notify`); never fatal."""
+    try:
+        os.nice(WATCHER_NICENESS)
+    except OSError as err:
+        log.warning("%s: could not lower its CPU priority (%s)", name, err)
+
+
 def stop_on_signals() -> threading.Event:
     stop = threading.Event()
 

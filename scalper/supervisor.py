@@ -28,6 +28,7 @@ from config.settings import Settings
 from scalper.datalock import DataDirBusy, lock_data_dir
 from scalper.deathsig import dies_with_parent
 from scalper.embedded import EmbeddedRedisError, LocalRedis, cli_path, start_embedded
+from scalper.restart_log import RestartLog
 from statemachines.keys import Keys
 
 log = logging.getLogger("scalper.run")
@@ -98,8 +99,9 @@ class Children:
     last error line of each is known) and is copied to ours as it comes."""
 
     def __init__(self, children: list[Child], env: dict[str, str], policy: RestartPolicy,
-                 replay: bool) -> None:  # fmt: skip
+                 replay: bool, restarts: RestartLog | None = None) -> None:  # fmt: skip
         self.children, self.env, self.policy, self.replay = children, env, policy, replay
+        self.restarts = restarts  # where a restart is recorded for `scalper notify` (None: no Redis known)
         self.selector = selectors.DefaultSelector()
 
     def start(self, child: Child) -> None:
@@ -185,6 +187,8 @@ class Children:
         print(f"scalper: {child.name} exited with {_exit_text(code)} after {ran:.1f}s; restarting in "
               f"{delay:g}s ({child.restarts})")  # fmt: skip
         child.restart_at = now + delay
+        if self.restarts is not None:
+            self.restarts.add(child.name, _exit_text(code), ran, child.restarts, child.last_error)
 
     def stop_all(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM to every child (the last started first), then wait; SIGKILL one that outlasts
@@ -267,7 +271,8 @@ def run(
 def _supervise(settings: Settings, env: dict[str, str], plan_: list[Child], policy: RestartPolicy,
                duration: float, replay: bool, stopping: list[bool]) -> int:  # fmt: skip
     watch = _watch(env.get("REDIS_URL"), settings)
-    children = Children(plan_, env, policy, replay)
+    restarts = RestartLog(watch.client, Keys(settings.redis.prefix)) if watch is not None else None
+    children = Children(plan_, env, policy, replay, restarts)
     deadline = time.monotonic() + duration if duration else float("inf")
     try:
         for child in plan_:
@@ -278,6 +283,8 @@ def _supervise(settings: Settings, env: dict[str, str], plan_: list[Child], poli
             children.check()
             if watch is not None:
                 watch.poll()
+            if restarts is not None:
+                restarts.flush()  # what Redis refused at the restart (nothing to do otherwise)
             children.pump(0.2)
     except GiveUp as err:
         print(f"scalper: {err}", file=sys.stderr)

@@ -28,6 +28,11 @@
     {prefix}:ledger:{YYYYMMDD}        HASH    the UTC day's trade ledger: position id -> its trade (JSON)
     {prefix}:ledger:days              SET     the days that have a ledger
     {prefix}:web:url                  STRING  where `scalper web` serves (scalper/web/serve.py)
+    {prefix}:{SYMBOL}:metrics:transitions
+                                      HASH    "from|to|trigger" -> transitions applied (the store's scripts)
+    {prefix}:metrics:NAME             HASH    a counter family kept where it is counted, exported by
+                                              `scalper web`'s /metrics (statemachines/counters.py)
+    {prefix}:restarts                 STREAM  processes the supervisor restarted: name code ran_s restarts ts
 
 The braces around the symbol are a Cluster hash tag: only the text between the first `{` and `}` is hashed,
 so a position's hash, its log and its symbol's index sets share a slot and one Lua script may touch them all.
@@ -143,6 +148,19 @@ class Keys:
     def bad_positions(self, symbol: str) -> str:
         """Ids of the symbol's positions whose hash cannot be parsed: flagged, left to their stops."""
         return f"{self.slot(symbol)}:quarantined"
+
+    def transitions(self, symbol: str) -> str:
+        """Transitions applied, by "from|to|trigger": in the symbol's slot, so the store's scripts count them
+        as they apply them."""
+        return f"{self.slot(symbol)}:metrics:transitions"
+
+    def metric(self, name: str) -> str:
+        """One counter family (orders, order-latency, corrections, dropped, reconnects, rate-limited)."""
+        return f"{self.prefix}:metrics:{_check_leaf('metric', name)}"
+
+    def restarts(self) -> str:
+        """The supervisor's restarts of a child process, for `scalper notify`."""
+        return f"{self.prefix}:restarts"
 
     def web_url(self) -> str:
         return f"{self.prefix}:web:url"

@@ -28,7 +28,7 @@ while i <= #ARGV do
 end
 """
 
-# KEYS: hash, log, state set (opening), symbol's positions set, symbol's outbox
+# KEYS: hash, log, state set (opening), symbol's positions set, symbol's outbox, symbol's transition counts
 # ARGV: id, reason, price, ts, n = number of field ARGV, n field/value ARGV (state and version included),
 #       then the entry order's hand-off
 # -> 1 created, 0 already exists
@@ -44,11 +44,13 @@ redis.call('XADD', KEYS[2], '*', 'from', '', 'to', 'opening', 'trigger', 'create
 redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + n))
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('HINCRBY', KEYS[6], '|opening|create', 1)
 return 1
 """
 
 # The compare-and-set of a transition, with the hand-off of the order intent it calls for.
-# KEYS: hash, log, source state set, dest state set, symbol's outbox
+# KEYS: hash, log, source state set, dest state set, symbol's outbox, symbol's transition counts (the
+#       metric, counted by the write that applies the transition: statemachines/counters.py)
 # ARGV: id, source, dest, expected version, trigger, reason, price, ts, n = number of field ARGV,
 #       n field/value ARGV, then the intent's hand-off
 # -> {1, new version} applied, {0, stored state, stored version} stale ('' when missing)
@@ -69,6 +71,7 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', tostring(v))
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('HINCRBY', KEYS[6], ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[5], 1)
 return {1, v}
 """
 

@@ -132,6 +132,7 @@ class PositionStore:
                 k.state(pos.symbol, State.OPENING.value),
                 k.positions(pos.symbol),
                 k.outbox(pos.symbol),
+                k.transitions(pos.symbol),
             ],
             args=[
                 pos.id, reason, encode_value(float(price)), encode_value(now), str(2 * len(data)),
@@ -171,6 +172,7 @@ class PositionStore:
                 k.state(pos.symbol, source),
                 k.state(pos.symbol, dest),
                 k.outbox(pos.symbol),
+                k.transitions(pos.symbol),
             ],
             args=[
                 pos.id, source, dest, str(pos.version), trigger, reason,

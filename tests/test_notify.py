@@ -23,6 +23,8 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from scalper.notify import Notifier, apprise_sender
+from scalper.restart_log import RestartLog
+from scalper.supervisor import Child, Children, RestartPolicy
 from statemachines.keys import Keys
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
@@ -146,3 +148,59 @@ def test_the_notify_process_sends_and_stops_on_sigterm(
         out = proc.communicate(timeout=15)[0].decode()
     assert proc.returncode == 0, out
     assert url.split("//")[1] not in out  # the destination (a secret) is never logged
+
+
+def test_a_process_the_supervisor_restarts_and_a_reconciler_correction_reach_the_webhook(
+    real_redis: RealRedis, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """The supervisor records each restart in Redis (scalper/restart_log.py); notify tells it, once, with
+    the exit and the child's last line. A restart from before the notifier started is not news."""
+    url, got = receiver
+    keys, store = Keys("scalper"), PositionStore(real_redis.client)
+    restarts = RestartLog(_client(real_redis), keys)
+    restarts.add("feed", "exit code 1", 3.0, 1, "an old crash")  # before notify started
+    settings = _settings(url)
+    notifier = Notifier(_client(real_redis), settings, apprise_sender(settings))  # type: ignore[arg-type]
+    notifier.poll()
+    assert got == []
+    crashy = Child("crashy", [sys.executable, "-c", "import sys; print('boom: bad things', file=sys.stderr); "
+                              "sys.exit(3)"])  # fmt: skip
+    children = Children([crashy], dict(os.environ), RestartPolicy(backoff_s=(30.0,)), replay=False,
+                        restarts=restarts)  # fmt: skip
+    children.start(crashy)
+    try:
+        assert crashy.proc is not None and crashy.proc.wait(timeout=20) == 3
+        children.check()  # exited: restart scheduled, and recorded
+    finally:
+        children.stop_all()
+    assert crashy.restarts == 1
+    pos = stored_position(store, BTC, steps=1)
+    store.apply_transition(pos, source="open", dest="closed", trigger="external_close",
+                           reason="exchange shows no position", price=100.0, ts=time.time(),
+                           fields={"realized_pnl": "1", "fees": "-0.1"})  # fmt: skip
+    notifier.poll()
+    messages = {m["title"]: m["message"] for m in got}
+    assert messages["scalper: crashy restarted"] == (
+        "the supervisor restarted crashy (restart 1): it exited with exit code 3 after "
+        f"{float(real_redis.client.xrevrange(keys.restarts(), count=1)[0][1][b'ran_s']):.1f}s; its last "
+        "line: boom: bad things")
+    assert "scalper: feed restarted" not in messages
+    assert messages["scalper: reconciler correction"] == (
+        f"{BTC} {pos.id}: external_close (exchange shows no position)")
+    notifier.poll()
+    assert len(got) == len(messages)  # told once
+
+
+def test_a_restart_redis_refuses_is_kept_and_recorded_on_a_later_turn(real_redis: RealRedis) -> None:
+    """A child often exits because Redis is in trouble: its restart is kept, and the supervisor goes on."""
+    keys = Keys("scalper")
+    dead = redis.Redis(unix_socket_path=str(Path(real_redis.socket_path).with_name("nothing.sock")))
+    restarts = RestartLog(dead, keys)
+    restarts.add("engine-all", "signal SIGKILL", 12.5, 2, "")
+    assert len(restarts.pending) == 1 and real_redis.client.xlen(keys.restarts()) == 0
+    restarts.client = real_redis.client  # Redis is back
+    restarts.flush()
+    ((_, fields),) = real_redis.client.xrange(keys.restarts())
+    assert (fields[b"name"], fields[b"code"], fields[b"ran_s"], fields[b"restarts"]) == (
+        b"engine-all", b"signal SIGKILL", b"12.5", b"2")
+    assert restarts.pending == []

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from exchanges.okx import counts
 from exchanges.okx.auth import Credentials
 from exchanges.okx.convert import Tick
 from exchanges.okx.messages import Push, WsMessage
@@ -80,9 +81,11 @@ async def test_no_pong_means_dead_reconnect_and_resubscribe(fake: FakeOkx) -> No
     conn, rec = await _conn(fake)
     try:
         assert await conn.wait_ready(2)
+        counted = counts.RECONNECTS[conn.name]
         fake.mute("public")  # the link goes silent: no pong, no data
         await eventually(lambda: conn.sessions == 2)
         assert fake.connects["public"] == 2
+        assert counts.RECONNECTS[conn.name] == counted + 1  # for /metrics (scalper_ws_reconnects_total)
         assert [args for kind, args in fake.subscribe_requests if kind == "public"] == [TICKERS, TICKERS]
         await fake.set_price(BTC, "50100")  # the new connection delivers
         await eventually(lambda: any(p.data[0].last == Decimal("50100") for p in rec.pushes("tickers")))

@@ -486,6 +486,9 @@ def test_position_closed_outside_the_bot_is_closed_with_the_reason(
     # When our own protective stop flattened it, its fill is found and its PnL and fee are recorded.
     reason = "exchange shows no position" + (" (protective stop filled)" if how == "protective_stop" else "")
     assert report.corrections == [(pos.id, "external_close", reason)]
+    # Counted for /metrics with the verdict (scalper_reconciler_corrections_total{kind="external_close"}).
+    assert world.client.hgetall(world.store.keys.metric("corrections")) in (
+        {b"external_close": b"1"}, {"external_close": "1"})
     got = world.load(pos)
     assert (got.state, got.exit_reason, got.size) == ("closed", reason, 0)
     assert world.last(pos) == (state, "closed", "external_close", reason)
@@ -563,6 +566,7 @@ def test_unknown_position_is_adopted_with_fresh_stops_and_a_protect_intent(
 
     (pid,) = report.adopted
     assert report.corrections == [("", "unknown:adopt", f"{BTC} {side} 0.7 @ 50000")]
+    assert w.client.hget(w.store.keys.metric("corrections"), "unknown:adopt") in (b"1", "1")
     got = w.load(pid)
     assert (got.state, got.side, got.size, got.entry_price) == ("open", side, D("0.7"), PX)
     assert got.stop_price and (got.stop_price < 50000) == (side == "long")

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from config.settings import Settings
 from scalper.embedded import LocalRedis
 from scalper.web.app import build_app
+from scalper.web.views import Views
 from statemachines.keys import Keys
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
@@ -174,7 +175,44 @@ def test_the_demo_run_prints_the_api_address_and_its_metrics_move(tmp_path: Path
             assert time.monotonic() < deadline, run.stdout()
             time.sleep(0.5)
         assert httpx.get(f"{base}/api/summary", timeout=5).json()["all"]["trades"] >= 1
+        # The counters the processes keep in Redis moved, with their labels: the engine's transitions (its
+        # store's scripts), the order workers' jobs and their latency (decision -> sent -> acknowledged).
+        families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)}
+        moved: dict[tuple[str, ...], float] = {}
+        for s in families["scalper_transitions"].samples:
+            key = (s.labels["from"], s.labels["to"], s.labels["trigger"])
+            moved[key] = moved.get(key, 0) + s.value
+        assert moved[("", "opening", "create")] >= 1 and moved[("opening", "open", "entry_filled")] >= 1
+        assert sum(n for (_, to, _), n in moved.items() if to == "closed") >= 1
+        orders = {(s.labels["action"], s.labels["result"]): s.value
+                  for s in families["scalper_orders"].samples}  # fmt: skip
+        assert orders[("open", "placed")] >= 1 and orders[("close", "placed")] >= 1, orders
+        latency = {(s.name, s.labels["stage"], s.labels.get("le", "")): s.value
+                   for s in families["scalper_order_latency_seconds"].samples}  # fmt: skip
+        for stage in ("decision_to_sent", "sent_to_acknowledged", "decision_to_acknowledged"):
+            count = latency[("scalper_order_latency_seconds_count", stage, "")]
+            assert count >= 2 and latency[("scalper_order_latency_seconds_bucket", stage, "+Inf")] == count
+            assert 0 < latency[("scalper_order_latency_seconds_sum", stage, "")] < count * 10
     finally:
         code = run.stop()
         kill_leftovers(run.seen)
     assert code == 0, run.stderr()[-2000:]
+
+
+def test_the_board_s_one_read_gives_the_same_totals_and_rows_as_the_api_s_own_reads(
+    real_redis: RealRedis,
+) -> None:
+    """The dashboard's stream reads every position and the ledger once a second for both the board and
+    its totals; the result is what /api/summary and /api/positions read separately."""
+    store = PositionStore(real_redis.client)
+    stored_position(store, BTC, steps=1)
+    stored_position(store, ETH, pnl="2", fees="-1")
+    stored_position(store, BTC, pnl="-4", fees="-0.5")
+    views = Views(real_redis.client, store, [BTC, ETH])
+    board = views.board()
+    assert {k: v for k, v in board["summary"].items() if k != "time"} == {
+        k: v for k, v in views.summary().items() if k != "time"}
+    assert board["summary"]["all"]["trades"] == 2 and board["summary"]["by_state"]["open"] == 1
+    assert [r["id"] for r in board["positions"]] == [r["id"] for r in views.positions()]
+    closed = [r["id"] for r in views.positions(include_closed=True) if r["state"] == "closed"]
+    assert [r["id"] for r in board["closed"]] == closed[::-1]

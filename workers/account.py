@@ -19,6 +19,7 @@ import redis
 from config.settings import Settings
 from exchanges import sync as exchange_loop
 from exchanges.base import ExchangeUnavailable, OutcomeUnknown
+from exchanges.okx import counts as okx_counts
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
 from exchanges.paper.remote import PaperVenue
 from exchanges.tiers import OKX_ISOLATED_SWAP_TIERS, PositionTiers, TierDataError, load_position_tiers
@@ -111,13 +112,13 @@ async def _relay_okx(settings: Settings, client: redis.Redis, stop: threading.Ev
         if stop.is_set():
             break
         kind = event.kind.value
-        if kind == "reconnected":
-            client.hset(keys.exchange(), "reconnected_at", repr(time.time()))
-            continue
         pipe = client.pipeline(transaction=False)
+        if kind == "reconnected":
+            pipe.hset(keys.exchange(), "reconnected_at", repr(time.time()))
         for order in event.orders:
             bus.publish(order.inst_id, order_fields(order, "okx"), pipe)
         for pos in event.positions:
             bus.publish(pos.inst_id, position_fields(pos, snapshot=event.snapshot, source="okx"), pipe)
+        okx_counts.write_pending(pipe, keys)  # reconnects, rate-limit replies: for /metrics
         pipe.execute()
     await adapter.close()

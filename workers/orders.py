@@ -46,13 +46,15 @@ from exchanges.base import (
     OrderType,
     OutcomeUnknown,
 )
+from exchanges.okx import counts as okx_counts
+from statemachines import counters
 from statemachines.intents import IntentAction, OrderIntent
 from statemachines.keys import Keys
 from statemachines.lifecycle import State
 from statemachines.position import Position
 from statemachines.store import PositionNotFound, PositionStore
 from workers.events import EventBus, position_fields
-from workers.protection import StopRecord, retire
+from workers.protection import StopOutcomePending, StopRecord, retire
 from workers.relay import JOB
 
 log = logging.getLogger("scalper.worker")
@@ -70,6 +72,8 @@ class WorkerContext:
     wall: Callable[[], float] = field(default=time.time)  # as the engine's: when a stop request was sent
     # (symbol, margin mode, posSide, leverage) this process has set at the exchange: an entry sets it first
     levers: set[tuple[str, str, str, int]] = field(default_factory=set)
+    # The current job's order: when it was sent and when the exchange answered (epoch seconds, /metrics)
+    timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def stops(self) -> StopRecord:
@@ -103,7 +107,51 @@ def run_intent(fields: dict[str, str]) -> str:
     intent = OrderIntent.from_fields(fields)
     job = get_current_job()
     preloaded = getattr(job, "preloaded", {}).get(ctx.store.keys.pos(intent.symbol, intent.position_id))
-    return ctx.loop.run_until_complete(execute(ctx, intent, preloaded))
+    ctx.timing = {}
+    result = "error"
+    try:
+        done = ctx.loop.run_until_complete(execute(ctx, intent, preloaded))
+        word = done.split(":", 1)[0]
+        result = word if word in RESULTS else "done"
+        return done
+    except OutcomeUnknown:
+        result = "unknown"
+        raise
+    except StopOutcomePending:
+        result = "pending"
+        raise
+    finally:
+        enqueued = getattr(job, "enqueued_at", None)
+        count(ctx, intent.action.value, result, enqueued.timestamp() if enqueued else None)
+
+
+# The results of a job as /metrics counts them: the first word of what `execute` returns, when it is one of
+# these; "done" for a protective stop's job; "unknown" (an unknown outcome, retried), "pending" (a stop's
+# placement may still land, retried), "error" (anything else the job raised).
+RESULTS = frozenset({"placed", "exists", "refused", "flat", "skip"})
+
+
+def count(ctx: WorkerContext, action: str, result: str, decided: float | None) -> None:
+    """The job's counters (statemachines/counters.py): orders by action and result, the order's latency
+    (decision → sent → acknowledged; the decision is the job's enqueue, in the engine's transition), the
+    client's rate-limit replies. One round trip, after the order is sent and its outcome published: it
+    never delays an order. Redis refusing it costs the counts, never the job."""
+    keys, timing = ctx.store.keys, ctx.timing
+    pipe = ctx.client.pipeline(transaction=False)
+    pipe.hincrby(keys.metric("orders"), f"{action}|{result}", 1)
+    latency = keys.metric("order-latency")
+    sent, acked = timing.get("sent"), timing.get("acked")
+    if sent is not None and decided is not None:
+        counters.observe(pipe, latency, "decision_to_sent", sent - decided)
+    if sent is not None and acked is not None:
+        counters.observe(pipe, latency, "sent_to_acknowledged", acked - sent)
+        if decided is not None:
+            counters.observe(pipe, latency, "decision_to_acknowledged", acked - decided)
+    okx_counts.write_pending(pipe, keys)
+    try:
+        pipe.execute()
+    except redis.RedisError as err:
+        log.warning("order metrics not written (%s)", type(err).__name__)
 
 
 def preload(prefix: str) -> Callable[[Job], list[str]]:
@@ -208,8 +256,10 @@ async def _send(
     """Send the order and publish what became of it. An unknown outcome or a duplicate id is answered by
     querying the client order id; still unknown, the job fails and RQ retries it (querying first)."""
     ex = ctx.exchange
+    ctx.timing["sent"] = time.time()
     try:
         order = await send()
+        ctx.timing["acked"] = time.time()
     except OutcomeUnknown:
         found = await ex.get_order(intent.symbol, intent.cl_ord_id)
         if found is None:

@@ -7,6 +7,7 @@ control entry crashed the engine, its restart replayed the control stream, and i
 
     {prefix}:dead-letter      STREAM  source reason ref record(JSON) process ts; trimmed to ~10,000
     {prefix}:quarantined      HASH    source -> records quarantined so far
+    {prefix}:metrics:dropped  HASH    "source|reason" -> records dropped (the metric; e.g. ticks|outside_band)
 
     redis-cli XREVRANGE scalper:dead-letter + - COUNT 10
     redis-cli HGETALL scalper:quarantined
@@ -78,7 +79,10 @@ class Quarantine:
             pipe = self.client.pipeline(transaction=False)
             for fields in pending:
                 pipe.xadd(self.keys.dead_letter(), fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-                pipe.hincrby(self.keys.quarantined(), fields["source"].split(":", 1)[0], 1)
+                source = fields["source"].split(":", 1)[0]
+                pipe.hincrby(self.keys.quarantined(), source, 1)
+                code = fields["reason"].split(":", 1)[0][:40]  # the reason's code: a bounded label
+                pipe.hincrby(self.keys.metric("dropped"), f"{source}|{code}", 1)
             pipe.execute()
         except redis.ResponseError as err:
             self._pending = (pending + self._pending)[-PENDING_MAX:]

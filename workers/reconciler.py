@@ -33,6 +33,7 @@ from exchanges.base import (
     OrderSide,
     OutcomeUnknown,
 )
+from exchanges.okx import counts as okx_counts
 from statemachines.intents import IntentAction, client_order_id, parse_client_order_id, unprotect_intent
 from statemachines.position import Position, Side, new_position_id
 from workers import attribution, settlement
@@ -398,8 +399,15 @@ class Reconciler(StopSweep):
         if self.dry_run:
             return
         state = "ok" if report.exchange_known else "unknown"
-        engine.client.hset(engine.keys.exchange(), mapping={"state": state, "since": repr(time.time()),
-                                                           "why": report.why})  # fmt: skip
+        # The verdict, and with it the counters of /metrics (statemachines/counters.py): the corrections
+        # by kind, and what this process's exchange client counted (rate-limit replies).
+        pipe = engine.client.pipeline(transaction=False)
+        pipe.hset(engine.keys.exchange(), mapping={"state": state, "since": repr(time.time()),
+                                                   "why": report.why})  # fmt: skip
+        for _pid, kind, _why in report.corrections:
+            pipe.hincrby(engine.keys.metric("corrections"), kind, 1)
+        okx_counts.write_pending(pipe, engine.keys)
+        pipe.execute()
         engine.exchange_known = report.exchange_known
         if not report.exchange_known:
             log.error("exchange unreadable, entries halted: %s", report.why)

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from exchanges.okx import counts
+
 
 class Kind(StrEnum):
     PLACE = "place"  # POST trade/order and WS op order (also one-order batches)
@@ -138,6 +140,7 @@ class RateLimiter:
         """After a rate-limit reply: block the key for base * 2**strikes (capped). `seconds` overrides the
         base (e.g. a server hint). Returns the pause applied."""
         st = self._key(kind, inst_id)
+        counts.RATE_LIMITED[kind.value] += 1
         base = self._base if seconds is None else seconds
         pause = min(self._cap, base * (2 ** min(st.strikes, 32)))
         st.strikes += 1

@@ -27,6 +27,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from exchanges.base import ExchangeError
+from exchanges.okx import counts
 from exchanges.okx.auth import Credentials
 from exchanges.okx.convert import ws_request
 from exchanges.okx.errors import AuthError
@@ -189,6 +190,7 @@ class WsConnection:
                 self._ready.clear()
             if self._closing:
                 break
+            counts.RECONNECTS[self.name] += 1
             if started is not None and loop.time() - started >= self.options.stable_after:
                 failures = 0
             delay = 0.0

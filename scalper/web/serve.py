@@ -12,6 +12,7 @@ import uvicorn
 
 from config.settings import Settings
 from scalper.connect import redis_client
+from scalper.processes import yield_cpu_to_trading
 from scalper.web.app import build_app
 from statemachines.keys import Keys
 
@@ -34,6 +35,7 @@ def _bind(host: str, port: int, any_port_if_busy: bool) -> socket.socket:
 
 def run_web(settings: Settings, port: int | None = None, any_port_if_busy: bool = False) -> int:
     """`any_port_if_busy`: `scalper run`'s child, which must not crash-loop the run over a taken port."""
+    yield_cpu_to_trading("web")
     client = redis_client(settings)
     app = build_app(settings, client)
     host = settings.web.host

@@ -17,14 +17,25 @@ from reports.fmt import iso
 from scalper import inspect
 from scalper.run_history import contract_values
 from statemachines.keys import Keys
-from statemachines.ledger import TradeLedger
+from statemachines.ledger import TradeLedger, TradeRecord
 from statemachines.lifecycle import STATES
+from statemachines.position import Position
 from statemachines.store import PositionStore
 from workers.relay import QUEUE
 
 
 def _epoch(iso_time: str) -> float:
     return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
+
+
+Stored = tuple[list[Position], list[TradeRecord]]  # every stored position, every ledger row
+
+
+def _count_states(found: list[Position]) -> dict[str, int]:
+    out = dict.fromkeys(STATES, 0)
+    for pos in found:
+        out[pos.state] = out.get(pos.state, 0) + 1
+    return out
 
 
 def _s(v: Any) -> str:
@@ -73,11 +84,13 @@ class Views:
         closed at the mark (before the exit fee) and whether the exchange holds their stop; the latest
         closed trades; the totals; the health strip."""
         health = self.health()
+        stored = self._stored()  # every position and ledger row, read once for the whole board
+        rows = inspect.rows_of(*stored)
         marks = {s: f["price"] for s, f in health["feeds"].items() if f.get("price")}
         # The engine's clock: the exchange's, or in a replay the data's, which may run ahead of this host's.
         clocks = {s: _epoch(f["last_tick"]) for s, f in health["feeds"].items() if f.get("last_tick")}
         ct = contract_values()
-        live = self.positions()
+        live = [r for r in rows if r["state"] not in ("closed", "archived")]
         placed = self._placed_stops({r["symbol"] for r in live})
         now = time.time()
         for r in live:
@@ -90,8 +103,14 @@ class Views:
             since = r.get("state_since")
             clock = max(now, clocks.get(r["symbol"], 0.0))
             r["in_state_s"] = round(max(0.0, clock - _epoch(since)), 1) if since else None
-        closed = [r for r in self.positions(include_closed=True) if r["state"] in ("closed", "archived")]
-        return {"positions": live, "closed": closed[-20:][::-1], "summary": self.summary(), "health": health}
+        closed = [r for r in rows if r["state"] in ("closed", "archived")]
+        return {"positions": live, "closed": closed[-20:][::-1], "summary": self.summary(stored=stored),
+                "health": health}  # fmt: skip
+
+    def _stored(self) -> Stored:
+        """Every stored position and every ledger row: what the board and the totals are made of."""
+        found = [p for symbol in self.store.symbols() for p in self.store.load_symbol(symbol)]
+        return found, TradeLedger(self.client, self.keys).all()
 
     def _placed_stops(self, symbols: set[str]) -> set[str]:
         pipe = self.client.pipeline(transaction=False)
@@ -102,17 +121,22 @@ class Views:
 
     # --- totals ---
 
-    def summary(self, now: float | None = None) -> dict[str, Any]:
+    def summary(self, now: float | None = None, stored: Stored | None = None) -> dict[str, Any]:
         """Closed trades today (UTC) and over everything Redis holds: count, net, gross, fees; and what is
-        live. Closed positions still stored and ledger rows are the same trades: each counted once."""
+        live. Closed positions still stored and ledger rows are the same trades: each counted once.
+        `stored`: the positions and ledger rows the caller read already (the board), else read here."""
         now = time.time() if now is None else now
         today = time.strftime("%Y%m%d", time.gmtime(now))
         trades: dict[str, tuple[float, Decimal, Decimal]] = {}  # id -> (close time, gross, fees)
-        for rec in TradeLedger(self.client, self.keys).all():
+        if stored is None:
+            closed = [p for sym in self.store.symbols() for p in self.store.load_symbol(sym, ["closed"])]
+            ledger = TradeLedger(self.client, self.keys).all()
+        else:
+            closed, ledger = [p for p in stored[0] if p.state == "closed"], stored[1]
+        for rec in ledger:
             trades[rec.id] = (rec.exit_ts, rec.pnl, rec.fees)
-        for symbol in self.store.symbols():
-            for pos in self.store.load_symbol(symbol, states=["closed"]):
-                trades[pos.id] = (pos.state_since, pos.realized_pnl, pos.fees)
+        for pos in closed:
+            trades[pos.id] = (pos.state_since, pos.realized_pnl, pos.fees)
 
         def totals(rows: list[tuple[float, Decimal, Decimal]]) -> dict[str, Any]:
             gross = sum((g for _, g, _ in rows), Decimal(0))
@@ -122,7 +146,7 @@ class Views:
                     "fees": float(fees), "wins": wins}  # fmt: skip
         rows = list(trades.values())
         todays = [r for r in rows if time.strftime("%Y%m%d", time.gmtime(r[0])) == today]
-        states = self.by_state()
+        states = self.by_state() if stored is None else _count_states(stored[0])
         return {"time": iso(now), "today": totals(todays), "all": totals(rows),
                 "live": sum(n for s, n in states.items() if s != "closed"), "by_state": states}  # fmt: skip
 
