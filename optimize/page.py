@@ -76,7 +76,7 @@ def _best_html(s: StudySummary) -> str:
     for r in s.rows:
         cells = "".join(f"<td>{fmt(r.params.get(p.path))}</td>" for p in s.plan.params)
         cells += "".join(f"<td>{fmt(r.ins.get(n))}</td><td>{fmt((r.outs or {}).get(n))}</td>" for n in names)
-        verdict = "; ".join(r.warnings) if r.warnings else ("holds" if r.outs else "no test window")
+        verdict = r.verdict
         cls = ' class="disagree"' if r.warnings else ""
         rows.append(f"<tr><td>{r.trial.number}</td>{cells}<td{cls}>{html.escape(verdict)}</td></tr>")
     return (f"<h2>Best trials: in sample | out of sample</h2><table><tr><th>trial</th>{head}"

@@ -24,6 +24,13 @@ class Row:
     outs: dict[str, Any] | None
     warnings: list[str]
 
+    @property
+    def verdict(self) -> str:
+        """Out of sample: where it disagrees with in sample, or that it does not."""
+        if self.warnings:
+            return "; ".join(self.warnings)
+        return "consistent" if self.outs else "no test window"
+
 
 @dataclass(frozen=True)
 class StudySummary:

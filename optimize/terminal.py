@@ -22,13 +22,12 @@ def render(s: StudySummary, console: Console) -> None:
     for name in shown:
         table.add_column(f"{name} in", justify="right")
         table.add_column(f"{name} out", justify="right")
-    table.add_column("holds out of sample?")
+    table.add_column("out of sample")
     for row in s.rows:
         cells = [str(row.trial.number), *(fmt(row.params.get(p.path)) for p in plan.params)]
         for name in shown:
             cells += [fmt(row.ins.get(name)), fmt((row.outs or {}).get(name)) if row.outs else "–"]
-        verdict = "; ".join(row.warnings) if row.warnings else ("yes" if row.outs else "no test window")
-        cells.append(f"[red]{verdict}[/red]" if row.warnings else verdict)
+        cells.append(f"[red]{row.verdict}[/red]" if row.warnings else row.verdict)
         table.add_row(*cells)
     console.print(table)
     for name, rho in s.correlation.items():

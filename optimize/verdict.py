@@ -46,8 +46,17 @@ def rank_correlation(pairs: list[tuple[float, float]]) -> float | None:
     """Spearman's rho of (in-sample, out-of-sample) over the trials; None with fewer than 3 or no spread."""
     if len(pairs) < 3:
         return None
-    a = np.argsort(np.argsort([p[0] for p in pairs])).astype(float)
-    b = np.argsort(np.argsort([p[1] for p in pairs])).astype(float)
+    a, b = _ranks([p[0] for p in pairs]), _ranks([p[1] for p in pairs])
     if a.std() == 0 or b.std() == 0:
         return None
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def _ranks(values: list[float]) -> np.ndarray:
+    """Ranks with ties sharing their mean rank (equal results must not look ordered)."""
+    x = np.asarray(values, dtype=float)
+    ranks = np.empty(len(x))
+    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
+    for v in np.unique(x):
+        ranks[x == v] = ranks[x == v].mean()
+    return ranks

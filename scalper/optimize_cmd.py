@@ -98,7 +98,12 @@ def _run(args: argparse.Namespace) -> int:
         if not workers:
             print("optimize: no local workers: trials wait for `scalper worker --trials` on this Redis",
                   file=sys.stderr)  # fmt: skip
-        Coordinator(plan, study, client, say=lambda s: print(s, file=sys.stderr), tick=keep_workers).run()
+        try:
+            Coordinator(plan, study, client, say=lambda s: print(s, file=sys.stderr), tick=keep_workers).run()
+        except KeyboardInterrupt:
+            print(f"optimize: stopped; `scalper optimize --resume {plan.name}` continues the study",
+                  file=sys.stderr)  # fmt: skip
+            return 130
         for proc in workers:
             proc.terminate()
         _report(study, plan, args.top, args.out)
@@ -174,9 +179,12 @@ def _redis(settings: Settings) -> _Redis:
     except NoRedis:
         if settings.redis.url is not None:
             raise
-    from scalper.embedded import LocalRedis
+    from scalper.embedded import LocalRedis, stop_stale_servers
 
-    server = LocalRedis(Path(settings.redis.data_dir) / "optimize")
+    where = Path(settings.redis.data_dir) / "optimize"
+    where.mkdir(parents=True, exist_ok=True)
+    stop_stale_servers(where)  # left by an optimize that was killed
+    server = LocalRedis(where)
     server.start()
     return _Redis(f"unix://{server.socket_path}", server.client(), server)
 

@@ -220,4 +220,13 @@ def test_the_report_shows_in_and_out_of_sample_side_by_side_and_flags_a_disagree
     assert "<td>70.00</td><td>-9.00</td>" in first_row  # net_pnl in sample, then out of sample
     assert 'class="disagree">net_pnl 10.00 a day in sample, -3.00 a day out of sample: a loss' in first_row
     second_row = best_table[best_table.index("<tr><td>1</td>") :].split("</tr>")[0]
-    assert "<td>35.00</td><td>12.00</td>" in second_row and ">holds<" in second_row
+    assert "<td>35.00</td><td>12.00</td>" in second_row and ">consistent<" in second_row
+
+
+def test_the_rank_correlation_sees_ties_as_ties() -> None:
+    from optimize.verdict import rank_correlation
+
+    assert rank_correlation([(1.0, 5.0), (1.0, 5.0), (1.0, 5.0)]) is None  # all equal: no ranking at all
+    assert rank_correlation([(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]) == pytest.approx(1.0)
+    assert rank_correlation([(1.0, 3.0), (2.0, 2.0), (3.0, 1.0)]) == pytest.approx(-1.0)
+    assert rank_correlation([(1.0, 7.0), (1.0, 9.0), (2.0, 8.0), (2.0, 8.0)]) == pytest.approx(0.0)
