@@ -70,11 +70,12 @@ def main() -> int:
             for r in range(args.rounds):
                 order = (1, 2) if r % 2 == 0 else (2, 1)
                 for workers in order:
+                    load = os.getloadavg()[0]
                     res = one(url, args.data, args.trials, workers, args.batch, f"bench_{r}_{workers}")
                     results[workers].append(res)
                     print(f"round {r + 1}, {workers} worker(s): {res['per_min']:.1f} trials/min "
                           f"({res['trials']} trials in {res['span_s']:.1f} s; "
-                          f"the command {res['wall_s']:.1f} s)")  # fmt: skip
+                          f"the command {res['wall_s']:.1f} s; load average before {load:.1f})")  # fmt: skip
         finally:
             server.stop()
     med = {w: statistics.median(x["per_min"] for x in rs) for w, rs in results.items()}
