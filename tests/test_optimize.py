@@ -172,6 +172,32 @@ def test_resume_continues_a_study_to_its_new_size(real_redis: RealRedis, tmp_pat
 
 
 @pytest.mark.redis
+def test_a_killed_optimize_is_resumed_with_every_trial_once(real_redis: RealRedis, tmp_path: Path) -> None:
+    """`optimize` SIGKILLed mid-batch (its workers stop with it): `--resume` adopts the trials it left
+    running, takes what the workers wrote, runs the rest, and ends with each trial once."""
+    args = [*WEEK, *SEARCH, "--trials", "12", "--workers", "2", "--name", "crash", "--seed", "5"]
+    first = _scalper("optimize", *args, redis=real_redis, cwd=tmp_path)
+    client = real_redis.client
+    deadline = time.monotonic() + 60
+    while len(client.keys("scalper:optimize:crash:result:*")) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.kill()
+    first.communicate(timeout=30)
+    left = [t for t in _study(real_redis, "crash").trials if t.state == TrialState.RUNNING]
+    assert left, "the kill left no trial running: nothing was tested"
+    time.sleep(1)  # its workers stop with it (PR_SET_PDEATHSIG)
+    more = _scalper("optimize", "--resume", "crash", "--trials", "12", "--workers", "2", redis=real_redis,
+                    cwd=tmp_path)  # fmt: skip
+    _, err = more.communicate(timeout=120)
+    assert more.returncode == 0, err[-3000:]
+    assert f"trial {left[0].number}: left running by an earlier optimize, adopted" in err
+    study = _study(real_redis, "crash")
+    assert [t.number for t in study.trials] == list(range(12))
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+    assert len(client.keys("scalper:optimize:crash:result:*")) == 12
+
+
+@pytest.mark.redis
 def test_a_sweep_walks_the_grid_and_draws_a_heat_map(real_redis: RealRedis, tmp_path: Path) -> None:
     proc = _scalper("sweep", *WEEK, "--param", "exits.take_profit_pct=0.4:1.2:0.4", "--param",
                     "smart_exit.rsi_overbought=65|75", "--workers", "2", "--name", "grid", "--out",
