@@ -232,7 +232,7 @@ class Coordinator:
             return
         values = [finite(result["in"][o]) for o in self.plan.objectives]
         self.study.tell(n, values, skip_if_finished=True)
-        self.say(progress_line(self.study.trials[n], self.plan))
+        self.say(progress_line(store.get_trial(trial_id), self.plan))  # one trial, not a copy of them all
 
     def _check_alive(self, p: _Pending) -> None:
         """A trial whose worker died: enqueued again. Queued and still waiting for a worker: left alone."""

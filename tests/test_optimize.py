@@ -4,6 +4,7 @@ in-sample beside out-of-sample. The data is a week of the shared real BTC 1-minu
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -210,6 +211,36 @@ def test_a_sweep_walks_the_grid_and_draws_a_heat_map(real_redis: RealRedis, tmp_
     assert seen == [(tp, rsi) for tp in (0.4, 0.8, 1.2) for rsi in (65, 75)]
     page = (tmp_path / "grid" / "study.html").read_text()
     assert '"type":"heatmap"' in page and "Sweep: net_pnl" in page
+
+
+@pytest.mark.redis
+def test_a_combination_the_settings_refuse_is_a_failed_trial_with_its_reason(
+    real_redis: RealRedis, tmp_path: Path
+) -> None:
+    """Each value alone is valid; rsi_mid 65 with rsi_overbought 60 is not: that trial is not run."""
+    grid = ["--param", "smart_exit.rsi_mid=45|65", "--param", "smart_exit.rsi_overbought=60|80"]
+    proc = _scalper("sweep", *WEEK, *grid, "--name", "clash", redis=real_redis, cwd=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    trials = _study(real_redis, "clash").trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.params for t in failed] == [{"smart_exit.rsi_mid": 65, "smart_exit.rsi_overbought": 60}]
+    assert "rsi_oversold < rsi_mid < rsi_overbought" in failed[0].user_attrs["error"]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert not real_redis.client.exists(f"scalper:optimize:clash:result:{failed[0].number}")  # never enqueued
+
+
+def test_a_trial_payload_carries_no_secret() -> None:
+    from config.settings import Settings
+    from optimize.trial import resolved
+
+    keys = {"api_key": "key-4f9a1c", "api_secret": "sec-77b2e0", "passphrase": "pp-93d1"}
+    settings = Settings(exchange=keys, redis={"url": "redis://:pw-5e8c2a@db:6379/0"},
+                        notify={"urls": ["tgram://tok-1b2c3d/42"]})  # fmt: skip
+    text = json.dumps(resolved(settings))
+    for secret in ("key-4f9a1c", "sec-77b2e0", "pp-93d1", "pw-5e8c2a", "tok-1b2c3d"):
+        assert secret not in text
+    assert json.loads(text)["exits"]["take_profit_pct"] == settings.exits.take_profit_pct
 
 
 # --- the report: in sample beside out of sample, and where they disagree ---
