@@ -17,7 +17,7 @@ from optimize.summary import StudySummary, fmt
 from reports.html import CSS, body_html
 from reports.report import Report
 
-_CSS = "td.disagree { color: #c00; font-weight: 600 }"
+_CSS = "td.disagree { color: #c00; font-weight: 600 } div.wide { overflow-x: auto }"
 _CONFIG = {"displaylogo": False}
 _LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "height": 380}
 
@@ -79,8 +79,8 @@ def _best_html(s: StudySummary) -> str:
         verdict = r.verdict
         cls = ' class="disagree"' if r.warnings else ""
         rows.append(f"<tr><td>{r.trial.number}</td>{cells}<td{cls}>{html.escape(verdict)}</td></tr>")
-    return (f"<h2>Best trials: in sample | out of sample</h2><table><tr><th>trial</th>{head}"
-            f"<th>out of sample</th></tr>{''.join(rows)}</table>")  # fmt: skip
+    table = f"<table><tr><th>trial</th>{head}<th>out of sample</th></tr>{''.join(rows)}</table>"
+    return f'<h2>Best trials: in sample | out of sample</h2><div class="wide">{table}</div>'
 
 
 def _env_html(s: StudySummary) -> str:

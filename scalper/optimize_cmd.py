@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from config.settings import ConfigError, Settings, load_settings
 from scalper.backtest_cmd import _when, overrides_of
 
 NAME = re.compile(r"^[A-Za-z0-9_]{1,60}$")
+RESTART_S = 5.0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -51,7 +53,7 @@ def add_parsers(sub: Any) -> None:
                          description="Optimise settings: each trial is a backtest (in sample and out of "
                                      "sample) run by trial workers on the project's Redis.")  # fmt: skip
     _common(opt)
-    opt.add_argument("--trials", type=int, default=100, help="trials in the study (a resumed one: in all)")
+    opt.add_argument("--trials", type=int, help="trials in all (default 100; resumed: as it was)")
     opt.add_argument("--resume", metavar="NAME", help="continue the study NAME (its data and parameters)")
     sweep = sub.add_parser("sweep", help="a grid over one or two settings, with a heat map",
                            description="Every combination of one or two settings' values, as backtests on "
@@ -84,16 +86,19 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if plan is None:
             plan = load_plan(client, settings.redis.prefix, resume)
-            plan.trials = args.trials
+            plan.trials = args.trials or plan.trials
         study = open_study(plan, client, url, resume=bool(resume))
         workers = [_start_worker(url) for _ in range(max(args.workers, 0))]
+        started = [time.monotonic()] * len(workers)
 
         def keep_workers() -> None:
+            """A local worker that died is started again, at most once per RESTART_S per slot (one that
+            cannot start at all is said every RESTART_S, not restarted in a loop)."""
             for i, proc in enumerate(workers):
-                if proc.poll() is not None:
+                if proc.poll() is not None and time.monotonic() - started[i] >= RESTART_S:
                     print(f"optimize: local worker {proc.pid} exited ({proc.returncode}); starting another",
                           file=sys.stderr)  # fmt: skip
-                    workers[i] = _start_worker(url)
+                    workers[i], started[i] = _start_worker(url), time.monotonic()
 
         if not workers:
             print("optimize: no local workers: trials wait for `scalper worker --trials` on this Redis",
@@ -117,8 +122,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> Any:
-    import time
-
     from backtest.load import load
     from optimize import objectives, params
     from optimize.coordinator import Plan
@@ -147,8 +150,8 @@ def _plan(args: argparse.Namespace, settings: Settings) -> Any:
     ins = (args.start, split if args.test_fraction else args.end)
     outs = (split, args.end) if args.test_fraction else None
     return Plan(name=name, params=found, objectives=objectives.parse(args.objective),
-                trials=size if grid else args.trials, seed=args.seed, batch=max(args.batch, 1), base=base,
-                sets=list(args.overrides), data=data_args, symbol=args.symbol, in_sample=ins,
+                trials=size if grid else args.trials or 100, seed=args.seed, batch=max(args.batch, 1),
+                base=base, sets=list(args.overrides), data=data_args, symbol=args.symbol, in_sample=ins,
                 out_of_sample=outs, grid=grid, prefix=settings.redis.prefix)  # fmt: skip
 
 
