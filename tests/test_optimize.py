@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -31,11 +32,27 @@ WEEK = [str(BARS_1M), "--symbol", "BTC-USDT-SWAP", "--from", "2022-01-03", "--to
 SEARCH = ["--param", "exits.take_profit_pct=0.3:1.5", "--param", "smart_exit.rsi_overbought=60:80"]
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers() -> Iterator[None]:
+    """A test that fails mid-study leaves no optimize running (its workers stop with it)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
 def _scalper(*args: str, redis: RealRedis, cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": f"unix://{redis.socket_path}"}
     env.pop("SCALPER_REDIS__URL", None)
-    return subprocess.Popen([sys.executable, "-m", "scalper", *args], env=env, cwd=cwd, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "scalper", *args], env=env, cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    _started.append(proc)
+    return proc
 
 
 def _study(redis: RealRedis, name: str) -> optuna.Study:
