@@ -123,8 +123,10 @@ def load_plan(client: redis.Redis, prefix: str, name: str) -> Plan:
 class _Pending:
     trial: int
     attempt: int
-    enqueued: float
     job_id: str
+    # Since when (this process's monotonic clock) the trial has been neither queued nor heartbeating: the
+    # coordinator's own observation, so no two machines' clocks are compared.
+    silent_since: float | None = None
 
 
 @dataclass
@@ -183,7 +185,7 @@ class Coordinator:
             run_trial, {**self.payloads[n], "attempt": attempt}, job_id=job_id, job_timeout=24 * 3600,
             result_ttl=600, failure_ttl=24 * 3600,
         )  # fmt: skip
-        self.pending[n] = _Pending(n, attempt, time.time(), job_id)
+        self.pending[n] = _Pending(n, attempt, job_id)
 
     def _trial_id(self, n: int) -> int:
         return self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, n)
@@ -199,7 +201,7 @@ class Coordinator:
                 self._enqueue(t.number, 1)
             else:  # its job may still be queued or running: _check_alive enqueues it again if not
                 job_id = f"optimize-{self.plan.name}-{t.number}-{attempt}"
-                self.pending[t.number] = _Pending(t.number, attempt, time.time(), job_id)
+                self.pending[t.number] = _Pending(t.number, attempt, job_id)
             self.say(f"trial {t.number}: left running by an earlier optimize, adopted")
 
     # --- waiting and telling ---
@@ -235,18 +237,21 @@ class Coordinator:
         self.say(progress_line(store.get_trial(trial_id), self.plan))  # one trial, not a copy of them all
 
     def _check_alive(self, p: _Pending) -> None:
-        """A trial whose worker died: enqueued again. Queued and still waiting for a worker: left alone."""
+        """A trial whose worker died: enqueued again. Queued and still waiting for a worker: left alone. Dead
+        means: neither queued nor heartbeating, nor a result, for BEAT_TTL_S in a row (a job just taken has
+        not written its first heartbeat yet; a job gone with a killed `optimize` is gone)."""
         if self.client.exists(self.keys.beat(p.trial)):
+            p.silent_since = None
             return
         exists = self.client.exists(f"rq:job:{p.job_id}")
         job = Job.fetch(p.job_id, connection=self.client) if exists else None
         status = job.get_status(refresh=False) if job is not None else None
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            p.silent_since = None
             return
-        if status == JobStatus.STARTED and job is not None and job.started_at is not None:
-            if time.time() - job.started_at.timestamp() < BEAT_TTL_S:
-                return  # just started: its first heartbeat may not be written yet
-        elif status is None and time.time() - p.enqueued < BEAT_TTL_S:
+        now = time.monotonic()
+        if p.silent_since is None or now - p.silent_since < BEAT_TTL_S:
+            p.silent_since = p.silent_since or now
             return
         if self.client.exists(self.keys.result(p.trial)):
             return  # it finished between the two reads: told at the next poll
