@@ -32,6 +32,8 @@ import redis
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalRedisBackend
 from optuna.trial import FrozenTrial, TrialState
+from redis.exceptions import LockError
+from redis.lock import Lock
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -41,6 +43,7 @@ from optimize.params import Param, merged, nested
 from optimize.trial import BEAT_TTL_S, Keys, finite, resolved, run_trial
 
 QUEUE = "optimize"
+LEASE_S = 10  # the study's lease (own_study), renewed every second
 MAX_ATTEMPTS = 3  # a trial whose worker died this many times is told as failed
 POLL_S = 0.1
 
@@ -92,6 +95,17 @@ def sampler(plan: Plan, told: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=plan.seed + told)
 
 
+def own_study(client: redis.Redis, prefix: str, name: str) -> Lock:
+    """The study's lease: one `optimize` writes a study at a time (two would both ask and adopt). A killed
+    one's lease lapses within LEASE_S, so `--resume` right after a kill waits for it instead of failing."""
+    lock = client.lock(Keys(prefix, name).owner(), timeout=LEASE_S, blocking_timeout=LEASE_S + 1,
+                       thread_local=False)  # fmt: skip
+    if not lock.acquire():
+        raise StudyError(f"the study {name!r} is being run by another `scalper optimize` on this Redis: "
+                         "wait for it to end, or stop it first")  # fmt: skip
+    return lock
+
+
 def open_study(plan: Plan, client: redis.Redis, url: str, *, resume: bool) -> optuna.Study:
     keys = Keys(plan.prefix, plan.name)
     if not resume and client.exists(keys.meta()):
@@ -138,6 +152,7 @@ class Coordinator:
     pending: dict[int, _Pending] = field(default_factory=dict)
     payloads: dict[int, dict[str, Any]] = field(default_factory=dict)
     tick: Callable[[], None] = lambda: None  # called each poll (the CLI restarts dead local workers)
+    lock: Lock | None = None  # the study's lease, renewed while it runs (own_study)
 
     @property
     def keys(self) -> Keys:
@@ -148,9 +163,19 @@ class Coordinator:
         self._wait()
         while (started := self._started()) < self.plan.trials:
             for _ in range(min(self.plan.batch, self.plan.trials - started)):
+                self._renew()
                 self._ask()
             self._wait()
         return self.study
+
+    def _renew(self) -> None:
+        if self.lock is None:
+            return
+        try:
+            self.lock.reacquire()
+        except LockError:
+            raise StudyError(f"lost the study {self.plan.name!r}'s lease (this process stalled over "
+                             f"{LEASE_S} s and another optimize took it): stopping") from None
 
     def _started(self) -> int:
         """Trials asked so far (a sweep's enqueued grid points wait until asked)."""
@@ -217,6 +242,7 @@ class Coordinator:
                     self._tell(n, json.loads(raw))
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
+                self._renew()
                 for n in sorted(self.pending):
                     self._check_alive(self.pending[n])
             time.sleep(POLL_S)

@@ -53,6 +53,9 @@ class Keys:
     def journal(self) -> str:
         return f"{self.prefix}:optimize:{self.study}:journal"
 
+    def owner(self) -> str:
+        return f"{self.prefix}:optimize:{self.study}:owner"
+
     def meta(self) -> str:
         return f"{self.prefix}:optimize:{self.study}:meta"
 

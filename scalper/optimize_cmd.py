@@ -10,6 +10,7 @@ study. `--workers K` starts K local trial workers (restarted if one dies) and st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from optimize.coordinator import Coordinator, load_plan, open_study
+    from optimize.coordinator import Coordinator, load_plan, open_study, own_study
 
     settings = load_settings(**overrides_of(args.overrides))
     resume = getattr(args, "resume", None)
@@ -83,7 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     redis_handle = _redis(settings)
     url, client = redis_handle.url, redis_handle.client
     workers: list[subprocess.Popen[bytes]] = []
+    lock = None
     try:
+        lock = own_study(client, settings.redis.prefix, resume or plan.name)
         if plan is None:
             plan = load_plan(client, settings.redis.prefix, resume)
             plan.trials = args.trials or plan.trials
@@ -104,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
             print("optimize: no local workers: trials wait for `scalper worker --trials` on this Redis",
                   file=sys.stderr)  # fmt: skip
         try:
-            Coordinator(plan, study, client, say=lambda s: print(s, file=sys.stderr), tick=keep_workers).run()
+            Coordinator(plan, study, client, say=lambda s: print(s, file=sys.stderr), tick=keep_workers,
+                    lock=lock).run()
         except KeyboardInterrupt:
             print(f"optimize: stopped; `scalper optimize --resume {plan.name}` continues the study",
                   file=sys.stderr)  # fmt: skip
@@ -117,6 +121,11 @@ def _run(args: argparse.Namespace) -> int:
             proc.terminate()
         for proc in workers:
             proc.wait(30)
+        if lock is not None:
+            from redis.exceptions import LockError, RedisError
+
+            with contextlib.suppress(LockError, RedisError):  # lapses by itself within its TTL
+                lock.release()
         redis_handle.close()
     return 0
 

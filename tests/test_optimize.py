@@ -216,6 +216,23 @@ def test_a_killed_optimize_is_resumed_with_every_trial_once(real_redis: RealRedi
 
 
 @pytest.mark.redis
+def test_one_optimize_at_a_time_writes_a_study(real_redis: RealRedis, tmp_path: Path) -> None:
+    """A second `optimize --resume` of a study that is running is refused, after waiting out the lease a
+    killed one would have left."""
+    first = _scalper("optimize", *WEEK, *SEARCH, "--trials", "200", "--name", "busy", redis=real_redis,
+                     cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not real_redis.client.keys("scalper:optimize:busy:result:*") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = _scalper("optimize", "--resume", "busy", redis=real_redis, cwd=tmp_path)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert err.strip() == ("scalper: the study 'busy' is being run by another `scalper optimize` on this "
+                           "Redis: wait for it to end, or stop it first")  # fmt: skip
+    assert first.poll() is None  # the first goes on
+
+
+@pytest.mark.redis
 def test_a_sweep_walks_the_grid_and_draws_a_heat_map(real_redis: RealRedis, tmp_path: Path) -> None:
     proc = _scalper("sweep", *WEEK, "--param", "exits.take_profit_pct=0.4:1.2:0.4", "--param",
                     "smart_exit.rsi_overbought=65|75", "--workers", "2", "--name", "grid", "--out",
