@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> Any:
-    from backtest.load import load
+    from backtest.load import DataError, load
     from optimize import objectives, params
     from optimize.coordinator import Plan
 
@@ -158,6 +158,14 @@ def _plan(args: argparse.Namespace, settings: Settings) -> Any:
     split = data.start_ts + (data.end_ts - data.start_ts) * (1 - args.test_fraction)
     ins = (args.start, split if args.test_fraction else args.end)
     outs = (split, args.end) if args.test_fraction else None
+    for what, window in (("in-sample", ins), ("out-of-sample", outs)):
+        if window is None:
+            continue
+        try:  # each window warms the indicators up on its own first bars: say now if one cannot
+            load(data_args, settings, symbol=args.symbol, start=window[0], end=window[1])
+        except DataError as err:
+            raise DataError(f"the {what} window ({args.test_fraction:g} of the data is kept out of sample): "
+                            f"{err}") from None
     return Plan(name=name, params=found, objectives=objectives.parse(args.objective),
                 trials=size if grid else args.trials or 100, seed=args.seed, batch=max(args.batch, 1),
                 base=base, sets=list(args.overrides), data=data_args, symbol=args.symbol, in_sample=ins,

@@ -104,6 +104,19 @@ def test_a_bad_param_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     assert "--param exits.take_profit" in out.stderr and "take_profit_pct" in out.stderr
 
 
+def test_a_window_too_short_to_warm_up_is_one_line_before_any_trial(tmp_path: Path) -> None:
+    """Three hours: the out-of-sample 30 % is 54 bars, fewer than the 100 the indicators warm up on."""
+    cmd = [sys.executable, "-m", "scalper", "optimize", str(BARS_1M), "--symbol", "BTC-USDT-SWAP", "--from",
+           "2022-01-03T00:00", "--to", "2022-01-03T03:00", *SEARCH]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert "the out-of-sample window (0.3 of the data is kept out of sample)" in out.stderr
+    assert "too short" in out.stderr
+    assert not (tmp_path / "data").exists()  # refused before any Redis was started
+
+
 # --- a study on real data, with workers on a real Redis ---
 
 
