@@ -19,8 +19,11 @@ from pydantic import BaseModel
 
 from config.settings import ConfigError, Settings, load_settings
 
-# Settings that carry secrets or say where Redis is: never in a job payload, never searched.
-SECRET_PATHS = ("exchange.api_key", "exchange.api_secret", "exchange.passphrase", "redis.")
+# What a trial carries (optimize/trial.py `resolved`): every section but these, which a backtest never reads
+# (and which hold the Redis address and the notification URLs); of `exchange`, only the paper venue's figures
+# (never the credentials). A new section (a strategy's own settings) is carried without a change here.
+NOT_SENT = ("redis", "log", "web", "notify")
+EXCHANGE_FIELDS = ("taker_fee", "maker_fee", "paper_balance", "paper_spread_bps", "position_tiers_file")
 
 
 class ParamError(ValueError):
@@ -97,8 +100,10 @@ def parse(spec: str) -> Param:
     path, eq, text = spec.partition("=")
     if not eq or not text:
         raise ParamError(f"--param {spec!r}: expected SECTION.FIELD=LOW:HIGH, LOW:HIGH:STEP or X|Y|Z")
-    if path.startswith(SECRET_PATHS):
-        raise ParamError(f"--param {path}: secrets and the Redis address are not searched")
+    section, _, field = path.partition(".")
+    if section in NOT_SENT or (section == "exchange" and field not in EXCHANGE_FIELDS):
+        raise ParamError(f"--param {path}: not a setting a backtest reads (credentials, Redis, logs, web and "
+                         "notifications are never searched)")  # fmt: skip
     try:
         kind = _numeric(_field_type(path))
     except ParamError as err:

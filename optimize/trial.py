@@ -28,13 +28,11 @@ from backtest.load import LoadedData, load
 from backtest.output import run_result
 from backtest.run import run_backtest
 from config.settings import Settings, load_settings
+from optimize.params import EXCHANGE_FIELDS, NOT_SENT
 from reports.report import build
 
 BEAT_S = 1.0  # the job's heartbeat period...
 BEAT_TTL_S = 5.0  # ...and how long a heartbeat lasts: a started trial with none is a dead worker's
-# Sections a backtest reads, sent whole with each trial; exchange only for its paper-venue figures.
-SECTIONS = ("risk", "exits", "smart_exit", "indicators", "backtest", "engine", "symbols")
-EXCHANGE_FIELDS = ("taker_fee", "maker_fee", "paper_balance", "paper_spread_bps", "position_tiers_file")
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class Keys:
 
 def resolved(settings: Settings) -> dict[str, Any]:
     """The settings a trial runs with, as plain data without secrets (and without the Redis address)."""
-    data = settings.model_dump(mode="json", include=set(SECTIONS))
+    data = settings.model_dump(mode="json", exclude={*NOT_SENT, "exchange"})
     data["exchange"] = settings.exchange.model_dump(mode="json", include=set(EXCHANGE_FIELDS))
     return data
 
