@@ -47,13 +47,6 @@ def thin(
 
 
 def render_html(report: Report) -> str:
-    figures = [_equity_figure(report), *_price_figures(report), _pnl_figure(report)]
-    charts = [
-        pio.to_html(
-            fig, include_plotlyjs=(i == 0), full_html=False, div_id=f"chart{i}", config={"displaylogo": False}
-        )
-        for i, fig in enumerate(figures)
-    ]
     run = report.run
     title = f"scalper report: {run.source}, {when(run.start_ts)} to {when(run.end_ts)}"
     return "\n".join(
@@ -63,10 +56,31 @@ def render_html(report: Report) -> str:
             "<head>",
             '<meta charset="utf-8">',
             f"<title>{html.escape(title)}</title>",
-            f"<style>{_CSS}</style>",
+            f"<style>{CSS}</style>",
             "</head>",
             "<body>",
             f"<h1>{html.escape(title)}</h1>",
+            body_html(report),
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+
+
+def body_html(report: Report, *, include_plotlyjs: bool = True, id_prefix: str = "chart") -> str:
+    """The report's sections without the page around them: another page (the optimisation report) embeds
+    them, with plotly.js included once by that page."""
+    figures = [_equity_figure(report), *_price_figures(report), _pnl_figure(report)]
+    charts = [
+        pio.to_html(
+            fig, include_plotlyjs=include_plotlyjs and i == 0, full_html=False, div_id=f"{id_prefix}{i}",
+            config={"displaylogo": False},
+        )
+        for i, fig in enumerate(figures)
+    ]
+    return "\n".join(
+        [
             _summary_html(report),
             *charts,
             _groups_html("By exit reason", "exit reason", report.by_exit_reason),
@@ -74,9 +88,6 @@ def render_html(report: Report) -> str:
             _groups_html("By symbol", "symbol", report.by_symbol),
             _states_html(report.time_per_state),
             _meta_html(report),
-            "</body>",
-            "</html>",
-            "",
         ]
     )
 
@@ -232,7 +243,7 @@ def _meta_html(report: Report) -> str:
     return _table("Run", ("setting", "value"), sorted(report.run.meta.items()))
 
 
-_CSS = (
+CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
     "td,th{padding:3px 12px;border-bottom:1px solid #ddd;text-align:right}"

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
-from scalper import backtest_cmd, logformat
+from scalper import backtest_cmd, logformat, optimize_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--clock", choices=["wall", "data"], default="wall", help="data: replay time")
     worker = sub.add_parser("worker", help="RQ order worker (non-forking)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--trials", action="store_true",
+                        help="run optimisation trials (optimize, sweep) instead of orders")  # fmt: skip
 
     sub.add_parser("notify", help="send what needs a person through apprise (notify.urls): opens, closes, "
                    "risk stops, exchange state, panic, quarantined records")  # fmt: skip
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     fsm = sub.add_parser("fsm", help="the position lifecycle (transition table or Mermaid diagram)")
     fsm.add_argument("--mermaid", action="store_true", help="print a Mermaid stateDiagram of the machine")
     backtest_cmd.add_parser(sub)
+    optimize_cmd.add_parsers(sub)
     cfg = sub.add_parser("config", help="configuration")
     cfg.add_argument("action", choices=["show"], help="show: the effective configuration, secrets masked")
     return parser
@@ -164,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fsm(args)
     if args.command == "backtest":  # its own settings (--set), no Redis
         return backtest_cmd.run(args)
+    if args.command in ("optimize", "sweep"):  # their own settings (--set); Redis as REDIS_URL says
+        return optimize_cmd.run(args)
     try:
         settings = load_settings()
         if args.command in ("run", "engine"):  # the processes that run the strategy: it must load first
@@ -234,6 +239,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         symbols = args.symbols.split(",") if args.symbols else None
         shard = args.shard or ("-".join(symbols) if symbols else "all")
         return processes.run_engine(settings, symbols=symbols, shard=shard, clock=args.clock)
+    if cmd == "worker" and args.trials:
+        from optimize.worker import run_trial_worker
+        from scalper.connect import redis_client
+
+        return run_trial_worker(redis_client(settings), burst=args.burst)
     if cmd == "worker":
         return processes.run_worker(settings, burst=args.burst)
     if cmd == "notify":

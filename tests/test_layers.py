@@ -1,6 +1,6 @@
 """The layers go one way: a package imports only from the packages before it in LAYERS.
 
-config → indicators → reports → statemachines → exchanges → feeds → workers → backtest → scalper
+config → indicators → reports → statemachines → exchanges → feeds → workers → backtest → optimize → scalper
 
 A lower layer never reaches up (the pure decisions in statemachines/ know nothing of Redis workers or the
 command line; the backtest builds on workers/ and the CLI on everything). The few exceptions are listed
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["config", "indicators", "reports", "statemachines", "exchanges", "feeds", "workers", "backtest",
-          "scalper"]  # fmt: skip
+          "optimize", "scalper"]  # fmt: skip
 
 KNOWN = {
     # The exchange's data types (Instrument, Order, ...) are the model every layer shares.
