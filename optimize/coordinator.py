@@ -41,6 +41,7 @@ from config.settings import ConfigError, load_settings
 from optimize import objectives
 from optimize.params import Param, merged, nested
 from optimize.trial import BEAT_TTL_S, Keys, finite, resolved, run_trial
+from workers.strategies import check_strategy
 
 QUEUE = "optimize"
 LEASE_S = 10  # the study's lease (own_study), renewed every second
@@ -188,6 +189,7 @@ class Coordinator:
         values = {p.path: _suggest(trial, p) for p in self.plan.params}
         try:
             settings = load_settings(**merged(self.plan.base, nested(values)))
+            check_strategy(settings)  # the strategy's own model may refuse a combination too
         except ConfigError as err:  # a combination the settings refuse (rsi_mid above rsi_overbought)
             reason = " ".join(str(err).split())
             trial.set_user_attr("error", f"invalid settings: {reason}")

@@ -2,9 +2,11 @@
 
 SPEC is a range `LOW:HIGH` (an int field draws ints, a float field floats), a stepped range `LOW:HIGH:STEP`,
 or choices `X|Y|Z` (any field: booleans, literals, numbers). The path is any setting `--set` takes, a
-per-symbol override included (`symbols.BTC-USDT-SWAP.exits.take_profit_pct`). Every bound and choice is
-validated on top of the base settings, as `--set` would be, so a typo or an out-of-range bound is one line
-naming the parameter, before anything is enqueued.
+per-symbol override included (`symbols.BTC-USDT-SWAP.exits.take_profit_pct`), and a parameter of the
+strategy `engine.strategy` names (`strategy.level`), typed by that strategy's own `Params` model. Every bound
+and choice is validated on top of the base settings, as `--set` would be (a strategy parameter by the
+strategy's model), so a typo or an out-of-range bound is one line naming the parameter, before anything is
+enqueued.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from config.settings import ConfigError, Settings, load_settings
+from workers.strategies import check_strategy, strategy_class
 
 # What a trial carries (optimize/trial.py `resolved`): every section but these, which a backtest never reads
 # (and which hold the Redis address and the notification URLs); of `exchange`, only the paper venue's figures
@@ -57,8 +60,9 @@ class Param:
         return [int(v) for v in values] if self.kind == "int" else [round(v, 10) for v in values]
 
 
-def _field_type(path: str) -> Any:
-    """The annotation of the setting at `path`, or a ParamError naming what is wrong with it."""
+def _field_type(path: str, strategy: str | None) -> Any:
+    """The annotation of the setting at `path`, or a ParamError naming what is wrong with it. `strategy` is
+    the `engine.strategy` the trials run: its `Params` model types the `strategy` section."""
     parts = path.split(".")
     if parts[0] == "symbols":
         if len(parts) != 4:
@@ -67,6 +71,8 @@ def _field_type(path: str) -> Any:
     if len(parts) != 2:
         raise ParamError(f"{path}: expected SECTION.FIELD (e.g. exits.take_profit_pct)")
     section, name = parts
+    if section == "strategy" and path.startswith("strategy."):
+        return _strategy_field_type(path, name, strategy)
     field = Settings.model_fields.get(section)
     model = field.annotation if field is not None else None
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -75,6 +81,22 @@ def _field_type(path: str) -> Any:
     if name not in model.model_fields:
         raise ParamError(f"{path}: {section} has no setting {name!r} ({', '.join(model.model_fields)})")
     return model.model_fields[name].annotation
+
+
+def _strategy_field_type(path: str, name: str, strategy: str | None) -> Any:
+    if strategy is None:
+        raise ParamError(f"{path}: a strategy parameter needs the strategy (engine.strategy)")
+    try:
+        cls = strategy_class(strategy)
+    except ConfigError as err:
+        raise ParamError(f"{path}: {str(err).removeprefix('invalid configuration: ')}") from None
+    model = getattr(cls, "Params", None)
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    if name not in fields:
+        known = ", ".join(fields) or "none"
+        raise ParamError(f"{path}: the strategy {cls.__name__} has no parameter {name!r} (its parameters: "
+                         f"{known})")  # fmt: skip
+    return fields[name].annotation
 
 
 def _numeric(annotation: Any) -> str | None:
@@ -95,8 +117,8 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse(spec: str) -> Param:
-    """One --param; raises ParamError naming it."""
+def parse(spec: str, strategy: str | None = None) -> Param:
+    """One --param; raises ParamError naming it. `strategy` (engine.strategy) types `strategy.*` params."""
     path, eq, text = spec.partition("=")
     if not eq or not text:
         raise ParamError(f"--param {spec!r}: expected SECTION.FIELD=LOW:HIGH, LOW:HIGH:STEP or X|Y|Z")
@@ -105,7 +127,7 @@ def parse(spec: str) -> Param:
         raise ParamError(f"--param {path}: not a setting a backtest reads (credentials, Redis, logs, web and "
                          "notifications are never searched)")  # fmt: skip
     try:
-        kind = _numeric(_field_type(path))
+        kind = _numeric(_field_type(path, strategy))
     except ParamError as err:
         raise ParamError(f"--param {err}") from None
     if "|" in text:
@@ -158,17 +180,17 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(params: list[Param], base: dict[str, Any]) -> None:
-    """Each bound and choice alone over `base` must be a valid setting: a ParamError names the first that
-    is not. (Combinations can still clash, e.g. rsi_mid above rsi_overbought: such a trial is reported as
-    invalid, not run.)"""
+    """Each bound and choice alone over `base` must be a valid setting, and a valid parameter of the
+    strategy: a ParamError names the first that is not. (Combinations can still clash, e.g. rsi_mid above
+    rsi_overbought: such a trial is reported as invalid, not run.)"""
     for p in params:
         values = list(p.choices) if p.kind == "choice" else [p.low, p.high]
         for v in values:
             v = int(v) if p.kind == "int" else v
             try:
-                load_settings(**merged(base, nested({p.path: v})))
+                check_strategy(load_settings(**merged(base, nested({p.path: v}))))
             except ConfigError as err:
-                reason = str(err).splitlines()[-1].strip()
+                reason = str(err).splitlines()[-1].strip().removeprefix("invalid configuration: ")
                 raise ParamError(f"--param {p.path}={p.text}: {v!r} is not a valid value: {reason}") from None
 
 

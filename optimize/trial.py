@@ -30,6 +30,7 @@ from backtest.run import run_backtest
 from config.settings import Settings, load_settings
 from optimize.params import EXCHANGE_FIELDS, NOT_SENT
 from reports.report import build
+from workers.strategies import absolute_spec
 
 BEAT_S = 1.0  # the job's heartbeat period...
 BEAT_TTL_S = 5.0  # ...and how long a heartbeat lasts: a started trial with none is a dead worker's
@@ -59,8 +60,10 @@ class Keys:
 
 
 def resolved(settings: Settings) -> dict[str, Any]:
-    """The settings a trial runs with, as plain data without secrets (and without the Redis address)."""
+    """The settings a trial runs with, as plain data without secrets (and without the Redis address). A
+    strategy given as a relative file is sent as an absolute path: the worker may run in another directory."""
     data = settings.model_dump(mode="json", exclude={*NOT_SENT, "exchange"})
+    data["engine"]["strategy"] = absolute_spec(settings.engine.strategy)
     data["exchange"] = settings.exchange.model_dump(mode="json", include=set(EXCHANGE_FIELDS))
     return data
 

@@ -134,6 +134,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> Any:
     from backtest.load import DataError, load
     from optimize import objectives, params
     from optimize.coordinator import Plan
+    from workers.strategies import strategy_class
 
     if not args.data:
         raise ConfigError("give the DATA to optimise on (or --resume NAME)")
@@ -143,7 +144,8 @@ def _plan(args: argparse.Namespace, settings: Settings) -> Any:
     if not NAME.match(name):
         raise ConfigError(f"--name {name!r}: letters, digits and _ only")
     grid = args.command == "sweep"
-    found = [params.parse(p) for p in args.param]
+    strategy_class(settings.engine.strategy)  # a bad engine.strategy is said as such, before its params
+    found = [params.parse(p, settings.engine.strategy) for p in args.param]
     if grid and len(found) > 2:
         raise ConfigError("a sweep is over one or two settings; use `scalper optimize` for more")
     base = overrides_of(args.overrides)

@@ -29,6 +29,7 @@ from tests.datakit import BARS_1M
 
 ROOT = Path(__file__).resolve().parents[1]
 WEEK = [str(BARS_1M), "--symbol", "BTC-USDT-SWAP", "--from", "2022-01-03", "--to", "2022-01-10"]
+DAYS = [str(BARS_1M), "--symbol", "BTC-USDT-SWAP", "--from", "2022-01-03", "--to", "2022-01-05"]
 SEARCH = ["--param", "exits.take_profit_pct=0.3:1.5", "--param", "smart_exit.rsi_overbought=60:80"]
 
 
@@ -313,6 +314,87 @@ def test_every_setting_a_param_may_name_reaches_the_trial() -> None:
             except params.ParamError:
                 continue
             assert name in carried[section], f"{section}.{name} is searchable but not sent"
+
+
+# --- a strategy written outside the package, searched by its own parameter ---
+
+FIXTURE = ROOT / "tests" / "strategies" / "my_strategy.py"
+
+
+def test_a_strategy_parameter_is_typed_and_checked_by_the_strategys_own_model() -> None:
+    spec = f"{FIXTURE}:EveryNthCandle"
+    assert params.parse("strategy.every=2:12", spec).kind == "int"  # EveryParams.every: int
+    assert params.parse("strategy.side=long|short", spec).choices == ("long", "short")
+    with pytest.raises(params.ParamError, match=r"EveryNthCandle has no parameter 'evry' \(its parameters: "
+                                                r"every, side, hold_candles\)"):  # fmt: skip
+        params.parse("strategy.evry=2:12", spec)
+    with pytest.raises(params.ParamError, match="Input should be greater than or equal to 1"):
+        params.check([params.parse("strategy.every=0:12", spec)], {"engine": {"strategy": spec}})
+
+
+@pytest.mark.redis
+def test_a_strategy_outside_the_package_is_swept_by_its_own_parameter_on_a_worker_elsewhere(
+    real_redis: RealRedis, tmp_path: Path
+) -> None:
+    """The fixture strategy (one short entry every `every` candles, closed after 2) named by `--set
+    engine.strategy` alone, as a file relative to where `sweep` runs; the only trial worker runs from another
+    directory, where that relative path names nothing. Each trial trades by the fixture's rule with its own
+    `every`: the trade count halves as `every` doubles, and equals the fixture's backtest of that window run
+    here (the default strategy's differs)."""
+    from config.settings import load_settings
+    from optimize.coordinator import Plan
+    from optimize.trial import Window, metrics
+
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    worker = _scalper("worker", "--trials", redis=real_redis, cwd=elsewhere)
+    spec = f"{os.path.relpath(FIXTURE, tmp_path)}:EveryNthCandle"
+    assert not (elsewhere / spec.split(":")[0]).exists()  # the worker could not find it by the relative path
+    # No loss limit or loss-streak pause: every entry the strategy proposes is taken.
+    sets = [f"engine.strategy={spec}", "risk.daily_loss_limit=1000000", "risk.loss_streak_limit=1000000"]
+    proc = _scalper("sweep", *DAYS, *(a for s in sets for a in ("--set", s)), "--param",
+                    "strategy.every=3|6|12", "--workers", "0", "--name", "plugin", redis=real_redis,
+                    cwd=tmp_path)  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert worker.poll() is None  # the one worker ran every trial
+    trials = {t.params["strategy.every"]: t for t in _study(real_redis, "plugin").trials}
+    states = {t.state for t in trials.values()}
+    assert states == {TrialState.COMPLETE}, [t.user_attrs.get("error") for t in trials.values()]
+    trades = {every: t.user_attrs["in"]["trades"] for every, t in trials.items()}
+    assert trades[3] > 500 and abs(trades[3] - 2 * trades[6]) <= 2 and abs(trades[6] - 2 * trades[12]) <= 2
+    # Exactly the fixture's backtest of the trial's windows with that `every`, run in this process.
+    plan = Plan.from_json(real_redis.client.get("scalper:optimize:plugin:meta").decode())
+    overrides = {"engine": {"strategy": f"{FIXTURE}:EveryNthCandle"},
+                 "risk": {"daily_loss_limit": 1000000, "loss_streak_limit": 1000000}}  # fmt: skip
+    for every, t in trials.items():
+        mine = load_settings(**overrides, strategy={"every": every})
+        for key, window in (("in", plan.in_sample), ("out", plan.out_of_sample)):
+            expected = metrics(mine, plan.data, plan.symbol, Window(*window))  # type: ignore[misc]
+            assert (t.user_attrs[key]["trades"], t.user_attrs[key]["net_pnl"]) == (
+                expected["trades"], pytest.approx(expected["net_pnl"]))  # fmt: skip
+    default = metrics(load_settings(risk=overrides["risk"]), plan.data, plan.symbol, Window(*plan.in_sample))
+    assert default["trades"] not in trades.values()
+
+
+@pytest.mark.redis
+def test_a_combination_the_strategys_model_refuses_is_a_failed_trial_never_enqueued(
+    real_redis: RealRedis, tmp_path: Path
+) -> None:
+    """The shipped reversion example wants oversold < exit_rsi < overbought: oversold 45 with exit_rsi 40 is
+    refused by its own Params model when the trial is asked, as the settings model refuses a clash."""
+    grid = ["--set", "engine.strategy=statemachines.reversion:RsiReversionStrategy",
+            "--param", "strategy.oversold=30|45", "--param", "strategy.exit_rsi=40|50"]  # fmt: skip
+    proc = _scalper("sweep", *DAYS, *grid, "--name", "rsiclash", redis=real_redis, cwd=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    trials = _study(real_redis, "rsiclash").trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.params for t in failed] == [{"strategy.oversold": 45, "strategy.exit_rsi": 40}]
+    assert "strategy: need oversold < exit_rsi < overbought" in failed[0].user_attrs["error"]
+    assert not real_redis.client.exists(f"scalper:optimize:rsiclash:result:{failed[0].number}")
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3 and len({t.user_attrs["in"]["trades"] for t in done}) > 1  # the parameters matter
 
 
 # --- the report: in sample beside out of sample, and where they disagree ---

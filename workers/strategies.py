@@ -72,6 +72,15 @@ def strategy_class(spec: str) -> type:
     return cls
 
 
+def absolute_spec(spec: str) -> str:
+    """`spec` with a relative file made absolute from the working directory (`my.py:C` -> `/here/my.py:C`):
+    what a process elsewhere (an optimisation trial's worker) must be told. A module spec is unchanged."""
+    where, _, name = spec.rpartition(":")
+    if not where.endswith(".py"):
+        return spec
+    return f"{Path(where).expanduser().resolve()}:{name}"
+
+
 def strategy_params(cls: type, values: Mapping[str, Any]) -> BaseModel | None:
     """The `strategy` section checked against the class's `Params` model (None: it takes none)."""
     model = getattr(cls, "Params", None)
