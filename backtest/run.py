@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from backtest.engine import BacktestEngine
+from backtest.engine import BacktestEngine, Lane
 from backtest.venue import MaintenanceRate, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
@@ -66,16 +66,17 @@ class BacktestResult:
     strategy: str = ""  # engine.strategy
 
 
-def _merged(data: list[SymbolData]) -> Iterator[tuple[float, str, float, float | None, float | None]]:
-    """Every symbol's ticks in one time order; on equal times, in the order the symbols were given."""
-    def keyed(i: int, d: SymbolData) -> Iterator[tuple[float, int, str, float, float | None, float | None]]:
-        return ((ts, i, d.symbol, px, bid, ask) for ts, px, bid, ask in d.ticks())
+def _merged(
+    data: list[SymbolData], lanes: list[Lane]
+) -> Iterator[tuple[Lane, float, float, float | None, float | None]]:
+    """Every symbol's ticks in one time order, each with its symbol's lane; on equal times, in the order the
+    symbols were given."""
 
-    if len(data) == 1:
-        d = data[0]
-        return ((ts, d.symbol, px, bid, ask) for ts, px, bid, ask in d.ticks())
+    def keyed(i: int, d: SymbolData) -> Iterator[tuple[float, int, float, float | None, float | None]]:
+        return ((ts, i, px, bid, ask) for ts, px, bid, ask in d.ticks())
+
     merged = heapq.merge(*(keyed(i, d) for i, d in enumerate(data)))
-    return ((ts, symbol, px, bid, ask) for ts, _, symbol, px, bid, ask in merged)
+    return ((lanes[i], ts, px, bid, ask) for ts, i, px, bid, ask in merged)
 
 
 def run_backtest(
@@ -115,21 +116,38 @@ def run_backtest(
     next_sample = 0.0
     start_ts = end_ts = 0.0
     ticks = 0
-    tick = engine.tick
-    for ts, symbol, px, bid, ask in _merged(data):
-        if not ticks:
-            start_ts = ts
-        ticks += 1
-        tick(symbol, ts, px, bid, ask)
-        if ts >= next_sample:
-            next_sample = ts - ts % every + every
-            equity.append(EquityPoint(ts, venue.equity()))
-            for s, q in venue.quotes.items():
-                prices[s][0].append(ts)
-                prices[s][1].append(q.px)
-            if progress is not None:
-                progress(ts)
-        end_ts = ts
+    tick = engine.tick_lane
+    quotes = venue.quotes
+
+    def sample(ts: float) -> None:
+        equity.append(EquityPoint(ts, venue.equity()))
+        for s, q in quotes.items():
+            prices[s][0].append(ts)
+            prices[s][1].append(q.px)
+        if progress is not None:
+            progress(ts)
+
+    if len(data) == 1:  # one symbol: its ticks as they come, no merge
+        lane = engine.lanes[data[0].symbol]
+        for ts, px, bid, ask in data[0].ticks():
+            if not ticks:
+                start_ts = ts
+            ticks += 1
+            tick(lane, ts, px, bid, ask)
+            if ts >= next_sample:
+                next_sample = ts - ts % every + every
+                sample(ts)
+            end_ts = ts
+    else:
+        for lane, ts, px, bid, ask in _merged(data, [engine.lanes[d.symbol] for d in data]):
+            if not ticks:
+                start_ts = ts
+            ticks += 1
+            tick(lane, ts, px, bid, ask)
+            if ts >= next_sample:
+                next_sample = ts - ts % every + every
+                sample(ts)
+            end_ts = ts
     if not ticks:
         raise DataTooShort("the data holds no ticks after the indicators' warm-up")
     cold = [s for s in symbols if not engine.ind[s].warm]
