@@ -70,9 +70,7 @@ class BacktestEngine(TickPath):
     def now(self) -> float:
         return self.data_now
 
-    @property
-    def exchange_settled(self) -> bool:
-        return True
+    exchange_settled = True  # a plain attribute, not TickPath's property: read on every tick
 
     def symbol_quarantined(self, symbol: str) -> bool:
         return False
@@ -119,7 +117,7 @@ class BacktestEngine(TickPath):
                 self._settle_fills()
         if ts >= self._next_reconcile:
             self._next_reconcile = ts + self.reconcile_every_s
-            if any(self.book.values()):
+            if self.store.awaiting:  # the pass only looks at positions waiting on an order
                 self.reconcile()
 
     def finish(self) -> None:

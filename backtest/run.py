@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from backtest.engine import BacktestEngine, Lane
-from backtest.venue import MaintenanceRate, SimVenue
+from backtest.venue import MaintenanceRate, Quote, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
 from exchanges.paper import DEFAULT_INSTRUMENTS
@@ -79,6 +79,36 @@ def _merged(
     return ((lanes[i], ts, px, bid, ask) for ts, i, px, bid, ask in merged)
 
 
+class _Samples:
+    """The equity, and each quoted symbol's price, once a candle: plain lists while the run goes, shaped into
+    the result at its end."""
+
+    def __init__(self, venue: SimVenue, progress: Callable[[float], None] | None) -> None:
+        self.venue, self.progress = venue, progress
+        self.ts: list[float] = []
+        self.equity: list[float] = []
+        self._px: dict[str, list[float]] = {}  # a symbol's prices from its first quote on
+        self._first: dict[str, int] = {}  # the index in `ts` of that first sample
+        self._quoted: list[tuple[Quote, Callable[[float], None]]] = []  # a quote, its price list's append
+
+    def __call__(self, ts: float) -> None:
+        venue = self.venue
+        self.ts.append(ts)
+        self.equity.append(venue.equity())
+        if len(venue.quotes) != len(self._quoted):  # a symbol has its first quote
+            for symbol, quote in venue.quotes.items():
+                if symbol not in self._px:
+                    self._first[symbol], self._px[symbol] = len(self.ts) - 1, []
+                    self._quoted.append((quote, self._px[symbol].append))
+        for quote, append in self._quoted:
+            append(quote.px)
+        if self.progress is not None:
+            self.progress(ts)
+
+    def prices(self, symbols: list[str]) -> dict[str, tuple[list[float], list[float]]]:
+        return {s: (self.ts[self._first[s] :], self._px[s]) if s in self._px else ([], []) for s in symbols}
+
+
 def run_backtest(
     settings: Settings,
     data: list[SymbolData],
@@ -111,22 +141,11 @@ def run_backtest(
             engine.guard[d.symbol].anchor(d.warmup[-1][0], d.warmup[-1][4])
 
     every = float(settings.indicators.candle_seconds)
-    equity: list[EquityPoint] = []
-    prices: dict[str, tuple[list[float], list[float]]] = {s: ([], []) for s in symbols}
+    sample = _Samples(venue, progress)
     next_sample = 0.0
     start_ts = end_ts = 0.0
     ticks = 0
     tick = engine.tick_lane
-    quotes = venue.quotes
-
-    def sample(ts: float) -> None:
-        equity.append(EquityPoint(ts, venue.equity()))
-        for s, q in quotes.items():
-            prices[s][0].append(ts)
-            prices[s][1].append(q.px)
-        if progress is not None:
-            progress(ts)
-
     if len(data) == 1:  # one symbol: its ticks as they come, no merge
         lane = engine.lanes[data[0].symbol]
         for ts, px, bid, ask in data[0].ticks():
@@ -161,12 +180,13 @@ def run_backtest(
             f"{', '.join(cold)} spans {(end_ts - start_ts) / 60:.1f} min"
         )  # fmt: skip
     _close_at_end(engine)
+    equity = [EquityPoint(ts, eq) for ts, eq in zip(sample.ts, sample.equity, strict=True)]
     equity.append(EquityPoint(end_ts, venue.equity()))
     return BacktestResult(
         trades=engine.trades, equity=equity, start_balance=ex.paper_balance, end_balance=venue.cash,
         start_ts=start_ts, end_ts=end_ts, symbols=symbols, bars=sum(d.bars for d in data), ticks=ticks,
         dropped_ticks=engine.dropped_ticks, entries_failed=engine.entries_failed,
-        refusals=dict(sorted(engine.strategy_entries.refusals.items())), prices=prices,
+        refusals=dict(sorted(engine.strategy_entries.refusals.items())), prices=sample.prices(symbols),
         liquidations=venue.liquidations, strategy_failures=dict(engine.strategy_failures),
         strategy=settings.engine.strategy,
     )  # fmt: skip

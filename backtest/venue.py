@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from exchanges.base import ExchangePosition, Instrument, Order, OrderSide, OrderState
@@ -340,7 +340,6 @@ class SimVenue:
 
     def _exchange_position(self, symbol: str, held: Held) -> ExchangePosition:
         p = held.pos
-        return replace(
-            ExchangePosition(inst_id=symbol, pos_side="net", side=p.side, size=p.size, avg_px=p.avg_px),
-            lever=p.lever, liq_px=Decimal(repr(held.liq)) if held.liq else None, fee=p.fee,
-        )  # fmt: skip
+        return ExchangePosition(inst_id=symbol, pos_side="net", side=p.side, size=p.size, avg_px=p.avg_px,
+                                lever=p.lever, liq_px=Decimal(repr(held.liq)) if held.liq else None,
+                                fee=p.fee)  # fmt: skip
