@@ -380,6 +380,10 @@ def test_live_values_equal_batch_over_closed_plus_forming() -> None:
                 assert s.builder.late_ticks == late + 1 and s.price == p
             f = s.builder.forming
             assert f == ref.forming and f.close == p == s.price and s.price_ts == ts
+            # The tick path's inlined peeks give exactly (not nearly) what the indicators' own peeks give.
+            m = s._macd.peek(p)
+            assert s.rsi == s._rsi.peek(p) and s.atr == s._atr.peek(f.high, f.low, p)
+            assert (s.macd, s.macd_signal) == ((None, None) if m is None else m[:2])
             assert s.candles == len(closed)
             series = [*closed, f]
             closes = [x.close for x in series]
