@@ -11,11 +11,12 @@ through the one close path, with the exit reason `end_of_data`.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 
-from backtest.engine import BacktestEngine, Lane
+from backtest.engine import BacktestEngine
 from backtest.venue import MaintenanceRate, Quote, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
@@ -64,19 +65,6 @@ class BacktestResult:
     # The strategy raised on these symbols and was quarantined there from then: symbol -> (time, why).
     strategy_failures: dict[str, tuple[float, str]] = field(default_factory=dict)
     strategy: str = ""  # engine.strategy
-
-
-def _merged(
-    data: list[SymbolData], lanes: list[Lane]
-) -> Iterator[tuple[Lane, float, float, float | None, float | None]]:
-    """Every symbol's ticks in one time order, each with its symbol's lane; on equal times, in the order the
-    symbols were given."""
-
-    def keyed(i: int, d: SymbolData) -> Iterator[tuple[float, int, float, float | None, float | None]]:
-        return ((ts, i, px, bid, ask) for ts, px, bid, ask in d.ticks())
-
-    merged = heapq.merge(*(keyed(i, d) for i, d in enumerate(data)))
-    return ((lanes[i], ts, px, bid, ask) for ts, i, px, bid, ask in merged)
 
 
 class _Samples:
@@ -157,12 +145,22 @@ def run_backtest(
                 next_sample = ts - ts % every + every
                 sample(ts)
             end_ts = ts
-    else:
-        for lane, ts, px, bid, ask in _merged(data, [engine.lanes[d.symbol] for d in data]):
+    else:  # every symbol's ticks merged in time order; on equal times, in the order the symbols were given
+        lanes = [engine.lanes[d.symbol] for d in data]
+        sources = [iter(d.ticks()) for d in data]
+        heap = [(t[0], i, t[1], t[2], t[3]) for i, src in enumerate(sources) for t in islice(src, 1)]
+        heapq.heapify(heap)
+        while heap:  # heapq.merge's rule, without its generator layers: a third of the time of ten symbols
+            ts, i, px, bid, ask = heap[0]
+            nxt = next(sources[i], None)
+            if nxt is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (nxt[0], i, nxt[1], nxt[2], nxt[3]))
             if not ticks:
                 start_ts = ts
             ticks += 1
-            tick(lane, ts, px, bid, ask)
+            tick(lanes[i], ts, px, bid, ask)
             if ts >= next_sample:
                 next_sample = ts - ts % every + every
                 sample(ts)
