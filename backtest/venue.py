@@ -178,10 +178,13 @@ class SimVenue:
     def quote_moved(self, symbol: str, ts: float, px: float) -> None:
         """What a new price does once the symbol's quote holds it (the engine updates a known quote in place
         and calls this only when `stops`, `held` or `funding_times` is not empty)."""
-        if self.stops:
-            for stop in [s for s in self.stops.values() if s.symbol == symbol]:
-                if (px <= stop.trigger) if stop.sell else (px >= stop.trigger):
-                    self._trigger(stop, ts)
+        if self.stops:  # the stops this price crosses, then each fires (a fill changes no stop's trigger)
+            crossed = [
+                s for s in self.stops.values()
+                if s.symbol == symbol and ((px <= s.trigger) if s.sell else (px >= s.trigger))
+            ]  # fmt: skip
+            for stop in crossed:
+                self._trigger(stop, ts)
         held = self.held.get(symbol)
         if held is not None and held.liq and ((px <= held.liq) if held.pos.dir > 0 else (px >= held.liq)):
             self._liquidate(symbol, held, ts)
