@@ -67,6 +67,8 @@ class BacktestEngine(TickPath):
 
     # --- the clock and the world: a backtest's is the data ---
 
+    data_clock = True  # now() and wall() below are the data's time
+
     def now(self) -> float:
         return self.data_now
 

@@ -57,6 +57,9 @@ def new_guard(settings: Settings) -> TickGuard:
 
 
 class TickPath:
+    # A subclass whose `now()` and `wall()` both return `data_now` (a backtest) says so: the tick path then
+    # reads it without two calls per tick.
+    data_clock = False
     settings: Settings
     symbols: list[str]
     pm: PositionMachine
@@ -120,8 +123,12 @@ class TickPath:
         snap.price, snap.price_ts = price, ts
         snap.rsi, snap.macd, snap.macd_signal, snap.atr = ind.rsi, ind.macd, ind.macd_signal, ind.atr
         # step_symbol's lines, inline: on most ticks the symbol has no position and that is all of it.
-        snap.now, snap.panic = self.now(), self.panic
-        self._last_step[symbol] = self.wall()
+        if self.data_clock:  # both clocks are the data's: `now()` and `wall()` would return data_now
+            snap.now = self._last_step[symbol] = self.data_now
+        else:
+            snap.now = self.now()
+            self._last_step[symbol] = self.wall()
+        snap.panic = self.panic
         book = self.book[symbol]
         if book:
             self._step_book(symbol, snap, book)
