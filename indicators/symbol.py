@@ -79,7 +79,7 @@ class SymbolIndicators:
                 f.low = price  # type: ignore[union-attr]
         else:
             late = b.late_ticks
-            closed = b.on_tick(ts, price)
+            closed = b._roll(ts, price)  # what CandleBuilder.on_tick does with a tick at or past forming_end
             if b.late_ticks != late:
                 return
             self._commit(closed)
