@@ -82,8 +82,8 @@ class PositionMachine:
         if move is None:  # an illegal move (the library raises its MachineError), or callbacks to run
             event.trigger(pos, reason=reason, price=price, fields=fields or {}, intent=intent)
             return
-        # What the library does for a legal move of this table, without its dispatch (a third of a
-        # transition's cost): the write first (the store's compare-and-set), then the new state.
+        # What the library does for a legal move of this table, without its dispatch (most of a transition's
+        # cost): the write first (the store's compare-and-set), then the new state.
         source, dest, state = move
         self._write(pos, source, dest, event.name, reason, price, fields or {}, intent)
         if state is not None:
@@ -172,8 +172,6 @@ def _plain_moves(machine: Machine, persist: Callable[[EventData], None]) -> Move
             state = None if tr.dest is None else machine.get_state(tr.dest).value
             moves[(name, source)] = (source, tr.dest or source, state)
     return moves
-
-
 
 
 def _encode(pos: Position, updates: dict[str, Any]) -> dict[str, str]:
