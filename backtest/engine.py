@@ -10,10 +10,11 @@ as the live reconciler does (timeouts included).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from backtest.memory import MemoryRisk, MemoryStore, sequential_ids
-from backtest.venue import Fill, SimVenue
+from backtest.venue import Fill, Quote, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
 from reports.trades import Trade
@@ -22,7 +23,18 @@ from statemachines.machine import PositionMachine
 from statemachines.position import Position
 from workers import settlement
 from workers.entries import StrategyEntries
+from workers.tickguard import TickGuard
 from workers.tickpath import TickPath, new_guard
+
+
+@dataclass(slots=True)
+class Lane:
+    """What the backtest's tick needs of one symbol, held by the run loop."""
+
+    symbol: str
+    guard: TickGuard
+    quote: Quote | None = None  # the venue's quote of the symbol, once it has one (updated in place)
+    funded: bool = False  # funding times are given for it
 
 
 class BacktestBug(RuntimeError):
@@ -46,6 +58,7 @@ class BacktestEngine(TickPath):
         self.pm = PositionMachine(self.store, clock=self.now, wall=self.now)
         self.wall = self.now
         self.guard = {s: new_guard(settings) for s in symbols}
+        self.lanes = {s: Lane(s, self.guard[s], funded=s in venue.funding_times) for s in symbols}
         self.reconcile_every_s = settings.engine.reconcile_every_s
         self._next_reconcile = 0.0
         self.trades: list[Trade] = []
@@ -54,12 +67,12 @@ class BacktestEngine(TickPath):
 
     # --- the clock and the world: a backtest's is the data ---
 
+    data_clock = True  # now() and wall() below are the data's time
+
     def now(self) -> float:
         return self.data_now
 
-    @property
-    def exchange_settled(self) -> bool:
-        return True
+    exchange_settled = True  # a plain attribute, not TickPath's property: read on every tick
 
     def symbol_quarantined(self, symbol: str) -> bool:
         return False
@@ -77,25 +90,36 @@ class BacktestEngine(TickPath):
     # --- one tick ---
 
     def tick(self, symbol: str, ts: float, px: float, bid: float | None, ask: float | None) -> None:
+        self.tick_lane(self.lanes[symbol], ts, px, bid, ask)
+
+    def tick_lane(self, lane: Lane, ts: float, px: float, bid: float | None, ask: float | None) -> None:
+        """One tick of `lane`'s symbol (the run loop holds the lanes: no lookup by name per tick)."""
         venue = self.venue
         pending = venue.pending
         if pending and pending[0][0] <= ts:
             venue.deliver(ts)
         if venue.fills:
             self._settle_fills()
-        venue.on_quote(symbol, ts, px, bid, ask)
+        quote = lane.quote
+        if quote is None:
+            venue.on_quote(lane.symbol, ts, px, bid, ask)
+            lane.quote = venue.quotes[lane.symbol]
+        else:
+            quote.px, quote.bid, quote.ask = px, bid, ask
+            if venue.stops or venue.held or lane.funded:  # else a new price moves nothing at the venue
+                venue.quote_moved(lane.symbol, ts, px)
         if venue.fills:
             self._settle_fills()
-        if self.guard[symbol].check(ts, px, None, True):
+        if lane.guard.check(ts, px, None, True):
             self.dropped_ticks += 1
         else:
-            self.on_tick(symbol, ts, px)
-            if venue.pending and venue.latency_s == 0:
+            self.on_tick(lane.symbol, ts, px)
+            if pending and venue.latency_s == 0:
                 venue.deliver(ts)  # no latency: the order executes on the tick it was decided on
                 self._settle_fills()
         if ts >= self._next_reconcile:
             self._next_reconcile = ts + self.reconcile_every_s
-            if any(self.book.values()):
+            if self.store.awaiting:  # the pass only looks at positions waiting on an order
                 self.reconcile()
 
     def finish(self) -> None:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from config.settings import RiskSettings, Settings
 from statemachines.ledger import utc_day
-from statemachines.lifecycle import State
+from statemachines.lifecycle import AWAITING_ORDER, State
 from statemachines.machine import StaleTransition
 from statemachines.position import Position
 from statemachines.risk import streak_after_close
@@ -64,6 +64,7 @@ class MemoryStore:
         self.positions: dict[str, Position] = {}
         self.log: list[LogEntry] = []
         self.intents_written = 0
+        self.awaiting = 0  # positions in a state that waits on an order (lifecycle.AWAITING_ORDER)
 
     def create(self, pos: Position, *, reason: str = "", price: float = 0.0, ts: float | None = None,
                intent: Mapping[str, str] | None = None) -> None:  # fmt: skip
@@ -76,6 +77,7 @@ class MemoryStore:
         pos.state_since = pos.state_since or pos.created_at
         pos.version = 1
         self.positions[pos.id] = pos
+        self.awaiting += 1  # opening
         self.log.append(LogEntry(pos.id, "create", "", State.OPENING.value, now, price, reason))
         if intent:
             self.intents_written += 1
@@ -88,6 +90,7 @@ class MemoryStore:
         stored = self.positions.get(pos.id)
         if stored is not pos or pos.state != source:
             raise StaleTransition(f"{pos.id}: not {source} at version {pos.version}")
+        self.awaiting += (dest in AWAITING_ORDER) - (source in AWAITING_ORDER)
         self.log.append(LogEntry(pos.id, trigger, source, dest, ts, price, reason))
         if intent:
             self.intents_written += 1
@@ -105,12 +108,13 @@ class MemoryRisk:
         self.streak: dict[str, tuple[int, float]] = {}  # symbol -> (loss streak, cooldown until)
         self.counted: set[str] = set()
         self.last_order_ts = 0.0
+        self._today = (0.0, 0.0, "")  # the UTC day last asked for: its start, end and utc_day
 
     def record_close(self, symbol: str, realized_pnl: Decimal, ts: float, *, position_id: str) -> bool:
         if position_id in self.counted:
             return False
         self.counted.add(position_id)
-        day = utc_day(ts)
+        day = self._day(ts)
         self.daily[day] = self.daily.get(day, Decimal(0)) + realized_pnl
         streak, until = self.streak.get(symbol, (0, 0.0))
         self.streak[symbol] = streak_after_close(streak, until, realized_pnl, ts, self._risk(symbol))
@@ -119,8 +123,17 @@ class MemoryRisk:
     def record_order(self, ts: float) -> None:
         self.last_order_ts = max(self.last_order_ts, ts)
 
+    def _day(self, ts: float) -> str:
+        """utc_day(ts), remembered for the day it falls in (the gates ask on every entry)."""
+        start, end, day = self._today
+        if not start <= ts < end:
+            day = utc_day(ts)
+            start = ts - ts % 86400.0
+            self._today = (start, start + 86400.0, day)
+        return day
+
     def snapshot(self, symbol: str, now: float) -> RiskSnapshot:
         streak, until = self.streak.get(symbol, (0, 0.0))
-        return RiskSnapshot(daily_pnl=self.daily.get(utc_day(now), Decimal(0)), loss_streak=streak,
+        return RiskSnapshot(daily_pnl=self.daily.get(self._day(now), Decimal(0)), loss_streak=streak,
                             cooldown_until=until, last_order_ts=self.last_order_ts,
                             stops=self._stops(symbol))  # fmt: skip

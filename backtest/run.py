@@ -11,12 +11,13 @@ through the one close path, with the exit reason `end_of_data`.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 
 from backtest.engine import BacktestEngine
-from backtest.venue import MaintenanceRate, SimVenue
+from backtest.venue import MaintenanceRate, Quote, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
 from exchanges.paper import DEFAULT_INSTRUMENTS
@@ -66,16 +67,34 @@ class BacktestResult:
     strategy: str = ""  # engine.strategy
 
 
-def _merged(data: list[SymbolData]) -> Iterator[tuple[float, str, float, float | None, float | None]]:
-    """Every symbol's ticks in one time order; on equal times, in the order the symbols were given."""
-    def keyed(i: int, d: SymbolData) -> Iterator[tuple[float, int, str, float, float | None, float | None]]:
-        return ((ts, i, d.symbol, px, bid, ask) for ts, px, bid, ask in d.ticks())
+class _Samples:
+    """The equity, and each quoted symbol's price, once a candle: plain lists while the run goes, shaped into
+    the result at its end."""
 
-    if len(data) == 1:
-        d = data[0]
-        return ((ts, d.symbol, px, bid, ask) for ts, px, bid, ask in d.ticks())
-    merged = heapq.merge(*(keyed(i, d) for i, d in enumerate(data)))
-    return ((ts, symbol, px, bid, ask) for ts, _, symbol, px, bid, ask in merged)
+    def __init__(self, venue: SimVenue, progress: Callable[[float], None] | None) -> None:
+        self.venue, self.progress = venue, progress
+        self.ts: list[float] = []
+        self.equity: list[float] = []
+        self._px: dict[str, list[float]] = {}  # a symbol's prices from its first quote on
+        self._first: dict[str, int] = {}  # the index in `ts` of that first sample
+        self._quoted: list[tuple[Quote, Callable[[float], None]]] = []  # a quote, its price list's append
+
+    def __call__(self, ts: float) -> None:
+        venue = self.venue
+        self.ts.append(ts)
+        self.equity.append(venue.equity())
+        if len(venue.quotes) != len(self._quoted):  # a symbol has its first quote
+            for symbol, quote in venue.quotes.items():
+                if symbol not in self._px:
+                    self._first[symbol], self._px[symbol] = len(self.ts) - 1, []
+                    self._quoted.append((quote, self._px[symbol].append))
+        for quote, append in self._quoted:
+            append(quote.px)
+        if self.progress is not None:
+            self.progress(ts)
+
+    def prices(self, symbols: list[str]) -> dict[str, tuple[list[float], list[float]]]:
+        return {s: (self.ts[self._first[s] :], self._px[s]) if s in self._px else ([], []) for s in symbols}
 
 
 def run_backtest(
@@ -110,26 +129,42 @@ def run_backtest(
             engine.guard[d.symbol].anchor(d.warmup[-1][0], d.warmup[-1][4])
 
     every = float(settings.indicators.candle_seconds)
-    equity: list[EquityPoint] = []
-    prices: dict[str, tuple[list[float], list[float]]] = {s: ([], []) for s in symbols}
+    sample = _Samples(venue, progress)
     next_sample = 0.0
     start_ts = end_ts = 0.0
     ticks = 0
-    tick = engine.tick
-    for ts, symbol, px, bid, ask in _merged(data):
-        if not ticks:
-            start_ts = ts
-        ticks += 1
-        tick(symbol, ts, px, bid, ask)
-        if ts >= next_sample:
-            next_sample = ts - ts % every + every
-            equity.append(EquityPoint(ts, venue.equity()))
-            for s, q in venue.quotes.items():
-                prices[s][0].append(ts)
-                prices[s][1].append(q.px)
-            if progress is not None:
-                progress(ts)
-        end_ts = ts
+    tick = engine.tick_lane
+    if len(data) == 1:  # one symbol: its ticks as they come, no merge
+        lane = engine.lanes[data[0].symbol]
+        for ts, px, bid, ask in data[0].ticks():
+            if not ticks:
+                start_ts = ts
+            ticks += 1
+            tick(lane, ts, px, bid, ask)
+            if ts >= next_sample:
+                next_sample = ts - ts % every + every
+                sample(ts)
+            end_ts = ts
+    else:  # every symbol's ticks merged in time order; on equal times, in the order the symbols were given
+        lanes = [engine.lanes[d.symbol] for d in data]
+        sources = [iter(d.ticks()) for d in data]
+        heap = [(t[0], i, t[1], t[2], t[3]) for i, src in enumerate(sources) for t in islice(src, 1)]
+        heapq.heapify(heap)
+        while heap:  # heapq.merge's rule, without its generator layers: a third of the time of ten symbols
+            ts, i, px, bid, ask = heap[0]
+            nxt = next(sources[i], None)
+            if nxt is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (nxt[0], i, nxt[1], nxt[2], nxt[3]))
+            if not ticks:
+                start_ts = ts
+            ticks += 1
+            tick(lanes[i], ts, px, bid, ask)
+            if ts >= next_sample:
+                next_sample = ts - ts % every + every
+                sample(ts)
+            end_ts = ts
     if not ticks:
         raise DataTooShort("the data holds no ticks after the indicators' warm-up")
     cold = [s for s in symbols if not engine.ind[s].warm]
@@ -143,12 +178,13 @@ def run_backtest(
             f"{', '.join(cold)} spans {(end_ts - start_ts) / 60:.1f} min"
         )  # fmt: skip
     _close_at_end(engine)
+    equity = [EquityPoint(ts, eq) for ts, eq in zip(sample.ts, sample.equity, strict=True)]
     equity.append(EquityPoint(end_ts, venue.equity()))
     return BacktestResult(
         trades=engine.trades, equity=equity, start_balance=ex.paper_balance, end_balance=venue.cash,
         start_ts=start_ts, end_ts=end_ts, symbols=symbols, bars=sum(d.bars for d in data), ticks=ticks,
         dropped_ticks=engine.dropped_ticks, entries_failed=engine.entries_failed,
-        refusals=dict(sorted(engine.strategy_entries.refusals.items())), prices=prices,
+        refusals=dict(sorted(engine.strategy_entries.refusals.items())), prices=sample.prices(symbols),
         liquidations=venue.liquidations, strategy_failures=dict(engine.strategy_failures),
         strategy=settings.engine.strategy,
     )  # fmt: skip

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from exchanges.base import ExchangePosition, Instrument, Order, OrderSide, OrderState
@@ -57,6 +57,15 @@ class Held:
     pos: ledger.Pos
     liq: float  # liquidation mark (0: none)
     funding: Decimal = Decimal(0)  # paid (−) or received since it opened
+    # The position's money as floats for the equity samples, converted once (the position never changes:
+    # a fill makes a new one and a new Held).
+    margin_f: float = field(init=False)
+    avg_px_f: float = field(init=False)
+    size_f: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        p = self.pos
+        self.margin_f, self.avg_px_f, self.size_f = float(p.margin), float(p.avg_px), float(p.size)
 
 
 @dataclass(slots=True)
@@ -91,7 +100,7 @@ class SimVenue:
     funding_times: Mapping[str, list[tuple[float, Decimal]]] = field(default_factory=dict)  # sorted
 
     def __post_init__(self) -> None:
-        self.cash = self.balance  # free cash: the balance less the positions' margins
+        self.cash = self.balance  # free cash: the balance less the positions' margins (a property)
         self.pending: deque[tuple[float, OrderIntent]] = deque()
         self.quotes: dict[str, Quote] = {}
         self.held: dict[str, Held] = {}
@@ -103,6 +112,17 @@ class SimVenue:
         self._funding_next = {s: 0 for s in self.funding_times}
         self._seq = 0
         self.liquidations = 0
+        self._ct_val = {s: float(i.ct_val) for s, i in self.instruments.items()}
+
+    @property
+    def cash(self) -> Decimal:
+        return self._cash
+
+    @cash.setter
+    def cash(self, value: Decimal) -> None:
+        # Its float for the equity samples is kept with it: a Decimal's float() is a string conversion.
+        self._cash = value
+        self._cash_f = float(value)
 
     # --- from the engine ---
 
@@ -128,11 +148,12 @@ class SimVenue:
 
     def equity(self) -> float:
         """Free cash + margins + unrealized PnL at the last prices."""
-        total = float(self.cash)
+        total = self._cash_f
         for symbol, held in self.held.items():
-            p, q = held.pos, self.quotes[symbol]
-            ct = float(self.instruments[symbol].ct_val)
-            total += float(p.margin) + (q.px - float(p.avg_px)) * float(p.size) * ct * p.dir
+            total += (
+                held.margin_f
+                + (self.quotes[symbol].px - held.avg_px_f) * held.size_f * self._ct_val[symbol] * held.pos.dir
+            )
         return total
 
     # --- the clock ---
@@ -152,10 +173,18 @@ class SimVenue:
             self.quotes[symbol] = Quote(px, bid, ask)
         else:
             quote.px, quote.bid, quote.ask = px, bid, ask
-        if self.stops:
-            for stop in [s for s in self.stops.values() if s.symbol == symbol]:
-                if (px <= stop.trigger) if stop.sell else (px >= stop.trigger):
-                    self._trigger(stop, ts)
+        self.quote_moved(symbol, ts, px)
+
+    def quote_moved(self, symbol: str, ts: float, px: float) -> None:
+        """What a new price does once the symbol's quote holds it (the engine updates a known quote in place
+        and calls this only when `stops`, `held` or `funding_times` is not empty)."""
+        if self.stops:  # the stops this price crosses, then each fires (a fill changes no stop's trigger)
+            crossed = [
+                s for s in self.stops.values()
+                if s.symbol == symbol and ((px <= s.trigger) if s.sell else (px >= s.trigger))
+            ]  # fmt: skip
+            for stop in crossed:
+                self._trigger(stop, ts)
         held = self.held.get(symbol)
         if held is not None and held.liq and ((px <= held.liq) if held.pos.dir > 0 else (px >= held.liq)):
             self._liquidate(symbol, held, ts)
@@ -314,7 +343,6 @@ class SimVenue:
 
     def _exchange_position(self, symbol: str, held: Held) -> ExchangePosition:
         p = held.pos
-        return replace(
-            ExchangePosition(inst_id=symbol, pos_side="net", side=p.side, size=p.size, avg_px=p.avg_px),
-            lever=p.lever, liq_px=Decimal(repr(held.liq)) if held.liq else None, fee=p.fee,
-        )  # fmt: skip
+        return ExchangePosition(inst_id=symbol, pos_side="net", side=p.side, size=p.size, avg_px=p.avg_px,
+                                lever=p.lever, liq_px=Decimal(repr(held.liq)) if held.liq else None,
+                                fee=p.fee)  # fmt: skip

@@ -38,6 +38,19 @@ class Macd:
 
     def update(self, close: float) -> tuple[float, float, float] | None:
         """Commit a closed candle's close."""
+        fast, slow, signal = self._fast, self._slow, self._signal
+        if signal._v is not None:
+            # Warm (every candle after the warm-up): the three EMA updates inlined, the same arithmetic as
+            # Ema.update (as in peek below).
+            f = fast._v = fast._kv + fast._a * close
+            fast._kv = fast._k * f
+            s = slow._v = slow._kv + slow._a * close
+            slow._kv = slow._k * s
+            m = f - s
+            sig = signal._v = signal._kv + signal._a * m
+            signal._kv = signal._k * sig
+            out = self._last = (m, sig, m - sig)
+            return out
         f = self._fast.update(close)
         s = self._slow.update(close)
         if s is None or f is None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol
 
-from transitions import EventData
+from transitions import EventData, Machine
 
 from statemachines.lifecycle import Trigger, build_machine
 from statemachines.position import Position, encode_value
@@ -62,6 +62,7 @@ class PositionMachine:
         self.wall = wall
         self.machine = build_machine(before_state_change=[self._persist])
         self._events = {Trigger(name): event for name, event in self.machine.events.items()}
+        self._moves = _plain_moves(self.machine, self._persist)
 
     def fire(
         self,
@@ -77,14 +78,43 @@ class PositionMachine:
         another process moved it first. `fields` are position attributes written with the transition;
         `intent` is the order intent (OrderIntent.to_fields()) handed over with it."""
         event = self._events[Trigger(trigger)]
-        event.trigger(pos, reason=reason, price=price, fields=fields or {}, intent=intent)
+        move = self._moves.get((event.name, pos.state)) if self._moves is not None else None
+        if move is None:  # an illegal move (the library raises its MachineError), or callbacks to run
+            event.trigger(pos, reason=reason, price=price, fields=fields or {}, intent=intent)
+            return
+        # What the library does for a legal move of this table, without its dispatch (most of a transition's
+        # cost): the write first (the store's compare-and-set), then the new state.
+        source, dest, state = move
+        self._write(pos, source, dest, event.name, reason, price, fields or {}, intent)
+        if state is not None:
+            pos.state = state
 
     def _persist(self, event: EventData) -> None:
-        pos: Position = event.model
-        source, dest = event.transition.source, event.transition.dest or event.transition.source
         kw = event.kwargs
+        self._write(
+            event.model,
+            event.transition.source,
+            event.transition.dest or event.transition.source,
+            event.event.name,
+            str(kw.get("reason", "")),
+            float(kw.get("price", 0.0)),
+            kw.get("fields") or {},
+            kw.get("intent"),
+        )
+
+    def _write(
+        self,
+        pos: Position,
+        source: str,
+        dest: str,
+        trigger: str,
+        reason: str,
+        price: float,
+        fields: dict[str, Any],
+        intent: Mapping[str, str] | None,
+    ) -> None:
         now = self.clock()
-        updates: dict[str, Any] = dict(kw.get("fields") or {})
+        updates: dict[str, Any] = dict(fields)
         spent = pos.time_in.get(source, 0.0) + (max(0.0, now - pos.state_since) if pos.state_since else 0.0)
         updates["state_since"] = now
         updates["wall_since"] = self.wall()
@@ -95,12 +125,12 @@ class PositionMachine:
                 pos,
                 source=source,
                 dest=dest,
-                trigger=event.event.name,
-                reason=str(kw.get("reason", "")),
-                price=float(kw.get("price", 0.0)),
+                trigger=trigger,
+                reason=str(reason),
+                price=float(price),
                 ts=now,
                 fields=encoded,
-                intent=kw.get("intent"),
+                intent=intent,
             )
         else:
             version = pos.version + 1
@@ -111,6 +141,37 @@ class PositionMachine:
                 setattr(pos, name, value)
         pos.time_in[source] = spent
         pos.version = version
+
+
+Move = tuple[str, str, str | None]  # source, dest as the store logs it, the state set (None: internal)
+Moves = dict[tuple[str, str], Move]  # by (trigger, source)
+
+
+def _plain_moves(machine: Machine, persist: Callable[[EventData], None]) -> Moves | None:
+    """The table as the library parsed it: (trigger, source) -> (source, dest, the state it sets, None for an
+    internal move). None when the machine has any callback besides `persist` (before every state change):
+    then every move goes through the library, which runs them."""
+    if (
+        list(machine.before_state_change) != [persist]
+        or machine.after_state_change
+        or machine.prepare_event
+        or machine.finalize_event
+        or machine.on_exception
+        or machine.on_final
+        or any(st.on_enter or st.on_exit or st.final for st in machine.states.values())
+    ):
+        return None
+    moves: Moves = {}
+    for name, event in machine.events.items():
+        for source, transitions in event.transitions.items():
+            if len(transitions) != 1:
+                return None
+            tr = transitions[0]
+            if tr.prepare or tr.conditions or tr.before or tr.after:
+                return None
+            state = None if tr.dest is None else machine.get_state(tr.dest).value
+            moves[(name, source)] = (source, tr.dest or source, state)
+    return moves
 
 
 def _encode(pos: Position, updates: dict[str, Any]) -> dict[str, str]:

@@ -92,3 +92,40 @@ def test_bad_input_is_one_line_naming_it(tmp_path: Path, args: list[str], expect
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert expected in lines[-1] and "Traceback" not in done.stderr, done.stderr
+
+
+def test_several_symbols_ticks_reach_the_engine_in_time_order_ties_in_the_given_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run merges the symbols' ticks as heapq.merge does: by time, and on equal times in the order the
+    symbols were given; a symbol whose ticks end early drops out, the others go on."""
+    import heapq
+    from dataclasses import replace
+
+    from backtest.engine import BacktestEngine, Lane
+    from backtest.run import DataTooShort, SymbolData
+    from exchanges.paper import DEFAULT_INSTRUMENTS
+
+    streams = {
+        "A-USDT-SWAP": [(10.0, 1.0), (20.0, 1.1), (20.0, 1.2), (35.0, 1.3)],
+        "B-USDT-SWAP": [(5.0, 2.0), (20.0, 2.1), (30.0, 2.2), (40.0, 2.3), (50.0, 2.4)],
+        "C-USDT-SWAP": [(20.0, 3.0), (25.0, 3.1)],
+    }
+    seen: list[tuple[str, float, float]] = []
+    real = BacktestEngine.tick_lane
+
+    def recording(self: BacktestEngine, lane: Lane, ts: float, px: float, bid: float | None,
+                  ask: float | None) -> None:  # fmt: skip
+        seen.append((lane.symbol, ts, px))
+        real(self, lane, ts, px, bid, ask)
+
+    monkeypatch.setattr(BacktestEngine, "tick_lane", recording)
+    data = [SymbolData(s, lambda t=t: [(ts, px, None, None) for ts, px in t]) for s, t in streams.items()]
+    btc = DEFAULT_INSTRUMENTS[0]
+    with pytest.raises(DataTooShort):  # no warm-up: nothing is traded, the order of the ticks is the point
+        run_backtest(Settings(symbols={s: {} for s in streams}), data,
+                     instruments=[replace(btc, inst_id=s) for s in streams])  # fmt: skip
+    keyed = [[(ts, i, s, px) for ts, px in t] for i, (s, t) in enumerate(streams.items())]
+    assert seen == [(s, ts, px) for ts, _, s, px in heapq.merge(*keyed)]
+    assert [s for s, _, _ in seen][:6] == ["B-USDT-SWAP", "A-USDT-SWAP", "A-USDT-SWAP", "A-USDT-SWAP",
+                                           "B-USDT-SWAP", "C-USDT-SWAP"]  # fmt: skip

@@ -230,7 +230,11 @@ def test_peek_equals_update_and_does_not_mutate(values: list[float], noise: list
     for seed in ("sma", "first"):
         ema, rsi, macd = Ema(5, seed), Rsi(4, seed), Macd(3, 6, 4, seed)
         atr = Atr(4, skip_first_bar=seed == "first")
+        fast, slow, signal = Ema(3, seed), Ema(6, seed), Ema(4, seed)  # what Macd's inline updates equal
         for x in values:
+            f, s = fast.update(x), slow.update(x)
+            if f is not None and s is not None:
+                signal.update(f - s)
             for y in noise:  # many peeks of other values must not change the state
                 ema.peek(y)
                 rsi.peek(y)
@@ -240,6 +244,8 @@ def test_peek_equals_update_and_does_not_mutate(values: list[float], noise: list
             expected = (ema.peek(x), rsi.peek(x), macd.peek(x), atr.peek(*bar))
             assert (ema.update(x), rsi.update(x), macd.update(x), atr.update(*bar)) == expected
             assert (ema.value, rsi.value, macd.value, atr.value) == expected
+            assert (macd.fast_ema, macd.slow_ema) == (fast.value, slow.value)
+            assert (macd.value is None and signal.value is None) or macd.value[1] == signal.value  # type: ignore[index]
 
 
 def test_ema_sma_seed_then_recurrence() -> None:
@@ -380,6 +386,10 @@ def test_live_values_equal_batch_over_closed_plus_forming() -> None:
                 assert s.builder.late_ticks == late + 1 and s.price == p
             f = s.builder.forming
             assert f == ref.forming and f.close == p == s.price and s.price_ts == ts
+            # The tick path's inlined peeks give exactly (not nearly) what the indicators' own peeks give.
+            m = s._macd.peek(p)
+            assert s.rsi == s._rsi.peek(p) and s.atr == s._atr.peek(f.high, f.low, p)
+            assert (s.macd, s.macd_signal) == ((None, None) if m is None else m[:2])
             assert s.candles == len(closed)
             series = [*closed, f]
             closes = [x.close for x in series]

@@ -146,3 +146,61 @@ def test_time_in_state_accumulates_when_a_state_is_reentered() -> None:
     pm.fire(pos, "retry_close")  # +10 s
     pm.fire(pos, "close_filled")  # +15 s
     assert pos.time_in["closing"] == pytest.approx(35.0)
+
+
+class _Recorder:
+    """A store that records every compare-and-set it is asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, object]] = []
+
+    def apply_transition(self, pos: Position, **kw: object) -> int:
+        self.calls.append({"id": pos.id, "state_before": pos.state, **kw})
+        return pos.version + 1
+
+
+def _outcome(pm: PositionMachine, state: str, trigger: Trigger) -> tuple[object, ...]:
+    pos = Position(id="p3", symbol="BTC-USDT-SWAP", side="long", state=state, version=2,  # type: ignore[arg-type]
+                   state_since=100.0, time_in={"opening": 1.5})  # fmt: skip
+    fields = {"size": Decimal("2"), "entry_price": Decimal("50000.5"), "trail_stop": 49000.25}
+    try:
+        pm.fire(pos, trigger, reason="why", price=50001.0, fields=fields, intent={"cl_ord_id": "c1"})
+        error = None
+    except Exception as err:  # the exception itself is what is compared
+        error = (type(err), str(err))
+    return error, pos.state, type(pos.state), pos.version, pos.to_hash(), pos.entry_px, pm.store.calls  # type: ignore[union-attr]
+
+
+def test_direct_moves_do_exactly_what_the_library_does() -> None:
+    """PositionMachine.fire moves a legal (trigger, state) of the table itself, from the table the library
+    parsed; every trigger from every state gives the same result, the same write and the same error as the
+    library's own dispatch."""
+    clock = iter(range(1000, 100000, 7))
+    fast = PositionMachine(_Recorder(), clock=lambda: float(next(clock)), wall=lambda: 5.0)  # type: ignore[arg-type]
+    clock2 = iter(range(1000, 100000, 7))
+    lib = PositionMachine(_Recorder(), clock=lambda: float(next(clock2)), wall=lambda: 5.0)  # type: ignore[arg-type]
+    lib._moves = None  # every move through transitions' Event.trigger
+    assert fast._moves is not None and len(fast._moves) == len(edges(build_machine()))
+    moved = 0
+    for trigger in Trigger:
+        for state in STATES:
+            a, b = _outcome(fast, state, trigger), _outcome(lib, state, trigger)
+            assert a == b, (trigger, state)
+            moved += a[0] is None
+    assert moved == len(edges(build_machine()))  # every edge was taken, every other pair refused
+
+
+def test_a_callback_on_the_machine_sends_every_move_through_the_library() -> None:
+    """The direct move only stands in for the library while the table has no callback besides the write."""
+    from statemachines.machine import _plain_moves
+
+    pm = PositionMachine()
+    assert pm._moves is not None
+    machine = build_machine(before_state_change=[pm._persist], after_state_change=[lambda _e: None])
+    assert _plain_moves(machine, pm._persist) is None
+    machine = build_machine(before_state_change=[pm._persist])
+    machine.get_state("closing").add_callback("enter", lambda _e: None)
+    assert _plain_moves(machine, pm._persist) is None
+    machine = build_machine(before_state_change=[pm._persist])
+    machine.events["close"].transitions["open"][0].add_callback("after", lambda _e: None)
+    assert _plain_moves(machine, pm._persist) is None

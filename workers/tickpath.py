@@ -57,6 +57,9 @@ def new_guard(settings: Settings) -> TickGuard:
 
 
 class TickPath:
+    # A subclass whose `now()` and `wall()` both return `data_now` (a backtest) says so: the tick path then
+    # reads it without two calls per tick.
+    data_clock = False
     settings: Settings
     symbols: list[str]
     pm: PositionMachine
@@ -119,7 +122,16 @@ class TickPath:
         snap = self.snap[symbol]
         snap.price, snap.price_ts = price, ts
         snap.rsi, snap.macd, snap.macd_signal, snap.atr = ind.rsi, ind.macd, ind.macd_signal, ind.atr
-        self.step_symbol(symbol)
+        # step_symbol's lines, inline: on most ticks the symbol has no position and that is all of it.
+        if self.data_clock:  # both clocks are the data's: `now()` and `wall()` would return data_now
+            snap.now = self._last_step[symbol] = self.data_now
+        else:
+            snap.now = self.now()
+            self._last_step[symbol] = self.wall()
+        snap.panic = self.panic
+        book = self.book[symbol]
+        if book:
+            self._step_book(symbol, snap, book)
         if self.entries is not None and not self.panic and self.exchange_settled:
             self.entries.on_tick(self, symbol, ind, snap.now)
 
@@ -129,29 +141,28 @@ class TickPath:
         snap.now, snap.panic = self.now(), self.panic
         self._last_step[symbol] = self.wall()
         book = self.book[symbol]
-        if not book:
-            return
+        if book:
+            self._step_book(symbol, snap, book)
+
+    def _step_book(self, symbol: str, snap: MarketSnapshot, book: dict[str, Position]) -> None:
         cfg = self.cfg[symbol]
         if snap.price > 0:
-            for pos in list(book.values()):
-                self._step_one(pos, snap, cfg)
-            return
-        # No price since this engine started (the feed is down): the operator's close, a panic and, once
-        # there has been no price for `risk.stale_emergency_s`, the stale-price emergency still act; nothing
-        # else can be decided without a price.
-        snap.price_ts = snap.price_ts or self._started_at
-        blind = guards.stale_emergency(snap.now - snap.price_ts, cfg.risk)
-        for pos in list(book.values()):
-            if pos.close_request or snap.panic or blind:
-                self._step_one(pos, snap, cfg)
-
-    def _step_one(self, pos: Position, snap: MarketSnapshot, cfg: Any) -> None:
-        try:
-            step(self.pm, pos, snap, cfg, self.hints)
-        except StaleTransition:
-            self.reload(pos)
-        except (ArithmeticError, ValueError, TypeError, AttributeError) as err:
-            self._bad_position(pos, f"step_failed: stepping it failed: {type(err).__name__}: {err}")
+            todo = list(book.values())
+        else:
+            # No price since this engine started (the feed is down): the operator's close, a panic and, once
+            # there has been no price for `risk.stale_emergency_s`, the stale-price emergency still act;
+            # nothing else can be decided without a price.
+            snap.price_ts = snap.price_ts or self._started_at
+            blind = guards.stale_emergency(snap.now - snap.price_ts, cfg.risk)
+            todo = [pos for pos in book.values() if pos.close_request or snap.panic or blind]
+        pm, hints = self.pm, self.hints
+        for pos in todo:
+            try:
+                step(pm, pos, snap, cfg, hints)
+            except StaleTransition:
+                self.reload(pos)
+            except (ArithmeticError, ValueError, TypeError, AttributeError) as err:
+                self._bad_position(pos, f"step_failed: stepping it failed: {type(err).__name__}: {err}")
 
     # --- the exchange's word on an order ---
 
