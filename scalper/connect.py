@@ -12,6 +12,7 @@ import redis
 from config.settings import RedisSettings, Settings
 from exchanges.base import Exchange
 from scalper.embedded import embedded_url
+from scalper.sentinel import is_sentinel_url, sentinel_client
 from statemachines.keys import Keys
 
 
@@ -25,8 +26,9 @@ class NoRedis(RuntimeError):
         self.transient = transient
 
 
-# Query options that carry a secret (`password`, `ssl_password`): their values are masked too.
-_SECRET_OPTION = re.compile(r"(?i)([?&][^=&#]*pass[^=&#]*=)([^&#]*)")
+# Query options that carry a secret (`password`, `ssl_password`, `sentinel_password`), or a name a typo of
+# one may have (`sentinel_pasword`, `pwd`, `secret`, `auth`, `token`): their values are masked too.
+_SECRET_OPTION = re.compile(r"(?i)([?&][^=&#]*(?:pas|pwd|secret|auth|token)[^=&#]*=)([^&#]*)")
 MASK = "***"
 
 
@@ -150,7 +152,7 @@ def client_options(url: str, options: RedisSettings) -> dict[str, Any]:
         "socket_connect_timeout": options.connect_timeout_s,
         "health_check_interval": options.health_check_s,
     }
-    if url.lower().startswith(("redis://", "rediss://")):  # TCP; a unix socket has no keepalive
+    if url.lower().startswith(("redis://", "rediss://")) or is_sentinel_url(url):  # TCP, not a unix socket
         probes = {"TCP_KEEPIDLE": options.keepalive_s, "TCP_KEEPINTVL": options.keepalive_s,
                   "TCP_KEEPCNT": options.keepalive_probes}  # fmt: skip
         kwargs["socket_keepalive"] = True
@@ -161,6 +163,14 @@ def client_options(url: str, options: RedisSettings) -> dict[str, Any]:
     return kwargs
 
 
+def from_url(url: str, **kwargs: Any) -> redis.Redis:
+    """A client of `url`: redis://, rediss://, unix://, or redis+sentinel:// (scalper/sentinel.py), which
+    follows the primary through failovers."""
+    if is_sentinel_url(url):
+        return sentinel_client(url, **kwargs)
+    return redis.Redis.from_url(url, **kwargs)
+
+
 def _open(
     url: str, setting: str, check: bool, options: RedisSettings
 ) -> tuple[redis.Redis | None, str | None]:
@@ -169,7 +179,7 @@ def _open(
         return None, (f"{shown} is malformed: its port is not a port number, or its password has a / ? or # "
                       "that must be percent-encoded (%2F %3F %23)")  # fmt: skip
     try:
-        client = redis.Redis.from_url(url, **client_options(url, options))
+        client = from_url(url, **client_options(url, options))
     except (ValueError, TypeError) as err:
         return None, f"{shown} is not a Redis URL that works: {scrub(str(err), url)}"
     if not check:

