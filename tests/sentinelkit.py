@@ -47,8 +47,8 @@ class Node:
     password: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> None:
-        argv = [server_bin(), str(self.conf), *(["--sentinel"] if self.sentinel else [])]
+    def start(self, *extra: str) -> None:
+        argv = [server_bin(), str(self.conf), *(["--sentinel"] if self.sentinel else []), *extra]
         log = (self.conf.parent / f"{self.name}.out").open("ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                      start_new_session=True, preexec_fn=dies_with_parent())  # fmt: skip
@@ -162,16 +162,33 @@ class SentinelSet:
         """SIGKILL the primary; wait until the sentinels name the replica the new primary and it takes
         writes; start the dead node again (after `down_s`) and wait until it is a replica in sync.
         Returns the seconds from the kill to the new primary taking writes."""
-        old, new = self.primary(), self.replica()
-        t0 = time.monotonic()
-        old.kill()
-        self._wait(lambda: self.primary_port() == new.port and self._writable(new), "a new primary", 60)
-        took = time.monotonic() - t0
-        self.failovers.append(took)
+        old, t0 = self.kill_primary()
+        took = self.wait_new_primary(old, t0)
         time.sleep(down_s)
-        old.start()  # as a primary on its own file at first: the sentinels turn it into a replica
-        self.wait_synced(timeout=60)
+        self.recover(old)
         return took
+
+    def kill_primary(self) -> tuple[Node, float]:
+        """SIGKILL the primary; (the dead node, time.monotonic() of the kill)."""
+        old = self.primary()
+        old.kill()
+        return old, time.monotonic()
+
+    def wait_new_primary(self, old: Node, killed_at: float) -> float:
+        """Until the sentinels name the other node and it takes writes; seconds since `killed_at`."""
+        new = next(n for n in self.data if n is not old)
+        self._wait(lambda: self.primary_port() == new.port and self._writable(new), "a new primary", 60)
+        took = time.monotonic() - killed_at
+        self.failovers.append(took)
+        return took
+
+    def recover(self, old: Node) -> None:
+        """Start the dead node again as a replica of the new primary, as an operator (or an orchestrator)
+        does: started as it was, a primary on its own file, it would wait for the sentinels' next look
+        (every 10 s) to be turned into one."""
+        new = next(n for n in self.data if n is not old)
+        old.start("--replicaof", HOST, str(new.port))
+        self.wait_synced(timeout=60)
 
     def wait_synced(self, timeout: float = 30) -> None:
         """The replica is connected to the primary and has everything it sent."""
