@@ -49,6 +49,7 @@ def okx_rig_settings(okx: FakeThread) -> dict[str, str]:
         exchange__api_key=KEY, exchange__api_secret=SECRET, exchange__passphrase=PASSPHRASE,
         exchange__demo="true", exchange__rest_url=f"http://127.0.0.1:{port}",
         exchange__ws_url=f"ws://127.0.0.1:{port}/ws/v5", risk__min_order_interval_s="0",
+        risk__loss_streak_limit="1000", risk__daily_loss_limit="1000000",
         exits__take_profit_pct="0", exits__harvest_pct="0", exits__max_hold_s="0",
         exits__drawdown_activation_pct="0", smart_exit__enabled="false", exits__trailing_activation_pct="0",
     )  # fmt: skip
