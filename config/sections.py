@@ -95,6 +95,12 @@ class RedisSettings(BaseModel):
     retry_max_wait_s: float = Field(2.0, gt=0, le=60)
     # A process that starts while Redis does not answer yet waits this long for it (0: stops at once).
     startup_wait_s: float = Field(60.0, ge=0)
+    # With replicas (Sentinel): after a position is created and after a transition that hands an order
+    # off, the engine waits (Redis WAIT) until this many replicas have the write, or replica_wait_ms
+    # passed, so that a failover right after is less likely to lose it. 0 = off (replication stays
+    # asynchronous; the reconciler restores what a failover lost). Its cost: bench/RESULTS.md.
+    replica_wait: int = Field(0, ge=0, le=10)
+    replica_wait_ms: int = Field(50, ge=1, le=5000)
 
 
 # OKX's first-tier maintenance margin rate of its BTC and ETH perpetuals, percent: what the check of the

@@ -80,11 +80,15 @@ class PositionStore:
     """Implements machine.TransitionStore; see keys.py for the key schema."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, handoff: HandOff | None = None
-    ) -> None:
+        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, handoff: HandOff | None = None,
+        replica_wait: tuple[int, int] = (0, 0),
+    ) -> None:  # fmt: skip
         self.client = client
         self.keys = Keys(prefix)
         self.handoff = handoff
+        # (replicas, timeout ms): WAIT after a creation and after a transition that hands an order off.
+        self.replica_wait = replica_wait
+        self.replicas_short = 0  # WAITs that timed out before that many replicas had the write
         # register_script: EVALSHA, falling back to EVAL (and re-caching) after a server restart.
         self._create = client.register_script(lua.CREATE)
         self._transition = client.register_script(lua.TRANSITION)
@@ -144,6 +148,7 @@ class PositionStore:
         if intent and self.handoff is None:
             self.intents_written += 1
         pos.created_at, pos.state_since, pos.version = created_at, state_since, 1
+        self._wait_replicas()
 
     def apply_transition(
         self,
@@ -189,7 +194,16 @@ class PositionStore:
             )
         if intent and self.handoff is None:
             self.intents_written += 1
+        if intent:
+            self._wait_replicas()
         return int(res[1])
+
+    def _wait_replicas(self) -> None:
+        """Redis WAIT, when set: the write reached that many replicas, or the timeout passed (counted; the
+        write stands either way, as replication stays asynchronous)."""
+        replicas, timeout_ms = self.replica_wait
+        if replicas and int(self.client.execute_command("WAIT", replicas, timeout_ms)) < replicas:
+            self.replicas_short += 1
 
     def _handoff_args(self, intent: Mapping[str, str] | None) -> list[Any]:
         """The scripts' hand-off ARGV (lua.py): an outbox entry, or the queue's commands, or nothing."""

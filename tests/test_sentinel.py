@@ -144,3 +144,36 @@ def test_readonly_and_no_primary_are_transient() -> None:
                 redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory")):  # fmt: skip
         trouble = diagnose(err)
         assert trouble is not None and trouble.transient, err
+
+
+@pytest.mark.redis
+def test_the_replica_wait_returns_once_the_replica_has_the_new_position_and_counts_a_wait_that_timed_out(
+    sentinel_set: SentinelSet,
+) -> None:
+    """redis.replica_wait: after a position is created the store WAITs for a replica; with the replica
+    stalled (DEBUG SLEEP) it gives up after replica_wait_ms, counts it, and the write stands."""
+    from decimal import Decimal
+
+    from statemachines.position import Position, new_position_id
+    from statemachines.store import PositionStore
+
+    store = PositionStore(connect(sentinel_set.url()), replica_wait=(1, 2000))
+    pos = Position(id=new_position_id(), symbol="BTC-USDT-SWAP", side="long", leverage=5,
+                   entry_size=Decimal("3"))  # fmt: skip
+    store.create(pos)
+    replica = sentinel_set.replica().client(socket_timeout=5)
+    assert replica.hget(store.keys.pos(pos.symbol, pos.id), "state") == b"opening"
+    assert store.replicas_short == 0
+    stalled = threading.Thread(target=lambda: sentinel_set.replica().client(socket_timeout=10)
+                               .execute_command("DEBUG", "SLEEP", "1.5"))  # fmt: skip
+    stalled.start()
+    time.sleep(0.2)
+    store.replica_wait = (1, 300)
+    late = Position(id=new_position_id(), symbol="BTC-USDT-SWAP", side="long", leverage=5,
+                    entry_size=Decimal("3"))  # fmt: skip
+    t0 = time.monotonic()
+    store.create(late)
+    waited = time.monotonic() - t0
+    stalled.join()
+    assert store.replicas_short == 1 and 0.25 <= waited < 1.5, (store.replicas_short, waited)
+    assert store.load(late.id).state == "opening"

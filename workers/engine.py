@@ -80,7 +80,8 @@ class Engine(StreamIntake, TickPath):
         self.client = client
         # An intent goes to RQ in its transition's script; without (tests): through the outbox and relay.
         handoff = RqHandOff(client) if hand_off_to_rq else None
-        self.store = PositionStore(client, settings.redis.prefix, handoff=handoff)
+        wait = (settings.redis.replica_wait, settings.redis.replica_wait_ms)
+        self.store = PositionStore(client, settings.redis.prefix, handoff=handoff, replica_wait=wait)
         self.keys = self.store.keys
         self.pm = PositionMachine(self.store, clock=self.now, wall=wall)
         self.bus = EventBus(client, self.keys)
