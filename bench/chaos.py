@@ -2,10 +2,12 @@
 at random (seeded) moments, then settled and checked against the invariants. `--venue paper` injects the
 paper venue's faults (tests/chaos.py); `--venue okx` runs against the local fake OKX with the network's
 faults (WebSocket drops, REST timeouts, rate limits, outages) and, with `--redis-p`, Redis restarts on a
-file up to a second behind (tests/chaos_okx.py). Prints the figures; exits 1 on any violation. See
-RELIABILITY.md.
+file up to a second behind (tests/chaos_okx.py); `--venue failover` is the OKX run with Redis as a primary, a
+replica and three sentinels, the primary SIGKILLed every `--failover-every` steps (tests/chaos_failover.py).
+Prints the figures; exits 1 on any violation. See RELIABILITY.md.
 
-    python bench/chaos.py [--venue okx] [--seed 1] [--kills 300] [--minutes 10] [--redis-p 0.05] [--keep]
+    python bench/chaos.py [--venue okx|failover] [--seed 1] [--kills 300] [--minutes 10] [--redis-p 0.05]
+                          [--failover-every 8] [--keep]
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from scalper.embedded import LocalRedis  # noqa: E402
 from tests.chaos import SETTINGS, Chaos  # noqa: E402
+from tests.chaos_failover import FailoverChaos  # noqa: E402
 from tests.chaos_okx import KEY, PASSPHRASE, SECRET, OkxChaos, okx_market, okx_settings  # noqa: E402
 from tests.fakeokx.thread import FakeThread  # noqa: E402
+from tests.sentinelkit import SentinelSet  # noqa: E402
 from tests.system import System  # noqa: E402
 
 
@@ -34,7 +38,8 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=300, help="stop the chaos after this many kills")
     ap.add_argument("--minutes", type=float, default=10.0, help="...or after this long")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--venue", choices=("paper", "okx"), default="paper")
+    ap.add_argument("--venue", choices=("paper", "okx", "failover"), default="paper")
+    ap.add_argument("--failover-every", type=int, default=8, help="failover: one step in this many")
     ap.add_argument("--redis-p", type=float, default=0.05, help="okx: chance per step of a Redis restart")
     ap.add_argument("--settle", type=float, default=90.0, help="bound on the settling wait, seconds")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, Redis data)")
@@ -45,7 +50,17 @@ def main() -> int:
     server = LocalRedis(workdir / "redis")
     server.start()
     okx = None
-    if args.venue == "okx":
+    kit = None
+    if args.venue == "failover":
+        kit = SentinelSet(workdir / "sentinel")
+        kit.start()
+        okx = FakeThread(KEY, SECRET, PASSPHRASE)
+        okx_market(okx)
+        okx.price("46000")
+        system = System("", workdir, url=kit.url(), **okx_settings(okx))
+        chaos = FailoverChaos(system, okx, args.seed, kit=kit, failover_every=args.failover_every,
+                              workers=args.workers)  # fmt: skip
+    elif args.venue == "okx":
         okx = FakeThread(KEY, SECRET, PASSPHRASE)
         okx_market(okx)
         okx.price("46000")
@@ -64,6 +79,8 @@ def main() -> int:
         if okx is not None:
             okx.close()
         server.close()
+        if kit is not None:
+            kit.close()
     total = time.monotonic() - t0
     print(f"runs: 1 venue: {args.venue}  {report.summary()}  total={total:.1f}s")
     if isinstance(chaos, OkxChaos):
