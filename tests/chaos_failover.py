@@ -1,7 +1,8 @@
 """The OKX chaos harness (tests/chaos_okx.py) with Redis highly available (issue 14): a primary, a replica and
 three sentinels (tests/sentinelkit.py), every process connected through a redis+sentinel:// URL, and the
 primary SIGKILLed mid-run several times. Each time the sentinels promote the replica, which may lack the
-primary's last writes (replication is asynchronous), and the dead node comes back as the new replica. The
+primary's last writes (replication is asynchronous; every other time the replica is made up to a second
+behind first, so that it does), and the dead node comes back as the new replica. The
 processes follow the new primary; the engine sees a new server (its run_id) and takes it as a Redis
 restart: it starts again from what Redis kept, holds entries, and the reconciler restores what was lost
 from the exchange (the fake, whose truth lives outside Redis). Process kills, the network's faults and
@@ -39,6 +40,7 @@ class FailoverChaos(OkxChaos):
         self.failover_every = failover_every  # one step in this many kills the primary
         self.failover_times: list[float] = []  # seconds from a kill to the new primary taking writes
         self.live_at_failover: list[int] = []  # positions not closed when the primary died
+        self.lags: list[float] = []  # how far behind the replica was made at each kill, seconds
         self.redis_faults = _PrimaryFaults(kit)  # none is injected; the settling lifts them on the primary
 
     # Poison records and a slow exchange; no Redis fault of a single server (see the module doc).
@@ -63,11 +65,15 @@ class FailoverChaos(OkxChaos):
             self.report.operator["open_before_failover"] += 1
             time.sleep(pause)
             self.live_at_failover.append(sum(p.state != "closed" for p in sys_.positions()))
+        # Every other failover, the replica is behind by up to 0.8 s (kill_primary's lag_s): the new
+        # primary lacks the last writes, as after a Redis restart that lost its last second.
+        lag = round(self.rng.uniform(0.3, 0.8), 2) if self.deal("lag", ("lag", "none")) == "lag" else 0.0
         killed_at = time.time()
-        self.failover_times.append(self.kit.fail_over(down_s=round(self.rng.uniform(0.0, 1.0), 2)))
+        self.failover_times.append(self.kit.fail_over(down_s=round(self.rng.uniform(0.0, 1.0), 2), lag_s=lag))
+        self.lags.append(lag)
         self.redis_started_at = time.time()  # the settling waits for an engine settled since then
         # What the switch may have lost: what the replica had not received when its primary died.
-        self.rewound.append((killed_at - 1.0, time.time()))
+        self.rewound.append((killed_at - 3.0, time.time()))
         self.report.kills["primary"] += 1
 
     def figures(self) -> dict[str, Any]:
@@ -78,6 +84,7 @@ class FailoverChaos(OkxChaos):
             "failover_s_p50": round(times[len(times) // 2], 2) if times else None,
             "failover_s_max": round(times[-1], 2) if times else None,
             "live_positions_at_failovers": self.live_at_failover,
+            "replica_lag_s": self.lags,
         }
 
 

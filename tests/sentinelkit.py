@@ -158,21 +158,33 @@ class SentinelSet:
 
     # --- faults ---
 
-    def fail_over(self, *, down_s: float = 0.0) -> float:
-        """SIGKILL the primary; wait until the sentinels name the replica the new primary and it takes
-        writes; start the dead node again (after `down_s`) and wait until it is a replica in sync.
-        Returns the seconds from the kill to the new primary taking writes."""
-        old, t0 = self.kill_primary()
+    def fail_over(self, *, down_s: float = 0.0, lag_s: float = 0.0) -> float:
+        """SIGKILL the primary (its replica `lag_s` behind: kill_primary); wait until the sentinels name the
+        replica the new primary and it takes writes; start the dead node again (after `down_s`) and wait
+        until it is a replica in sync. Returns the seconds from the kill to the new primary taking writes."""
+        old, t0 = self.kill_primary(lag_s=lag_s)
         took = self.wait_new_primary(old, t0)
         time.sleep(down_s)
         self.recover(old)
         return took
 
-    def kill_primary(self) -> tuple[Node, float]:
-        """SIGKILL the primary; (the dead node, time.monotonic() of the kill)."""
+    def kill_primary(self, *, lag_s: float = 0.0) -> tuple[Node, float]:
+        """SIGKILL the primary; (the dead node, time.monotonic() of the kill). With `lag_s` (under a second,
+        the sentinels' down-after) the replica falls that far behind first, as behind a slow or broken
+        link: it is stopped (SIGSTOP), the primary drops its link, goes on taking writes for `lag_s`, and
+        dies; the replica, resumed, is promoted without those writes."""
         old = self.primary()
+        replica = self.replica() if lag_s else None
+        if replica is not None and replica.proc is not None:
+            replica.proc.send_signal(signal.SIGSTOP)
+            with contextlib.suppress(redis.RedisError):
+                old.client(socket_timeout=2).execute_command("CLIENT", "KILL", "TYPE", "replica")
+            time.sleep(lag_s)
         old.kill()
-        return old, time.monotonic()
+        killed_at = time.monotonic()
+        if replica is not None and replica.proc is not None:
+            replica.proc.send_signal(signal.SIGCONT)
+        return old, killed_at
 
     def wait_new_primary(self, old: Node, killed_at: float) -> float:
         """Until the sentinels name the other node and it takes writes; seconds since `killed_at`."""
