@@ -1,6 +1,7 @@
 """The chaos suite's failover pass (issue 14): the OKX pass's process kills, network faults and poison
 records, with Redis as a primary, a replica and three sentinels (real redis-server processes on loopback)
-and the primary SIGKILLed several times mid-run. Every process reaches Redis through a redis+sentinel://
+and the primary SIGKILLed three times mid-run, every other time with its replica up to 0.8 s behind (the
+new primary lacks those writes). Every process reaches Redis through a redis+sentinel://
 URL; the invariants of tests/chaos_okx.py must hold against the fake OKX's own records: no position lost,
 no client order id producing a second order, none left half-way, every one protected, PnL equal to the
 fills. A fresh seed every run (SCALPER_CHAOS_SEED=N reproduces run N's schedule)."""
