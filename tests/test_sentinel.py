@@ -180,3 +180,53 @@ def test_the_replica_wait_returns_once_the_replica_has_the_new_position_and_coun
     stalled.join()
     assert store.replicas_short == 1 and 0.25 <= waited < 1.5, (store.replicas_short, waited)
     assert store.load(late.id).state == "opening"
+
+
+@pytest.mark.redis
+def test_the_web_process_follows_the_primary_through_a_failover(
+    sentinel_set: SentinelSet, tmp_path: Path
+) -> None:
+    """`scalper web` through redis+sentinel://: it serves before and after the primary dies (its /ready
+    reads Redis, so it answers from the new primary), and does not exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCALPER_")}
+    env |= {"REDIS_URL": sentinel_set.url(), "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "scalper", "web", "--port", "0"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    client = connect(sentinel_set.url())
+    try:
+        deadline, url = time.monotonic() + 30, None
+        while time.monotonic() < deadline and not url:
+            url = client.get("scalper:web:url")
+            time.sleep(0.05)
+        assert url, "no URL published"
+        base = url.decode()
+
+        def ready_reads_redis() -> bool:
+            try:
+                got = httpx.get(f"{base}/ready", timeout=5)
+            except httpx.HTTPError:
+                return False
+            # No engine runs: not ready, for that reason, and not because Redis cannot be read.
+            return got.status_code == 503 and not any(w.startswith("redis") for w in got.json()["why"])
+
+        deadline = time.monotonic() + 20
+        while not ready_reads_redis():
+            assert time.monotonic() < deadline and proc.poll() is None, "web never read Redis"
+            time.sleep(0.1)
+        sentinel_set.fail_over()
+        deadline = time.monotonic() + 30
+        while not ready_reads_redis():
+            assert time.monotonic() < deadline, "web did not read the new primary"
+            time.sleep(0.1)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
