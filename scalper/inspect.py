@@ -80,11 +80,19 @@ def positions(store: PositionStore, *, include_closed: bool) -> list[dict[str, A
     """Live positions; with `include_closed` also the closed ones Redis still holds and, as `archived`,
     those removed after the retention whose trade ledger row remains."""
     ct = contract_values()
+    unreadable: list[dict[str, Any]] = []
+
+    def on_bad(symbol: str, position_id: str, _raw: Any, err: str) -> None:
+        # One hash that cannot be parsed must not hide every other position from the operator.
+        unreadable.append({"id": position_id, "symbol": symbol, "state": "unreadable", "exit_reason": err})
+
     if not include_closed:
-        found = store.load_live()
-        return [row(p, ct.get(p.symbol)) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
-    found = [p for s in store.symbols() for p in store.load_symbol(s)]
-    return rows_of(found, TradeLedger(store.client, store.keys).all())
+        found = store.load_live(on_bad=on_bad)
+        rows = [row(p, ct.get(p.symbol)) for p in sorted(found, key=lambda p: (p.created_at, p.id))]
+    else:
+        found = [p for s in store.symbols() for p in store.load_symbol(s, on_bad=on_bad)]
+        rows = rows_of(found, TradeLedger(store.client, store.keys).all())
+    return rows + unreadable
 
 
 def rows_of(found: list[Position], ledger: list[TradeRecord]) -> list[dict[str, Any]]:

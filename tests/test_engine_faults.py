@@ -205,6 +205,20 @@ def test_a_position_hash_that_cannot_be_parsed_is_flagged_and_the_others_keep_th
     assert kit.client.hget(kit.store.keys.pos(BTC, bad.id), field) == value.encode()
 
 
+def test_positions_lists_the_readable_ones_and_names_a_hash_that_cannot_be_parsed(kit: Kit) -> None:
+    bad, engine = _opened(kit)
+    inspect.request_open(kit.client, kit.store.keys, BTC, "long")
+    engine.run_once(block_ms=0)
+    good = next(p for p in kit.positions() if p.id != bad.id)
+    kit.client.hset(kit.store.keys.pos(BTC, bad.id), "version", "garbage")  # edited by hand
+    for include_closed in (False, True):
+        rows = {r["id"]: r for r in inspect.positions(kit.store, include_closed=include_closed)}
+        assert rows[good.id]["state"] == good.state
+        assert rows[bad.id]["state"] == "unreadable" and rows[bad.id]["symbol"] == BTC
+        assert "garbage" in rows[bad.id]["exit_reason"]
+        assert bad.id in inspect.table(list(rows.values()))
+
+
 def test_a_position_that_cannot_be_stepped_is_flagged_and_the_others_keep_their_exits(kit: Kit) -> None:
     bad, engine = _opened(kit)
     inspect.request_open(kit.client, kit.store.keys, BTC, "long")
