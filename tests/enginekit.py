@@ -52,12 +52,13 @@ class Kit:
     paper: PaperExchange
     store: PositionStore
 
-    def engine(self, *, wall: Any = None, background_io: bool = False, exchange: Any = None) -> Engine:
+    def engine(self, *, wall: Any = None, background_io: bool = False, exchange: Any = None,
+               entries: StrategyEntries | None = None) -> Engine:  # fmt: skip
         """A freshly started engine process: nothing in memory, everything from Redis and the venue.
         `background_io`: its exchange reads on their own thread, as in production; `exchange`: the venue
         as the engine's reads see it (the paper venue itself by default)."""
         venue = exchange or self.paper
-        entries = StrategyEntries(self.settings, self.client)
+        entries = entries or StrategyEntries(self.settings, self.client)
         engine = Engine(self.settings, self.client, symbols=[BTC], entries=entries, clock="wall",
                         wall=wall or self.clock, hand_off_to_rq=False, background_io=background_io,
                         reconciler=Reconciler(venue))  # fmt: skip

@@ -20,8 +20,10 @@ from scalper import inspect
 from scalper.embedded import LocalRedis
 from statemachines.intents import IntentAction, client_order_id
 from statemachines.position import Position, new_position_id
+from statemachines.strategy import ScalpingStrategy
 from tests.conftest import RealRedis, RedisServer
 from tests.enginekit import BTC, PREFIX, Kit, make_kit
+from workers.entries import StrategyEntries
 from workers.riskstate import RiskState
 
 pytestmark = pytest.mark.redis
@@ -527,3 +529,26 @@ def test_a_feed_starting_again_passes_over_records_it_cannot_parse(kit: Kit) -> 
     kit.client.xadd(kit.store.keys.ticks(BTC), {"px": "50000"})
     assert writer.last_ts(BTC) == 1_700_000_000.0
     assert writer.history(BTC, [(1_700_000_060.0, 1.0, 1.0, 1.0, 1.0)]) == 1
+
+
+class _Remembering(ScalpingStrategy):
+    """The default strategy, noting when the engine tells it to forget a symbol."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forgotten: list[str] = []
+
+    def forget(self, symbol: str) -> None:
+        self.forgotten.append(symbol)
+        super().forget(symbol)
+
+
+def test_an_engine_that_takes_its_shard_again_makes_the_strategy_forget_what_it_saw_before(kit: Kit) -> None:
+    # The indicators are rebuilt on every take; a side the strategy remembered from the old ones would read as
+    # a cross that happened while no engine watched, and enter in the middle of a move.
+    strategy = _Remembering()
+    engine = kit.engine(entries=StrategyEntries(kit.settings, kit.client, strategy=strategy))
+    engine.start()
+    assert strategy.forgotten == [BTC]
+    engine.start()  # the lease lost and taken again
+    assert strategy.forgotten == [BTC, BTC]

@@ -66,6 +66,9 @@ class RecordingEntries:
     def on_closed(self, engine: Engine, pos: Position, now: float) -> None:
         pass
 
+    def forget(self, symbol: str) -> None:
+        pass
+
     def exit_hints(self, indicators: Any, on_quarantine: Any) -> None:
         return None
 

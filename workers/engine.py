@@ -167,6 +167,9 @@ class Engine(StreamIntake, TickPath):
         # ticks, and the history is replayed into them again.
         self.ind = {s: new_indicators(self.settings) for s in self.symbols}
         self.guard = {s: new_guard(self.settings) for s in self.symbols}
+        if self.entries is not None:  # the strategy's memory of the old indicators goes with them
+            for s in self.symbols:
+                self.entries.forget(s)
         self._warm_up()
         self.io.poll()  # the first exchange reads (inline: done now; threaded: on their way)
         self.panic = bool(self.client.exists(self.keys.panic()))

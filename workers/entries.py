@@ -90,6 +90,9 @@ class StrategyEntries:
         self.guarded.on_quarantine = on_quarantine
         return self.guarded.bind(indicators) if self.guarded.gives_hints else None
 
+    def forget(self, symbol: str) -> None:
+        self.guarded.forget(symbol)
+
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
         signal = self.guarded.entry(symbol, ind, now)
         if signal is not None and not engine.symbol_quarantined(symbol):

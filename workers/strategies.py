@@ -194,6 +194,18 @@ class GuardedStrategy:
         self.quarantine(symbol, f"on_tick returned {type(signal).__name__}, not an EntrySignal or None")
         return None
 
+    def forget(self, symbol: str) -> None:
+        """Tell the strategy its memory of `symbol` is stale (its optional `forget(symbol)`): the engine
+        rebuilt the symbol's indicators when it (re)took its shard, and a side remembered from before would
+        read as a cross that happened while no engine watched."""
+        forget = getattr(self.strategy, "forget", None)
+        if symbol in self.quarantined or not callable(forget):
+            return
+        try:
+            forget(symbol)
+        except Exception as err:
+            self.quarantine(symbol, f"forget raised {_why(err)}", err)
+
     def exit_hint(self, pos: Position, mkt: MarketSnapshot) -> Signal | None:
         """The strategy's hint for `pos` (statemachines/exits.py asks after the protective exits)."""
         symbol = pos.symbol

@@ -41,6 +41,7 @@ class Entries(Protocol):
     def open(self, engine: Any, symbol: str, side: Side, reason: str, now: float,
              position_id: str) -> Position | Refusal: ...  # fmt: skip
     def on_closed(self, engine: Any, pos: Position, now: float) -> None: ...
+    def forget(self, symbol: str) -> None: ...
     def exit_hints(self, indicators: Callable[[str], SymbolIndicators | None],
                    on_quarantine: Callable[[str, str], None]) -> ExitHints | None: ...  # fmt: skip
 
