@@ -150,7 +150,7 @@ def run_backtest(
             f"{', '.join(cold)} spans {(end_ts - start_ts) / 60:.1f} min"
         )  # fmt: skip
     _close_at_end(engine)
-    equity = [EquityPoint(ts, eq) for ts, eq in zip(sample.ts, sample.equity, strict=True)]
+    equity = list(map(EquityPoint._make, zip(sample.ts, sample.equity, strict=True)))
     equity.append(EquityPoint(end_ts, venue.equity()))
     return BacktestResult(
         trades=engine.trades, equity=equity, start_balance=ex.paper_balance, end_balance=venue.cash,
