@@ -69,6 +69,10 @@ class BacktestEngine(TickPath):
         self.guard = {s: new_guard(settings) for s in symbols}
         self.lanes = {s: Lane(s, self.guard[s], funded=s in venue.funding_times) for s in symbols}
         self.reconcile_every_s = settings.engine.reconcile_every_s
+        # The class's flags again on the instance: `on_tick` reads both on every tick, and CPython reads an
+        # instance's attribute fast but a class attribute through an instance the slow way (3.11).
+        self.data_clock = True
+        self.exchange_settled = True
         self._next_reconcile = 0.0
         self.trades: list[Trade] = []
         self.dropped_ticks = 0
