@@ -11,12 +11,12 @@ through the one close path, with the exit reason `end_of_data`.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import islice
+from itertools import islice, repeat
 
-from backtest.engine import BacktestEngine
+from backtest.engine import BacktestEngine, Lane
 from backtest.venue import MaintenanceRate, Quote, SimVenue
 from config.settings import Settings
 from exchanges.base import Instrument
@@ -128,43 +128,15 @@ def run_backtest(
             engine.ind[d.symbol].warm_up(d.warmup)
             engine.guard[d.symbol].anchor(d.warmup[-1][0], d.warmup[-1][4])
 
-    every = float(settings.indicators.candle_seconds)
     sample = _Samples(venue, progress)
-    next_sample = 0.0
-    start_ts = end_ts = 0.0
-    ticks = 0
-    tick = engine.tick_lane
+    every = float(settings.indicators.candle_seconds)
     if len(data) == 1:  # one symbol: its ticks as they come, no merge
         lane = engine.lanes[data[0].symbol]
-        for ts, px, bid, ask in data[0].ticks():
-            if not ticks:
-                start_ts = ts
-            ticks += 1
-            tick(lane, ts, px, bid, ask)
-            if ts >= next_sample:
-                next_sample = ts - ts % every + every
-                sample(ts)
-            end_ts = ts
+        played = engine.play(zip(repeat(lane), data[0].ticks()), every, sample)
     else:  # every symbol's ticks merged in time order; on equal times, in the order the symbols were given
-        lanes = [engine.lanes[d.symbol] for d in data]
-        sources = [iter(d.ticks()) for d in data]
-        heap = [(t[0], i, t[1], t[2], t[3]) for i, src in enumerate(sources) for t in islice(src, 1)]
-        heapq.heapify(heap)
-        while heap:  # heapq.merge's rule, without its generator layers: a third of the time of ten symbols
-            ts, i, px, bid, ask = heap[0]
-            nxt = next(sources[i], None)
-            if nxt is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (nxt[0], i, nxt[1], nxt[2], nxt[3]))
-            if not ticks:
-                start_ts = ts
-            ticks += 1
-            tick(lanes[i], ts, px, bid, ask)
-            if ts >= next_sample:
-                next_sample = ts - ts % every + every
-                sample(ts)
-            end_ts = ts
+        played = engine.play(merged([engine.lanes[d.symbol] for d in data], [d.ticks() for d in data]),
+                             every, sample)  # fmt: skip
+    ticks, start_ts, end_ts = played
     if not ticks:
         raise DataTooShort("the data holds no ticks after the indicators' warm-up")
     cold = [s for s in symbols if not engine.ind[s].warm]
@@ -178,7 +150,7 @@ def run_backtest(
             f"{', '.join(cold)} spans {(end_ts - start_ts) / 60:.1f} min"
         )  # fmt: skip
     _close_at_end(engine)
-    equity = [EquityPoint(ts, eq) for ts, eq in zip(sample.ts, sample.equity, strict=True)]
+    equity = list(map(EquityPoint._make, zip(sample.ts, sample.equity, strict=True)))
     equity.append(EquityPoint(end_ts, venue.equity()))
     return BacktestResult(
         trades=engine.trades, equity=equity, start_balance=ex.paper_balance, end_balance=venue.cash,
@@ -188,6 +160,22 @@ def run_backtest(
         liquidations=venue.liquidations, strategy_failures=dict(engine.strategy_failures),
         strategy=settings.engine.strategy,
     )  # fmt: skip
+
+
+def merged(lanes: list[Lane], sources: list[Iterable[Tick]]) -> Iterator[tuple[Lane, Tick]]:
+    """The sources' ticks, each with its lane, in time order; on equal times in the order given (heapq.merge's
+    rule, without its generator layers: a third of the time of ten symbols)."""
+    its = [iter(src) for src in sources]
+    heap = [(t[0], i, t) for i, it in enumerate(its) for t in islice(it, 1)]  # the index breaks every tie
+    heapq.heapify(heap)
+    while heap:
+        _, i, tick = heap[0]
+        nxt = next(its[i], None)
+        if nxt is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (nxt[0], i, nxt))
+        yield lanes[i], tick
 
 
 def _close_at_end(engine: BacktestEngine) -> None:

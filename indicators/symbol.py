@@ -22,6 +22,7 @@ class SymbolIndicators:
         "_atr",
         "_macd",
         "_rsi",
+        "_warm",
         "atr",
         "builder",
         "candles",
@@ -52,6 +53,7 @@ class SymbolIndicators:
         self.macd_signal: float | None = None
         self.atr: float | None = None
         self.candles = 0
+        self._warm = False  # RSI, MACD signal and ATR all have a value (from a commit on, for good)
 
     @property
     def warm(self) -> bool:
@@ -87,8 +89,7 @@ class SymbolIndicators:
         self.price = price
         self.price_ts = ts
         rsi, macd, atr = self._rsi, self._macd, self._atr
-        signal = macd._signal
-        if rsi._v is not None and signal._v is not None and atr._v is not None:
+        if self._warm:
             # Warm (every tick after the warm-up): the three peeks inline, the same arithmetic as Rsi.peek,
             # Macd.peek and Atr.peek (tests/test_indicators.py checks the values are identical), without
             # three calls and a tuple on every tick, live and in a backtest.
@@ -100,7 +101,7 @@ class SymbolIndicators:
                 g = rsi._agk
                 lo = rsi._alk - rsi._a * d
             self.rsi = 100.0 * g / (g + lo) if lo > 0.0 else 100.0
-            fast, slow = macd._fast, macd._slow
+            fast, slow, signal = macd._fast, macd._slow, macd._signal
             m = fast._kv + fast._a * price - (slow._kv + slow._a * price)
             self.macd, self.macd_signal = m, signal._kv + signal._a * m
             pc, high, low = atr._prev, f.high, f.low  # type: ignore[union-attr]
@@ -147,3 +148,5 @@ class SymbolIndicators:
             macd.update(c.close)
             atr.update(c.high, c.low, c.close)
             self.candles += 1
+        if not self._warm:  # once each has a value, an update never takes it away
+            self._warm = rsi._v is not None and macd._signal._v is not None and atr._v is not None

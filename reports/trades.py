@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +38,9 @@ class Trade:
         return max(0.0, self.exit_ts - self.entry_ts)
 
 
-@dataclass(frozen=True, slots=True)
-class EquityPoint:
-    """The account's equity at `ts`: the balance plus the open positions' unrealized PnL."""
+class EquityPoint(NamedTuple):
+    """The account's equity at `ts`: the balance plus the open positions' unrealized PnL. A named tuple: a
+    backtest makes one a candle (45,000 a month), built in two thirds of a frozen dataclass's time."""
 
     ts: float
     equity: float

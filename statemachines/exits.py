@@ -46,6 +46,9 @@ _CLOSE = {
 }
 _ARM_BLOCKED_TP = Decision(Action.ARM_TRAILING, TAKE_PROFIT_BLOCKED)
 _ARM = Decision(Action.ARM_TRAILING, TRAILING_ACTIVATED)
+# Module globals, not Signal.X: an Enum class's attribute is read through EnumType.__getattr__ (four times a
+# global's cost), and these are compared on every position-tick.
+_CLOSE_SIGNAL, _BLOCK = Signal.CLOSE, Signal.BLOCK
 
 
 def evaluate(
@@ -78,14 +81,14 @@ def evaluate(
         return HOLD  # only protective exits while the partial close is in flight
 
     hint = hints.exit_hint(pos, mkt) if hints is not None else None
-    if hint is Signal.CLOSE:
+    if hint is _CLOSE_SIGNAL:
         return _CLOSE[STRATEGY_EXIT]
     sign = pos.sign
     pnl = guards.net_pnl_pct(sign, pos.entry_px, price, exits.fee_pct)
     signal = guards.smart_signal(sign, mkt, cfg.smart_exit)
-    if signal is Signal.CLOSE and guards.smart_close_allowed(pnl, mkt.now - pos.opened_at, cfg.smart_exit):
+    if signal is _CLOSE_SIGNAL and guards.smart_close_allowed(pnl, mkt.now - pos.opened_at, cfg.smart_exit):
         return _CLOSE[SMART_EXIT]
-    blocked = signal is Signal.BLOCK or hint is Signal.BLOCK
+    blocked = signal is _BLOCK or hint is _BLOCK
     if state == _OPEN and guards.take_profit_reached(pnl, exits):
         return _ARM_BLOCKED_TP if blocked else _CLOSE[TAKE_PROFIT]
     if not blocked and guards.drawdown_hit(max(pos.peak_pnl_pct, pnl), pnl, exits):

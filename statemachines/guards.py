@@ -70,6 +70,10 @@ def crossed(sign: int, price: float, stop: float) -> bool:
 
 # --- the guards, in precedence order ---
 
+# The signals as module globals: an Enum class's attribute is read through EnumType.__getattr__, four times
+# a global's cost, and smart_signal answers on every position-tick.
+_NONE, _CLOSE, _BLOCK = Signal.NONE, Signal.CLOSE, Signal.BLOCK
+
 
 def manual_close(pos: Position, mkt: MarketSnapshot) -> Decision | None:
     if pos.close_request:  # the operator's `close`, or `panic` (which asks each position to close)
@@ -113,26 +117,26 @@ def smart_signal(sign: int, mkt: MarketSnapshot, cfg: SmartExitSettings) -> Sign
     → BLOCK; otherwise MACD against the position → CLOSE, MACD with it → BLOCK."""
     rsi = mkt.rsi
     if not cfg.enabled or rsi is None:
-        return Signal.NONE
+        return _NONE
     if sign > 0:
         if rsi > cfg.rsi_overbought:
-            return Signal.CLOSE
+            return _CLOSE
         if rsi < cfg.rsi_mid:
-            return Signal.BLOCK
+            return _BLOCK
     else:
         if rsi < cfg.rsi_oversold:
-            return Signal.CLOSE
+            return _CLOSE
         if rsi > cfg.rsi_mid:
-            return Signal.BLOCK
+            return _BLOCK
     macd, signal = mkt.macd, mkt.macd_signal
     if macd is None or signal is None:
-        return Signal.NONE
+        return _NONE
     diff = sign * (macd - signal)
     if diff < 0:
-        return Signal.CLOSE
+        return _CLOSE
     if diff > 0:
-        return Signal.BLOCK
-    return Signal.NONE
+        return _BLOCK
+    return _NONE
 
 
 def smart_close_allowed(pnl_pct: float, held_s: float, cfg: SmartExitSettings) -> bool:

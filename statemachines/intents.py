@@ -85,7 +85,8 @@ class OrderIntent:
 
     def to_fields(self) -> dict[str, str]:
         # Not dataclasses.asdict: it deep-copies every value, a third of an intent's hand-off to RQ.
-        return {f.name: _text(getattr(self, f.name)) for f in fields(self)}
+        # Nor fields(self) per call, which builds its tuple each time: the names are taken once (below).
+        return {name: _text(getattr(self, name)) for name in _INTENT_FIELDS}
 
     @classmethod
     def from_fields(cls, raw: dict) -> OrderIntent:
@@ -105,6 +106,9 @@ class OrderIntent:
             reason=d.get("reason", ""),
             stop_px=float(d.get("stop_px", 0.0)),
         )
+
+
+_INTENT_FIELDS = tuple(f.name for f in fields(OrderIntent))
 
 
 def intent_for(pos: Position, action: IntentAction, attempt: int = 1, **details: object) -> OrderIntent:

@@ -18,6 +18,8 @@ from statemachines.position import Position
 from statemachines.snapshot import Action, Decision, MarketSnapshot
 from statemachines.strategy import ExitHints
 
+_HOLD = Action.HOLD  # a global: an Enum class's attribute is read through EnumType.__getattr__, per tick
+
 
 def step(
     pm: PositionMachine, pos: Position, mkt: MarketSnapshot, cfg: SymbolConfig, hints: ExitHints | None = None
@@ -26,7 +28,7 @@ def step(
     the transition they call for."""
     mark(pos, mkt, cfg)
     decision = evaluate(pos, mkt, cfg, hints)
-    if decision.action is Action.HOLD:
+    if decision.action is _HOLD:
         return decision
     apply(pm, pos, decision, mkt, cfg)
     return decision

@@ -100,11 +100,13 @@ def test_several_symbols_ticks_reach_the_engine_in_time_order_ties_in_the_given_
     """The run merges the symbols' ticks as heapq.merge does: by time, and on equal times in the order the
     symbols were given; a symbol whose ticks end early drops out, the others go on."""
     import heapq
+    from collections.abc import Callable, Iterable, Iterator
     from dataclasses import replace
 
-    from backtest.engine import BacktestEngine, Lane
+    from backtest.engine import BacktestEngine, Lane, Played
     from backtest.run import DataTooShort, SymbolData
     from exchanges.paper import DEFAULT_INSTRUMENTS
+    from feeds.data.series import Tick
 
     streams = {
         "A-USDT-SWAP": [(10.0, 1.0), (20.0, 1.1), (20.0, 1.2), (35.0, 1.3)],
@@ -112,14 +114,18 @@ def test_several_symbols_ticks_reach_the_engine_in_time_order_ties_in_the_given_
         "C-USDT-SWAP": [(20.0, 3.0), (25.0, 3.1)],
     }
     seen: list[tuple[str, float, float]] = []
-    real = BacktestEngine.tick_lane
+    real = BacktestEngine.play
 
-    def recording(self: BacktestEngine, lane: Lane, ts: float, px: float, bid: float | None,
-                  ask: float | None) -> None:  # fmt: skip
-        seen.append((lane.symbol, ts, px))
-        real(self, lane, ts, px, bid, ask)
+    def recording(self: BacktestEngine, ticks: Iterable[tuple[Lane, Tick]], every: float,
+                  sample: Callable[[float], None]) -> Played:  # fmt: skip
+        def each() -> Iterator[tuple[Lane, Tick]]:
+            for lane, tick in ticks:
+                seen.append((lane.symbol, tick[0], tick[1]))
+                yield lane, tick
 
-    monkeypatch.setattr(BacktestEngine, "tick_lane", recording)
+        return real(self, each(), every, sample)
+
+    monkeypatch.setattr(BacktestEngine, "play", recording)
     data = [SymbolData(s, lambda t=t: [(ts, px, None, None) for ts, px in t]) for s, t in streams.items()]
     btc = DEFAULT_INSTRUMENTS[0]
     with pytest.raises(DataTooShort):  # no warm-up: nothing is traded, the order of the ticks is the point

@@ -94,9 +94,21 @@ class StrategyEntries:
         self.guarded.forget(symbol)
 
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
-        signal = self.guarded.entry(symbol, ind, now)
-        if signal is not None and not engine.symbol_quarantined(symbol):
-            self.enter(engine, symbol, signal.side, signal.reason, now)
+        # GuardedStrategy.entry's lines, at the call site (this runs on every tick of every symbol, live and
+        # in a backtest): a strategy that raises, or returns something else than a signal, is quarantined.
+        guarded = self.guarded
+        if symbol in guarded.quarantined:
+            return
+        try:
+            signal = guarded.on_tick(symbol, ind, now)
+        except Exception as err:
+            guarded.raised(symbol, err)
+            return
+        if signal is None:
+            return
+        entry = guarded.checked(symbol, signal)
+        if entry is not None and not engine.symbol_quarantined(symbol):
+            self.enter(engine, symbol, entry.side, entry.reason, now)
 
     def open(self, engine: Engine, symbol: str, side: Side, reason: str, now: float,
              position_id: str) -> Position | risk.Refusal:  # fmt: skip

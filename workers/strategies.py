@@ -163,7 +163,9 @@ class GuardedStrategy:
         self.name = type(strategy).__name__
         self.on_quarantine = on_quarantine
         self.quarantined: dict[str, str] = {}
-        self._on_tick = strategy.on_tick  # bound once: this is called on every tick
+        # The strategy's own on_tick, bound once: called on every tick of every symbol, unguarded; a caller
+        # guards it (`entry`, or StrategyEntries.on_tick's same lines).
+        self.on_tick: Callable[[str, SymbolIndicators, float], object] = strategy.on_tick
         hint = getattr(strategy, "exit_hint", None)
         self._hint: Callable[[Position, SymbolIndicators, float], Signal | None] | None = (
             hint if callable(hint) else None
@@ -181,15 +183,24 @@ class GuardedStrategy:
         return self
 
     def entry(self, symbol: str, ind: SymbolIndicators, now: float) -> EntrySignal | None:
-        """The strategy's entry signal, or None; None from now on for a symbol it raised on."""
+        """The strategy's entry signal, or None; None from now on for a symbol it raised on.
+        (StrategyEntries.on_tick does these lines itself, with the same `raised` and `checked`.)"""
         if symbol in self.quarantined:
             return None
         try:
-            signal = self._on_tick(symbol, ind, now)
+            signal = self.on_tick(symbol, ind, now)
         except Exception as err:
-            self.quarantine(symbol, f"on_tick raised {_why(err)}", err)
+            self.raised(symbol, err)
             return None
-        if signal is None or type(signal) is EntrySignal:
+        return None if signal is None else self.checked(symbol, signal)
+
+    def raised(self, symbol: str, err: Exception) -> None:
+        """The strategy's on_tick raised `err` on `symbol`."""
+        self.quarantine(symbol, f"on_tick raised {_why(err)}", err)
+
+    def checked(self, symbol: str, signal: object) -> EntrySignal | None:
+        """What on_tick returned, if it is an entry signal; else the symbol is quarantined."""
+        if type(signal) is EntrySignal:
             return signal
         self.quarantine(symbol, f"on_tick returned {type(signal).__name__}, not an EntrySignal or None")
         return None

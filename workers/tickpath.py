@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from transitions import MachineError
 
+from config.plain import plain
 from config.settings import Settings, SymbolConfig
 from indicators.symbol import SymbolIndicators
 from statemachines import guards
@@ -76,7 +77,8 @@ class TickPath:
         self.hints: ExitHints | None = (
             entries.exit_hints(self.indicators_of, self.strategy_quarantined) if entries is not None else None
         )
-        self.cfg: dict[str, SymbolConfig] = {s: settings.for_symbol(s) for s in symbols}
+        # Plain copies: the exit guards and gates read them a dozen times a position-tick (config/plain.py).
+        self.cfg: dict[str, SymbolConfig] = {s: plain(settings.for_symbol(s)) for s in symbols}
         self.snap = {s: MarketSnapshot(symbol=s, price=0.0, price_ts=0.0, now=0.0) for s in symbols}
         self.book: dict[str, dict[str, Position]] = {s: {} for s in symbols}
         self.data_now = 0.0
