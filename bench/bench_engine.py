@@ -167,7 +167,9 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
         for args in (["account"], ["engine"], ["worker"], *extra):
             procs.append(subprocess.Popen([sys.executable, "-m", "scalper", *args], env=env, stdout=log,
                                           stderr=subprocess.STDOUT))  # fmt: skip
-        watchers = _watch_web(client) if web else None
+        # Prometheus and the browser as processes of their own, as they would be: threads of this process
+        # would take the GIL between a sample's clock reading and its tick, and be counted as latency.
+        reader = _start_reader(client) if web else None
         ticks = store.keys.ticks(symbol)
         price, out, stages = 50_000.0, [], []
         client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
@@ -194,9 +196,12 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
             client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
             _wait(lambda p=pos: store.load(p.id).state == "closed")
             stages.append(_stages(client, store, pos.id, entry[b"cid"].decode(), t0, float(entry[b"sent"])))
-        if watchers is not None:
-            assert watchers.scrapes > 0 and watchers.events > 0, "the web process was not being read"
-            watchers.stop.set()
+        if reader is not None:
+            process, stop_reading, reads = reader
+            stop_reading.set()
+            scrapes, events = reads.get(timeout=30)
+            process.join(timeout=10)
+            assert scrapes > 0 and events > 0, "the web process was not being read"
         return out, stages
     finally:
         for p in procs:
@@ -252,11 +257,17 @@ def _read_web(base: str, stop: Any, reads: Any) -> None:
     reads.put((watchers.scrapes, watchers.events))
 
 
-def _watch_web(client: redis.Redis) -> _WebWatchers:
-    url = _wait(lambda: client.get("scalper:web:url"), timeout=20)
-    base = url.decode()
+def _start_reader(client: redis.Redis) -> tuple[Any, Any, Any]:
+    """A process reading the web process (`_read_web`), started once the first scrape and event arrived:
+    the process, its stop event and its queue."""
+    base = _wait(lambda: client.get("scalper:web:url"), timeout=20).decode()
     _wait(lambda: _answers(base), timeout=20)
-    return _WebWatchers(base)
+    ctx = multiprocessing.get_context("spawn")
+    reads, stop_reading = ctx.Queue(), ctx.Event()
+    process = ctx.Process(target=_read_web, args=(base, stop_reading, reads), daemon=True)
+    process.start()
+    reads.get(timeout=30)
+    return process, stop_reading, reads
 
 
 def _answers(base: str) -> bool:
