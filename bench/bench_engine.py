@@ -100,13 +100,7 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             # Prometheus and the browser are other processes, as they would be: not threads of this one (the
             # engine's), which would take the GIL from it.
-            web_base = _wait(lambda: client.get("scalper:web:url"), timeout=20).decode()
-            _wait(lambda: _answers(web_base), timeout=20)
-            ctx = multiprocessing.get_context("spawn")
-            reads, stop_reading = ctx.Queue(), ctx.Event()
-            reader = ctx.Process(target=_read_web, args=(web_base, stop_reading, reads), daemon=True)
-            reader.start()
-            reads.get(timeout=30)  # the first scrape and the first event arrived
+            reader = _start_reader(client)
         pipe = client.pipeline(transaction=False)
         for k in range(per_symbol):
             ts, px = base[k % len(base)]
@@ -124,10 +118,7 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
         elapsed = time.perf_counter() - start
         versions = [p.version for p in engine.live_positions()]
         if reader is not None:
-            stop_reading.set()
-            scrapes, events = reads.get(timeout=30)
-            reader.join(timeout=10)
-            assert scrapes > 0 and events > 0, "the web process was not being read"
+            _stop_reader(reader)
         return {"n": n, "ticks": done, "seconds": elapsed, "ticks_per_s": done / elapsed,
                 "live": len(versions), "transitions": sum(versions) - 2 * len(versions)}  # fmt: skip
     finally:
@@ -197,11 +188,7 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
             _wait(lambda p=pos: store.load(p.id).state == "closed")
             stages.append(_stages(client, store, pos.id, entry[b"cid"].decode(), t0, float(entry[b"sent"])))
         if reader is not None:
-            process, stop_reading, reads = reader
-            stop_reading.set()
-            scrapes, events = reads.get(timeout=30)
-            process.join(timeout=10)
-            assert scrapes > 0 and events > 0, "the web process was not being read"
+            _stop_reader(reader)
         return out, stages
     finally:
         for p in procs:
@@ -268,6 +255,14 @@ def _start_reader(client: redis.Redis) -> tuple[Any, Any, Any]:
     process.start()
     reads.get(timeout=30)
     return process, stop_reading, reads
+
+
+def _stop_reader(reader: tuple[Any, Any, Any]) -> None:
+    process, stop_reading, reads = reader
+    stop_reading.set()
+    scrapes, events = reads.get(timeout=30)
+    process.join(timeout=10)
+    assert scrapes > 0 and events > 0, "the web process was not being read"
 
 
 def _answers(base: str) -> bool:
