@@ -122,8 +122,8 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
         return {"n": n, "ticks": done, "seconds": elapsed, "ticks_per_s": done / elapsed,
                 "live": len(versions), "transitions": sum(versions) - 2 * len(versions)}  # fmt: skip
     finally:
-        if reader is not None and reader.is_alive():
-            reader.kill()
+        if reader is not None and reader[0].is_alive():
+            reader[0].kill()
         if web_proc is not None:
             web_proc.terminate()
             web_proc.wait(timeout=10)
