@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 from scalper.embedded import LocalRedis  # noqa: E402
 from tests.chaos import SETTINGS, Chaos  # noqa: E402
 from tests.chaos_failover import FailoverChaos  # noqa: E402
-from tests.chaos_okx import KEY, PASSPHRASE, SECRET, OkxChaos, okx_market, okx_settings  # noqa: E402
-from tests.fakeokx.thread import FakeThread  # noqa: E402
+from tests.chaos_okx import OkxChaos, chaos_okx, okx_settings  # noqa: E402
 from tests.sentinelkit import SentinelSet  # noqa: E402
 from tests.system import System  # noqa: E402
 
@@ -54,16 +53,12 @@ def main() -> int:
     if args.venue == "failover":
         kit = SentinelSet(workdir / "sentinel")
         kit.start()
-        okx = FakeThread(KEY, SECRET, PASSPHRASE)
-        okx_market(okx)
-        okx.price("46000")
+        okx = chaos_okx()
         system = System("", workdir, url=kit.url(), **okx_settings(okx))
         chaos = FailoverChaos(system, okx, args.seed, kit=kit, failover_every=args.failover_every,
                               workers=args.workers)  # fmt: skip
     elif args.venue == "okx":
-        okx = FakeThread(KEY, SECRET, PASSPHRASE)
-        okx_market(okx)
-        okx.price("46000")
+        okx = chaos_okx()
         system = System(server.socket_path, workdir, **okx_settings(okx))
         chaos: Chaos = OkxChaos(
             system, okx, args.seed, workers=args.workers, redis=server, redis_p=args.redis_p

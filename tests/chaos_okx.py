@@ -62,6 +62,15 @@ def sample_bars() -> Bars:
     return bars
 
 
+def chaos_okx() -> FakeThread:
+    """The fake OKX a chaos pass trades on: this module's credentials, the market as `okx_market` sets it,
+    BTC at 46,000. The caller closes it."""
+    okx = FakeThread(KEY, SECRET, PASSPHRASE)
+    okx_market(okx)
+    okx.price("46000")
+    return okx
+
+
 def okx_market(okx: FakeThread, history_bars: int = 60) -> None:
     """The fake as the bot meets OKX: closed positions may be listed with pos "0", snapshots come every
     half second (each delivered 0.1 s after it was taken, so some arrive after fills they predate), and

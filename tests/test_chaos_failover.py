@@ -19,7 +19,7 @@ import pytest
 
 from tests.chaos import KINDS
 from tests.chaos_failover import FailoverChaos
-from tests.chaos_okx import KEY, PASSPHRASE, SECRET, okx_market, okx_settings, summary
+from tests.chaos_okx import chaos_okx, okx_settings, summary
 from tests.fakeokx.thread import FakeThread
 from tests.sentinelkit import SentinelSet
 from tests.system import System
@@ -33,9 +33,7 @@ FAILOVERS = 3
 
 @pytest.fixture
 def okx() -> Iterator[FakeThread]:
-    fake = FakeThread(KEY, SECRET, PASSPHRASE)
-    okx_market(fake)
-    fake.price("46000")
+    fake = chaos_okx()
     yield fake
     fake.close()
 

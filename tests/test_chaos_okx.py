@@ -19,7 +19,7 @@ import pytest
 
 from scalper.embedded import LocalRedis
 from tests.chaos import KINDS
-from tests.chaos_okx import KEY, PASSPHRASE, SECRET, OkxChaos, okx_market, okx_settings, summary
+from tests.chaos_okx import OkxChaos, chaos_okx, okx_settings, summary
 from tests.fakeokx.thread import FakeThread
 from tests.system import System
 
@@ -31,9 +31,7 @@ KILLS = 62  # steps that kill something: processes, and Redis at one step in ten
 
 @pytest.fixture
 def okx() -> Iterator[FakeThread]:
-    fake = FakeThread(KEY, SECRET, PASSPHRASE)
-    okx_market(fake)
-    fake.price("46000")
+    fake = chaos_okx()
     yield fake
     fake.close()
 
