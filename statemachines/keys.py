@@ -15,6 +15,8 @@
     {prefix}:symbols                  SET     symbols that ever had a position
     {prefix}:pos-symbol               HASH    id -> symbol, so a position can be found by id alone
     {prefix}:lease:SHARD              STRING  the engine that owns a symbol shard (token, with a TTL)
+    {prefix}:leases                   SET     the shards an engine has held a lease on (their names, so a
+                                              reader finds the leases without scanning the keyspace)
     {prefix}:clean-stop               STRING  run id of the Redis server `scalper run` last shut down cleanly
     {prefix}:engine:cursor            HASH    symbol -> last tick stream id the engine has processed
     {prefix}:exchange                 HASH    what the reconciler last knew: state ok|unknown, since, why;
@@ -109,6 +111,9 @@ class Keys:
 
     def lease(self, shard: str) -> str:
         return f"{self.prefix}:lease:{_check_leaf('shard', shard)}"
+
+    def leases(self) -> str:
+        return f"{self.prefix}:leases"
 
     def seen_redis(self, shard: str) -> str:
         """The run id of the Redis server the shard's engine last started on: a different one now means

@@ -16,6 +16,7 @@ import pytest
 from scalper.cli import build_parser
 from scalper.embedded import embedded_url
 from tests.conftest import RealRedis
+from workers.lease import Lease
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,9 +120,11 @@ def test_reconcile_changes_nothing_while_an_engine_runs(real_redis: RealRedis, t
     lease (the engines reconcile on their own); `--dry-run` still reports. With no engine running it runs,
     under the lease an engine starting meanwhile waits for, and gives the lease back."""
     env = {"REDIS_URL": f"unix://{real_redis.socket_path}", "SCALPER_REDIS__STARTUP_WAIT_S": "1"}
-    real_redis.client.set("scalper:lease:all", "engine-all", ex=30)  # an engine owns the shard
+    engine_lease = Lease(real_redis.client, "scalper:lease:all", ttl_s=30, owner="engine-all",
+                         listed_in=("scalper:leases", "all"))  # fmt: skip
+    assert engine_lease.acquire()  # an engine owns the shard, as an engine takes it
     refused = _scalper("reconcile", env=env, cwd=tmp_path)
-    assert refused.returncode == 2 and "an engine is running (scalper:lease:all)" in refused.stderr
+    assert refused.returncode == 2 and "an engine is running (all)" in refused.stderr
     dry = _scalper("reconcile", "--dry-run", "--json", env=env, cwd=tmp_path)
     assert dry.returncode in (0, 3) and "exchange_known" in json.loads(dry.stdout)
     real_redis.client.delete("scalper:lease:all")

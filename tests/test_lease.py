@@ -23,11 +23,12 @@ import redis
 from config.settings import Settings
 from statemachines import stepper
 from statemachines.intents import open_intent
+from statemachines.keys import Keys
 from statemachines.machine import PositionMachine
 from statemachines.position import Position, Side, new_position_id
 from statemachines.store import PositionStore
 from workers.engine import Engine
-from workers.lease import Lease
+from workers.lease import Lease, held_leases
 
 if TYPE_CHECKING:
     from tests.conftest import RealRedis
@@ -265,3 +266,31 @@ def test_malformed_events_are_counted_and_dropped_never_crash_the_engine(client:
     eng.run_once(block_ms=0)
     assert eng.dropped_events == 3
     assert client.xpending(key, "engine")["pending"] == 0  # acknowledged: not redelivered forever
+
+
+# --- the listing readers find leases by ---
+
+
+def test_a_listed_lease_is_found_without_a_scan_and_its_lost_listing_comes_back_with_a_renewal(
+    client: redis.Redis,
+) -> None:
+    """`scalper web` and `scalper reconcile` find the engines' leases through the set they are listed in
+    (a SCAN of the keyspace a second cost the web process 100 round trips at a thousand keys). A listing a
+    failover lost is written again by the next renewal; a lease that expired is listed but not held."""
+    keys = Keys(PREFIX)
+    for i in range(300):
+        client.set(f"{PREFIX}:noise:{i}", "x")
+    lease = Lease(client, keys.lease("all"), ttl_s=3.0, owner="engine-all", listed_in=(keys.leases(), "all"))
+    assert held_leases(client, keys) == {}
+    assert lease.acquire()
+    [(shard, (owner, ttl_ms))] = held_leases(client, keys).items()
+    assert shard == "all" and owner == lease.token and 0 < ttl_ms <= 3000
+    client.delete(keys.leases())  # lost with the last second before a failover
+    assert held_leases(client, keys) == {}
+    assert lease.renew() and set(held_leases(client, keys)) == {"all"}
+    other = Lease(client, keys.lease("eth"), ttl_s=0.2, listed_in=(keys.leases(), "eth"))
+    assert other.acquire() and set(held_leases(client, keys)) == {"all", "eth"}
+    time.sleep(0.3)  # the eth engine died: its lease expired, its name stays listed
+    assert client.sismember(keys.leases(), "eth") and set(held_leases(client, keys)) == {"all"}
+    lease.release()
+    assert held_leases(client, keys) == {}

@@ -91,7 +91,8 @@ class Engine(StreamIntake, TickPath):
         self.io = ExchangeIO(threaded=background_io, name=f"exchange-io-{shard}")
         self.retention = ClosedRetention.from_settings(client, self.keys, self.symbols, settings.engine)
         self.shard = shard
-        self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}")
+        self.lease = Lease(client, self.keys.lease(shard), ttl_s=lease_ttl_s, owner=f"engine-{shard}",
+                           listed_in=(self.keys.leases(), shard))  # fmt: skip
         self.consumer = f"engine-{shard}"
         self.clock_mode = clock
         self.reconciler = reconciler

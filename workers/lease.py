@@ -5,6 +5,10 @@ renewal and release check the token in Lua, so a process that lost the lease (pa
 neither extend nor delete the new owner's. An engine must stop stepping machines the moment `renew`
 reports the lease lost. (Transitions are compare-and-set anyway, so even a zombie owner cannot corrupt a
 position; the lease keeps two engines from doing the same work and racing for it.)
+
+A lease may be listed by name in a set (`{prefix}:leases`), written with every take and renewal (in the
+renewal's round trip), so a reader (`scalper web`, `scalper reconcile`) finds the leases without scanning
+the keyspace, and a listing a Redis failover lost comes back within a renewal.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import secrets
 import time
 
 import redis
+
+from statemachines.keys import Keys
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -29,9 +35,12 @@ return 0
 
 
 class Lease:
-    def __init__(self, client: redis.Redis, key: str, ttl_s: float = 5.0, owner: str = "") -> None:
+    def __init__(self, client: redis.Redis, key: str, ttl_s: float = 5.0, owner: str = "",
+                 listed_in: tuple[str, str] | None = None) -> None:  # fmt: skip
+        """`listed_in`: (set key, name) to list the lease under."""
         self.client = client
         self.key = key
+        self.listed_in = listed_in
         self.ttl_ms = int(ttl_s * 1000)
         self.token = f"{owner or 'engine'}-{secrets.token_hex(8)}"
         self.held = False
@@ -44,11 +53,20 @@ class Lease:
         self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
         if self.held:
             self._renewed_at = time.monotonic()
+            if self.listed_in is not None:
+                self.client.sadd(*self.listed_in)
         return self.held
 
     def renew(self) -> bool:
         """Extend the lease; False means it was lost (expired and possibly taken by another engine)."""
-        self.held = bool(int(self._renew(keys=[self.key], args=[self.token, self.ttl_ms])))
+        if self.listed_in is None:
+            renewed = self._renew(keys=[self.key], args=[self.token, self.ttl_ms])
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self._renew(keys=[self.key], args=[self.token, self.ttl_ms], client=pipe)
+            pipe.sadd(*self.listed_in)
+            renewed = pipe.execute()[0]
+        self.held = bool(int(renewed))
         if self.held:
             self._renewed_at = time.monotonic()
         return self.held
@@ -65,3 +83,24 @@ class Lease:
         if self.held:
             self._release(keys=[self.key], args=[self.token])
             self.held = False
+
+
+def held_leases(client: redis.Redis, keys: Keys) -> dict[str, tuple[str, int]]:
+    """The listed leases that are held now: shard -> (owner token, milliseconds left). Two round trips,
+    whatever the size of the keyspace."""
+    shards = sorted(_s(x) for x in client.smembers(keys.leases()))
+    pipe = client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.get(keys.lease(shard))
+        pipe.pttl(keys.lease(shard))
+    replies = pipe.execute()
+    held = {}
+    for i, shard in enumerate(shards):
+        owner, ttl = replies[2 * i], int(replies[2 * i + 1])
+        if owner is not None:
+            held[shard] = (_s(owner), ttl)
+    return held
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
