@@ -109,7 +109,7 @@ class TradeLedger:
 
     def day(self, day: str) -> list[TradeRecord]:
         """The day's trades, by exit time."""
-        return self._rows(day, self.client.hgetall(self.keys.ledger(day)))
+        return self.rows(day, self.client.hgetall(self.keys.ledger(day)))
 
     def all(self) -> list[TradeRecord]:
         """Every trade the ledger still holds, by exit time: one round trip."""
@@ -117,7 +117,7 @@ class TradeLedger:
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(self.keys.ledger(day))
-        rows = [r for day, raw in zip(days, pipe.execute(), strict=True) for r in self._rows(day, raw)]
+        rows = [r for day, raw in zip(days, pipe.execute(), strict=True) for r in self.rows(day, raw)]
         return sorted(rows, key=lambda r: (r.exit_ts, r.id))
 
     def find(self, position_id: str) -> TradeRecord | None:
@@ -128,7 +128,7 @@ class TradeLedger:
             pipe.hget(self.keys.ledger(day), position_id)
         for day, raw in zip(days, pipe.execute(), strict=True):
             if raw is not None:
-                found = self._rows(day, {position_id: raw})
+                found = self.rows(day, {position_id: raw})
                 return found[0] if found else None
         return None
 
@@ -140,7 +140,8 @@ class TradeLedger:
         keys = [self.keys.ledger_days(), *(self.keys.ledger(day) for day in days)]
         return int(self._forget(keys=keys, args=days))
 
-    def _rows(self, day: str, raw: dict[Any, Any]) -> list[TradeRecord]:
+    def rows(self, day: str, raw: dict[Any, Any]) -> list[TradeRecord]:
+        """The rows of `raw` (a day's hash as read), by exit time; unreadable ones counted in `malformed`."""
         out = []
         for pid, text in raw.items():
             try:

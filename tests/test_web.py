@@ -28,6 +28,7 @@ from statemachines.keys import Keys
 from statemachines.store import PositionStore
 from tests.conftest import RealRedis
 from tests.runkit import ScalperRun, kill_leftovers, stored_position
+from workers.lease import Lease
 
 pytestmark = pytest.mark.redis
 BTC, ETH = "BTC-USDT-SWAP", "ETH-USDT-SWAP"
@@ -50,7 +51,7 @@ def test_health_and_readiness(real_redis: RealRedis) -> None:
     not_ready = api.get("/ready")
     assert not_ready.status_code == 503
     assert not_ready.json()["why"] == ["no engine holds a shard's lease", "exchange state unknown"]
-    real_redis.client.set(keys.lease("all"), "engine-all", ex=30)
+    assert Lease(real_redis.client, keys.lease("all"), ttl_s=30, listed_in=(keys.leases(), "all")).acquire()
     real_redis.client.hset(keys.exchange(), mapping={"state": "ok", "since": repr(time.time()), "why": ""})
     assert api.get("/ready").json() == {"ready": True, "why": []}
     # Redis gone: not ready, with the reason, and the reads answer 503 instead of a traceback.

@@ -129,12 +129,12 @@ def build_app(settings: Settings, client: redis.Redis) -> Starlette:
 
     async def stream(request: Request) -> Response:
         """The dashboard's data, once a second, as server-sent events (read in the thread pool: Redis is
-        read with the sync client)."""
+        read with the sync client). Every open dashboard and /metrics share one read a second."""
 
         async def events() -> AsyncIterator[str]:
             while not await request.is_disconnected():
                 try:
-                    board = await run_in_threadpool(views.board)
+                    board = await run_in_threadpool(views.board, STREAM_EVERY_S)
                     yield f"data: {json.dumps(board)}\n\n"
                 except redis.RedisError as err:
                     yield f"event: trouble\ndata: {json.dumps({'error': type(err).__name__})}\n\n"

@@ -21,7 +21,9 @@ Counters (each only grows; `rate()` them):
 - `scalper_rate_limited_total{kind}`: OKX rate-limit replies, by request kind (every process with a client);
 - `scalper_trades_closed_total`: closed trades Redis holds.
 Gauges are states read as they are: positions by state, exchange known, feed lag, engine leases, order jobs
-by RQ registry, Redis memory, panic, realized PnL.
+by RQ registry, Redis memory, panic, realized PnL. They come from the dashboard's board (scalper/web/views.py)
+when one was read within the last second, so a scrape beside an open dashboard reads nothing twice; the
+closed trades behind the totals are read incrementally (scalper/web/closed.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from prometheus_client.registry import Collector
 
 from scalper.web.views import Views
 from statemachines import counters
+
+SHARED_READ_S = 1.0  # a board read this recently serves a scrape: the gauges are at most this old
 
 # (family, help, metric hash name, labels)
 COUNTERS = (
@@ -50,8 +54,9 @@ class RedisCollector(Collector):
         self.views = views
 
     def collect(self) -> Iterator[Metric]:
-        v = self.views
-        health, summary = v.health(), v.summary()
+        # The dashboard's read of this second when there is one (a scrape then costs no read of its own).
+        board = self.views.board(max_age_s=SHARED_READ_S)
+        health, summary = board["health"], board["summary"]
         states = GaugeMetricFamily("scalper_positions", "Positions by lifecycle state", labels=["state"])
         for state, n in summary["by_state"].items():
             states.add_metric([state], n)

@@ -5,10 +5,9 @@ here writes a position.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import redis
@@ -16,11 +15,12 @@ import redis
 from reports.fmt import iso
 from scalper import inspect
 from scalper.run_history import contract_values
+from scalper.web.closed import ClosedBook
 from statemachines.keys import Keys
-from statemachines.ledger import TradeLedger, TradeRecord
+from statemachines.ledger import utc_day
 from statemachines.lifecycle import STATES
-from statemachines.position import Position
 from statemachines.store import PositionStore
+from workers.lease import held_leases
 from workers.relay import QUEUE
 
 
@@ -28,25 +28,21 @@ def _epoch(iso_time: str) -> float:
     return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
 
 
-Stored = tuple[list[Position], list[TradeRecord]]  # every stored position, every ledger row
-
-
-def _count_states(found: list[Position]) -> dict[str, int]:
-    out = dict.fromkeys(STATES, 0)
-    for pos in found:
-        out[pos.state] = out.get(pos.state, 0) + 1
-    return out
-
-
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-@dataclass
 class Views:
-    client: redis.Redis
-    store: PositionStore
-    symbols: list[str]
+    """Reads for the API, the dashboard's stream and /metrics. Thread-safe: the server calls it from its
+    thread pool; the closed trades are kept between calls (scalper/web/closed.py) under a lock."""
+
+    def __init__(self, client: redis.Redis, store: PositionStore, symbols: list[str]) -> None:
+        self.client = client
+        self.store = store
+        self.symbols = symbols
+        self.closed = ClosedBook(client, store)
+        self._lock = threading.RLock()
+        self._board: tuple[float, dict[str, Any]] | None = None  # (monotonic time, the last board)
 
     @property
     def keys(self) -> Keys:
@@ -79,21 +75,30 @@ class Views:
             out[STATES[i % len(STATES)]] += int(n)
         return out
 
-    def board(self) -> dict[str, Any]:
-        """What the dashboard shows, in one read a second: the live positions with their mark, net PnL if
-        closed at the mark (before the exit fee) and whether the exchange holds their stop; the latest
-        closed trades; the totals; the health strip."""
+    def board(self, max_age_s: float = 0.0) -> dict[str, Any]:
+        """What the dashboard shows: the live positions with their mark, net PnL if closed at the mark
+        (before the exit fee) and whether the exchange holds their stop; the latest closed trades; the
+        totals; the health strip. `max_age_s`: a board made that recently by another caller (a second
+        dashboard, a scrape) is given as it is, so readers share one read a second."""
+        with self._lock:
+            if self._board is not None and time.monotonic() - self._board[0] < max_age_s:
+                return self._board[1]
+            board = self._make_board()
+            self._board = (time.monotonic(), board)
+            return board
+
+    def _make_board(self) -> dict[str, Any]:
         health = self.health()
-        stored = self._stored()  # every position and ledger row, read once for the whole board
-        rows = inspect.rows_of(*stored)
+        live = self.positions()
         marks = {s: f["price"] for s, f in health["feeds"].items() if f.get("price")}
         # The engine's clock: the exchange's, or in a replay the data's, which may run ahead of this host's.
         clocks = {s: _epoch(f["last_tick"]) for s, f in health["feeds"].items() if f.get("last_tick")}
         ct = contract_values()
-        live = [r for r in rows if r["state"] not in ("closed", "archived")]
         placed = self._placed_stops({r["symbol"] for r in live})
         now = time.time()
         for r in live:
+            if r["state"] == "unreadable":
+                continue
             mark, sign = marks.get(r["symbol"]), 1 if r["side"] == "long" else -1
             value = ct.get(r["symbol"])
             r["mark"] = mark
@@ -103,14 +108,8 @@ class Views:
             since = r.get("state_since")
             clock = max(now, clocks.get(r["symbol"], 0.0))
             r["in_state_s"] = round(max(0.0, clock - _epoch(since)), 1) if since else None
-        closed = [r for r in rows if r["state"] in ("closed", "archived")]
-        return {"positions": live, "closed": closed[-20:][::-1], "summary": self.summary(stored=stored),
-                "health": health}  # fmt: skip
-
-    def _stored(self) -> Stored:
-        """Every stored position and every ledger row: what the board and the totals are made of."""
-        found = [p for symbol in self.store.symbols() for p in self.store.load_symbol(symbol)]
-        return found, TradeLedger(self.client, self.keys).all()
+        summary = self.summary(now)  # reads the closed trades' changes: the latest rows below are as fresh
+        return {"positions": live, "closed": self.closed.latest(20), "summary": summary, "health": health}
 
     def _placed_stops(self, symbols: set[str]) -> set[str]:
         pipe = self.client.pipeline(transaction=False)
@@ -121,33 +120,15 @@ class Views:
 
     # --- totals ---
 
-    def summary(self, now: float | None = None, stored: Stored | None = None) -> dict[str, Any]:
-        """Closed trades today (UTC) and over everything Redis holds: count, net, gross, fees; and what is
-        live. Closed positions still stored and ledger rows are the same trades: each counted once.
-        `stored`: the positions and ledger rows the caller read already (the board), else read here."""
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        """Closed trades today (UTC) and over everything Redis holds: count, net, gross, fees, wins; and what
+        is live. Closed positions still stored and ledger rows are the same trades: each counted once."""
         now = time.time() if now is None else now
-        today = time.strftime("%Y%m%d", time.gmtime(now))
-        trades: dict[str, tuple[float, Decimal, Decimal]] = {}  # id -> (close time, gross, fees)
-        if stored is None:
-            closed = [p for sym in self.store.symbols() for p in self.store.load_symbol(sym, ["closed"])]
-            ledger = TradeLedger(self.client, self.keys).all()
-        else:
-            closed, ledger = [p for p in stored[0] if p.state == "closed"], stored[1]
-        for rec in ledger:
-            trades[rec.id] = (rec.exit_ts, rec.pnl, rec.fees)
-        for pos in closed:
-            trades[pos.id] = (pos.state_since, pos.realized_pnl, pos.fees)
-
-        def totals(rows: list[tuple[float, Decimal, Decimal]]) -> dict[str, Any]:
-            gross = sum((g for _, g, _ in rows), Decimal(0))
-            fees = sum((f for _, _, f in rows), Decimal(0))
-            wins = sum(1 for _, g, f in rows if g + f > 0)
-            return {"trades": len(rows), "net": float(gross + fees), "gross": float(gross),
-                    "fees": float(fees), "wins": wins}  # fmt: skip
-        rows = list(trades.values())
-        todays = [r for r in rows if time.strftime("%Y%m%d", time.gmtime(r[0])) == today]
-        states = self.by_state() if stored is None else _count_states(stored[0])
-        return {"time": iso(now), "today": totals(todays), "all": totals(rows),
+        with self._lock:
+            self.closed.refresh()
+            everything, todays = self.closed.tallies(utc_day(now))
+        states = self.by_state()
+        return {"time": iso(now), "today": todays.as_json(), "all": everything.as_json(),
                 "live": sum(n for s, n in states.items() if s != "closed"), "by_state": states}  # fmt: skip
 
     # --- health ---
@@ -175,11 +156,8 @@ class Views:
             feeds[symbol] = {"last_tick": iso(ts) if ts else None, "lag_s": lag, "price": px or None}
         exchange, panic, quarantined, queued, started, failed = replies[len(self.symbols):]
         ex = {_s(a): _s(b) for a, b in exchange.items()}
-        leases = {}
-        for key in self.client.scan_iter(match=f"{k.prefix}:lease:*"):
-            ttl = self.client.pttl(key)
-            leases[_s(key).rsplit(":", 1)[1]] = {"owner": _s(self.client.get(key) or b""),
-                                                 "expires_in_s": ttl / 1000 if ttl > 0 else None}  # fmt: skip
+        leases = {shard: {"owner": owner, "expires_in_s": ttl / 1000 if ttl > 0 else None}
+                  for shard, (owner, ttl) in held_leases(self.client, k).items()}  # fmt: skip
         memory = self.client.info("memory")
         return {
             "time": iso(now),
@@ -202,7 +180,7 @@ class Views:
         except redis.RedisError as err:
             return False, [f"redis: {type(err).__name__}"]
         why = []
-        if not any(True for _ in self.client.scan_iter(match=f"{self.keys.prefix}:lease:*")):
+        if not held_leases(self.client, self.keys):
             why.append("no engine holds a shard's lease")
         state = _s(self.client.hget(self.keys.exchange(), "state") or b"unknown")
         if state != "ok":
