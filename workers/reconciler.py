@@ -44,7 +44,7 @@ from workers import settlement
 from workers.exchange_totals import ExchangeTotals, fees
 from workers.lost_records import LostRecords, entry_attempt
 from workers.relay import job_in_flight
-from workers.stop_sweep import REPROTECT_AFTER_S, StopSweep
+from workers.stop_sweep import StopSweep
 
 if TYPE_CHECKING:
     from workers.engine import Engine
@@ -53,7 +53,7 @@ log = logging.getLogger("scalper.reconcile")
 
 GONE_TRIGGERS = frozenset({"entry_failed", "harvest_failed", "retry_close"})  # "the order is not there"
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
-__all__ = ["GONE_TRIGGERS", "REPROTECT_AFTER_S", "Reconciler", "Report"]
+__all__ = ["GONE_TRIGGERS", "Reconciler", "Report"]
 
 
 @dataclass
