@@ -34,8 +34,8 @@ import redis  # noqa: E402
 from config.settings import DAY_S  # noqa: E402
 from exchanges.base import OrderRequest, OrderSide  # noqa: E402
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange  # noqa: E402
-from exchanges.paper.remote import served_key  # noqa: E402
 from exchanges.paper.retention import PaperRetention  # noqa: E402
+from exchanges.paper.wire import served_key  # noqa: E402
 from scalper.embedded import LocalRedis  # noqa: E402
 from statemachines.keys import Keys  # noqa: E402
 from statemachines.machine import PositionMachine  # noqa: E402

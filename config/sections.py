@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 _SECTION = ConfigDict(extra="forbid", validate_assignment=True)
 DAY_S = 86_400
 # The shortest retention of closed positions and of the paper venue's finished orders: a day. The reconciler
-# restores a position whose record is missing from an entry order of the last hour (workers/reconciler.py,
+# restores a position whose record is missing from an entry order of the last hour (workers/lost_records.py,
 # LOST_RECORD_MAX_AGE_S), so a position removed by retention must be older than that; and a person looking
 # at yesterday's trades should find them.
 MIN_RETENTION_S = DAY_S

@@ -208,7 +208,7 @@ def _open(
 def exchange_client(settings: Settings, client: redis.Redis, *, private_stream: bool = False) -> Exchange:
     """The venue for this process. With `private_stream` (the account process) the caller starts it."""
     if settings.exchange.venue == "paper":
-        from exchanges.paper.remote import PaperClient
+        from exchanges.paper.client import PaperClient
 
         return PaperClient(client, Keys(settings.redis.prefix))
     from exchanges import sync

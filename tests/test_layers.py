@@ -20,7 +20,7 @@ KNOWN = {
     # The exchange's data types (Instrument, Order, ...) are the model every layer shares.
     ("statemachines/risk.py", "exchanges.base"),
     # The paper venue's process answers on the engine's event stream, in its encoding.
-    ("exchanges/paper/remote.py", "workers.events"),
+    ("exchanges/paper/venue.py", "workers.events"),
     # A worker process builds its exchange and Redis clients as the command line does.
     ("workers/account.py", "scalper.connect"),
     ("workers/orders.py", "scalper.connect"),

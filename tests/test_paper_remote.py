@@ -10,7 +10,7 @@ import msgspec
 from config.settings import Settings
 from exchanges.base import OrderRequest, OrderSide
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
-from exchanges.paper.remote import PaperVenue
+from exchanges.paper.venue import PaperVenue
 from statemachines.keys import Keys
 from tests.conftest import RealRedis
 from workers.account import quote_guard

@@ -18,8 +18,10 @@ import redis
 from config.settings import DAY_S
 from exchanges.base import OrderRequest, OrderSide, OrderType
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
-from exchanges.paper.remote import PaperClient, PaperVenue, served_key
+from exchanges.paper.client import PaperClient
 from exchanges.paper.retention import PaperRetention
+from exchanges.paper.venue import PaperVenue
+from exchanges.paper.wire import served_key
 from statemachines.keys import Keys
 from tests.clock import Clock
 from tests.conftest import RealRedis

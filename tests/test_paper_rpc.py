@@ -1,6 +1,7 @@
-"""PaperClient ↔ PaperVenue over Redis (exchanges/paper/remote.py): one round trip per request, replies
-matched to their requests even when calls overlap, an abandoned call leaves no stale reply behind, and
-the venue claims order requests (at most once) but not reads. Real redis-server, the venue in a thread."""
+"""PaperClient ↔ PaperVenue over Redis (exchanges/paper/client.py, venue.py, wire.py): one round trip per
+request, replies matched to their requests even when calls overlap, an abandoned call leaves no stale reply
+behind, and the venue claims order requests (at most once) but not reads. Real redis-server, the venue in a
+thread."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from exchanges.base import (
     OutcomeUnknown,
 )
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
-from exchanges.paper.remote import PaperClient, PaperVenue
+from exchanges.paper.client import PaperClient
+from exchanges.paper.venue import PaperVenue
 from statemachines.keys import Keys
 from tests.conftest import RealRedis
 

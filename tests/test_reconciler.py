@@ -35,8 +35,9 @@ from statemachines.store import PositionStore
 from tests.clock import Clock
 from workers.engine import Engine
 from workers.events import order_fields
-from workers.reconciler import REPROTECT_AFTER_S, Reconciler, Report
+from workers.reconciler import Reconciler, Report
 from workers.relay import QUEUE, RETRY, Relay
+from workers.stop_sweep import REPROTECT_AFTER_S
 
 if TYPE_CHECKING:
     from tests.conftest import RealRedis

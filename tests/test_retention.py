@@ -29,7 +29,7 @@ from statemachines.machine import PositionMachine
 from statemachines.store import PositionNotFound, PositionStore
 from tests.retentionkit import BTC, ETH, Clock, closed_position, holdings, mentions, open_position, settings
 from workers.engine import Engine
-from workers.reconciler import LOST_RECORD_MAX_AGE_S
+from workers.lost_records import LOST_RECORD_MAX_AGE_S
 from workers.retention import ClosedRetention
 from workers.riskstate import RiskState
 

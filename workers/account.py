@@ -21,7 +21,7 @@ from exchanges import sync as exchange_loop
 from exchanges.base import ExchangeUnavailable, OutcomeUnknown
 from exchanges.okx import counts as okx_counts
 from exchanges.paper import DEFAULT_INSTRUMENTS, PaperExchange
-from exchanges.paper.remote import PaperVenue
+from exchanges.paper.venue import PaperVenue
 from exchanges.tiers import OKX_ISOLATED_SWAP_TIERS, PositionTiers, TierDataError, load_position_tiers
 from statemachines.keys import Keys
 from workers.events import EventBus, order_fields, position_fields

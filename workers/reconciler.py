@@ -11,6 +11,10 @@ Protective stops: every pass cancels the live ones whose positions are over, and
 stops not yet confirmed gone (workers/protection.py) those that are gone, which reopens entries on their
 symbol. A position that is over counts a stop's fill as its own when it was the one the stop closed
 (workers/attribution.py), whosever stop it was.
+
+The pass is here; its parts with a job of their own are mixins: the stop sweep (workers/stop_sweep.py), the
+exchange's sums for a position that is over (workers/exchange_totals.py), and records Redis lost, found again
+by the exchange's orders (workers/lost_records.py).
 """
 
 from __future__ import annotations
@@ -34,22 +38,22 @@ from exchanges.base import (
     OutcomeUnknown,
 )
 from exchanges.okx import counts as okx_counts
-from statemachines.intents import IntentAction, client_order_id, parse_client_order_id, unprotect_intent
-from statemachines.position import Position, Side, new_position_id
-from workers import attribution, settlement
+from statemachines.intents import parse_client_order_id
+from statemachines.position import Position, new_position_id
+from workers import settlement
+from workers.exchange_totals import ExchangeTotals, fees
+from workers.lost_records import LostRecords, entry_attempt
 from workers.relay import job_in_flight
-from workers.stop_sweep import REPROTECT_AFTER_S, StopSweep
+from workers.stop_sweep import StopSweep
 
 if TYPE_CHECKING:
     from workers.engine import Engine
 
 log = logging.getLogger("scalper.reconcile")
 
-LOST_RECORD_MAX_AGE_S = 3600.0  # an entry older than this is not a record Redis just lost
 GONE_TRIGGERS = frozenset({"entry_failed", "harvest_failed", "retry_close"})  # "the order is not there"
-LOST_ATTEMPTS_MAX = 5  # close attempts past the record's that are looked for (each one is one query)
 _READ_ERRORS = (ExchangeUnavailable, OutcomeUnknown, ExchangeError, OSError, asyncio.TimeoutError)
-__all__ = ["GONE_TRIGGERS", "LOST_RECORD_MAX_AGE_S", "REPROTECT_AFTER_S", "Reconciler", "Report"]
+__all__ = ["GONE_TRIGGERS", "Reconciler", "Report"]
 
 
 @dataclass
@@ -63,16 +67,7 @@ class Report:
     reprotected: list[str] = field(default_factory=list)  # stop missing: its job handed over again
 
 
-def entry_attempt(entries: list[Order]) -> int:
-    """The highest entry attempt among a position's entry orders."""
-    return max(cid.attempt for o in entries if (cid := parse_client_order_id(o.cl_ord_id)))
-
-
-def fees(orders: list[Order]) -> Decimal:
-    return sum((o.fee for o in orders), Decimal(0))
-
-
-class Reconciler(StopSweep):
+class Reconciler(StopSweep, ExchangeTotals, LostRecords):
     def __init__(
         self, exchange: Exchange | None = None, *, unknown_positions: str = "adopt", dry_run: bool = False,
         exchange_factory: Callable[[], Exchange] | None = None,
@@ -199,80 +194,6 @@ class Reconciler(StopSweep):
         cid = parse_client_order_id(cl_ord_id)
         return cid is not None and job_in_flight(engine.client, cid.action, cl_ord_id, time.time())
 
-    def _with_exchange_totals(self, pos: Position, st: settlement.Settlement) -> settlement.Settlement:
-        """The position is over at the exchange: its realized PnL and fees become the exchange's sums over
-        every order it sent, not the record's running total plus the last order. Fills the record missed
-        are in those sums: our protective stop's, when it is what flattened the position; a close from an
-        earlier attempt that arrived after its retry was decided; and harvests and closes sent under
-        attempts after the record's own, whose transitions a restarted Redis lost (appendfsync everysec: up
-        to its last second). Client ids are deterministic, so each is asked for; past the record's harvest
-        and close attempts, in turn until one is not there, and beyond a gap through the exchange's recent
-        orders. A few reads, once per position, off the hot path."""
-        get = self.exchange.get_order
-        orders = [self._run(get(pos.symbol, client_order_id(pos.id, action, n)))
-                  for action, last in ((IntentAction.OPEN, pos.entry_attempt),
-                                       (IntentAction.HARVEST, pos.harvests_done),
-                                       (IntentAction.CLOSE, pos.close_attempt))
-                  for n in range(1, last + 1)]  # fmt: skip
-        notes = []
-        for action, last in ((IntentAction.HARVEST, pos.harvests_done),
-                             (IntentAction.CLOSE, pos.close_attempt)):  # fmt: skip
-            for attempt in range(last + 1, last + 1 + LOST_ATTEMPTS_MAX):
-                order = self._run(get(pos.symbol, client_order_id(pos.id, action, attempt)))
-                if order is None:
-                    break
-                orders.append(order)
-                notes.append(f"{action.value} attempt {attempt} unrecorded, filled {order.filled}")
-        found = [o for o in orders if o is not None]
-        # Past a gap in the attempts (close 1 never reached the exchange, close 2 filled, and a rewound
-        # Redis lost both transitions) the asking stops: the exchange's recent orders of this position find
-        # the rest, in one read.
-        have = {o.cl_ord_id for o in found}
-        for order in self._run(self.exchange.recent_orders(pos.symbol)):
-            cid = parse_client_order_id(order.cl_ord_id)
-            if (cid is None or cid.position_id != pos.id or cid.action is IntentAction.PROTECT
-                    or order.cl_ord_id in have or order.filled <= 0):  # fmt: skip
-                continue
-            found.append(order)
-            have.add(order.cl_ord_id)
-            notes.append(f"{cid.action.value} attempt {cid.attempt} unrecorded, filled {order.filled}")
-        stop_fills, stop_notes = self._stop_fills(pos, found)
-        found += stop_fills
-        notes = stop_notes + notes
-        pnl, fee = sum((o.pnl for o in found), Decimal(0)), fees(found)
-        recorded = (pos.realized_pnl + (st.kwargs.get("pnl") or 0), pos.fees + (st.kwargs.get("fee") or 0))
-        if (pnl, fee) == recorded:
-            return st
-        notes = notes or ["fills its record missed"]
-        kwargs = {**st.kwargs, "pnl": pnl - pos.realized_pnl, "fee": fee - pos.fees}
-        return settlement.Settlement(st.trigger, f"{st.reason} ({'; '.join(notes)})", kwargs)
-
-    def _stop_fills(self, pos: Position, own: list[Order]) -> tuple[list[Order], list[str]]:
-        """The protective stops' fills that closed this position, with a note for each: its own stop's,
-        unless a later position had opened when it filled (then it closed that one); and those of earlier
-        positions' stops that outlived them and filled during its life. The exchange's recent orders are
-        read only when a stop of ours may have closed some of it."""
-        stop = self._run(self.exchange.stop_fill(pos.symbol, unprotect_intent(pos).cl_ord_id))
-        own_stop = stop if stop is not None and stop.filled > 0 else None
-        side = pos.side.value
-        entries = attribution.entry_times(own, side)
-        if not entries:  # adopted: no entry of ours, so no start to its life; its own stop is its own
-            return ([own_stop], ["protective stop filled"]) if own_stop else ([], [])
-        if own_stop is None and attribution.closed_by_itself(own, side):
-            return [], []
-        recent = self._run(self.exchange.recent_orders(pos.symbol))
-        entries = attribution.entry_times(recent, side) | entries
-        fills, notes = [], []
-        if own_stop is not None and attribution.owner(own_stop, entries) == pos.id:
-            fills.append(own_stop)
-            notes.append("protective stop filled")
-        elif own_stop is not None:
-            notes.append("its protective stop filled after a later position opened: that one's")
-        for order in attribution.stop_fills_of(pos.id, side, recent, entries):
-            fills.append(order)
-            notes.append(f"protective stop {attribution.stop_of(order)} of an earlier position filled")
-        return fills, notes
-
     def _unknown(self, engine: Engine, ex: ExchangePosition, now: float, report: Report) -> None:
         """An exchange position no bot position accounts for (manual trade, lost state)."""
         policy = self.unknown_positions
@@ -316,84 +237,6 @@ class Reconciler(StopSweep):
             return None
         side = OrderSide.BUY if ex.side == "long" else OrderSide.SELL
         return next(((pid, entries) for pid, entries in lost.items() if entries[0].side is side), None)
-
-    def _after_a_fresh_redis(self, engine: Engine, report: Report) -> None:
-        """Redis had no trace of this shard's engine. If the exchange has orders of ours Redis knows nothing
-        of, it came back empty (or rolled back past the marker), not new: entries wait as after any restart,
-        and the day's records were restored above, which rebuilt the daily loss and the loss streaks."""
-        if not engine.redis_fresh:
-            return
-        engine.redis_fresh = False
-        restored = [pid for pid, trigger, _ in report.corrections if trigger == "restored"]
-        restored += [pid for pid in report.adopted if pid in self._restored_by_id]
-        if restored:
-            engine.hold_entries(f"Redis had no record of {len(restored)} of today's positions at the "
-                                "exchange (it came back empty or rolled back); restored from its orders")
-
-    def _lost_records(self, engine: Engine, symbol: str,
-                      recent: list[Order] | None = None) -> dict[str, list[Order]]:  # fmt: skip
-        """Recent filled entry orders of ours on the symbol, by position id, newest first, for the ids that
-        have no record in Redis. Read errors propagate. Recent: the last hour; the whole UTC day when
-        Redis had no trace of this shard (it may have come back empty: the day's positions rebuild its risk
-        state)."""
-        since_ms = self.lost_since_ms(engine)
-        entries: dict[str, list[Order]] = {}
-        if recent is None:
-            recent = self._run(self.exchange.recent_orders(symbol, self.lost_since_ms(engine)))
-        for order in recent:  # newest first
-            cid = parse_client_order_id(order.cl_ord_id)
-            if cid and cid.action is IntentAction.OPEN and order.filled > 0 and order.u_time_ms >= since_ms:
-                entries.setdefault(cid.position_id, []).append(order)
-        # Lost: neither its hash nor its transition log is there. A log without its hash is a record damaged
-        # by hand (a flagged position's hash deleted, as its log line allows): restoring it under its own id
-        # would collide with that log (the engine failed to start, seen by an outside read of the code), so
-        # what it held is adopted under a new id like any unknown exchange position.
-        known = engine.client.exists
-        return {pid: e for pid, e in entries.items()
-                if not known(engine.keys.pos(symbol, pid), engine.keys.log(symbol, pid))}  # fmt: skip
-
-    @staticmethod
-    def lost_since_ms(engine: Engine) -> int:
-        """How far back a lost record is looked for: the last hour; the whole UTC day when Redis had no trace
-        of this shard (it may have come back empty: the day's positions rebuild its risk state)."""
-        since = engine.wall() - LOST_RECORD_MAX_AGE_S
-        if engine.redis_fresh:
-            since = min(since, engine.wall() - engine.wall() % 86_400)
-        return int(since * 1000)
-
-    def _restore_closed_records(self, engine: Engine, held: set[tuple[str, str]], now: float,
-                                report: Report) -> None:  # fmt: skip
-        """Positions opened and closed inside the second a restarted Redis lost have no record, and nothing
-        open at the exchange to adopt; their orders there still name them. Each is restored, closed, with
-        the exchange's PnL and fees, so that no fill of ours belongs to no record (and the daily loss and
-        loss streak count it). One read of recent orders per symbol, when the engine takes the shard."""
-        for symbol in list(engine.book):
-            # Every order of the window, however many: the latest page alone (100 at OKX) misses the
-            # early ones of a busy day (the long chaos run, OKX seed 103: two positions never restored).
-            recent = self._run(self.exchange.recent_orders(symbol, self.lost_since_ms(engine)))
-            last_ms: dict[str, int] = {}
-            for order in recent:
-                if cid := parse_client_order_id(order.cl_ord_id):
-                    last_ms[cid.position_id] = max(last_ms.get(cid.position_id, 0), order.u_time_ms)
-            # Oldest first, each closed at the time of its last order: the loss streak and the UTC day of
-            # every close come out as they were (the daily loss limit counts them on their own day).
-            for pid, filled in sorted(self._lost_records(engine, symbol, recent).items()):
-                side = Side.LONG if filled[0].side is OrderSide.BUY else Side.SHORT
-                own = [o for o in recent if o.cl_ord_id.startswith(pid)]  # its ids begin with its own
-                if (symbol, side.value) in held and not attribution.closed_by_itself(own, side.value):
-                    continue  # may be (part of) the position held there: adopted above
-                size = sum((o.filled for o in filled), Decimal(0))
-                pos = Position(id=pid, symbol=symbol, side=side, state_since=now, wall_since=engine.wall(),
-                               entry_size=size, leverage=engine.cfg[symbol].risk.leverage,
-                               entry_attempt=entry_attempt(filled))  # fmt: skip
-                engine.store.create(pos, reason="record lost, restored from its orders", ts=now)
-                engine.adopt(pos)
-                fill = {"price": filled[0].avg_px or Decimal(0), "size": size, "fee": fees(filled)}
-                engine.settle(pos, settlement.Settlement("entry_filled", "restored", fill), now)
-                gone = settlement.Settlement("external_close", "record lost; flat at the exchange")
-                closed_at = last_ms.get(pid, 0) / 1000 or now
-                engine.settle(pos, self._with_exchange_totals(pos, gone), min(closed_at, now))
-                report.corrections.append((pid, "restored", "record lost; flat at the exchange"))
 
     def _mark(self, engine: Engine, report: Report) -> None:
         if self.dry_run:

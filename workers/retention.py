@@ -8,7 +8,7 @@ BATCH removed, in a few round trips, so a backlog (the first start after an upgr
 drains over several calls instead of stalling the loop.
 
 Nothing still needed is removed: the retention is at least a day (config/settings.py), far beyond the hour
-in which the reconciler treats a position with no record as lost (workers/reconciler.py), and the scripts
+in which the reconciler treats a position with no record as lost (workers/lost_records.py), and the scripts
 touch only positions that are closed. A record this process cannot parse is left alone and logged once.
 """
 

@@ -5,8 +5,10 @@
     await ex.on_quote("BTC-USDT-SWAP", bid, ask, ts)
 
 Modules: ledger (OKX linear-swap formulas and order rules, pure), state (the account in Redis),
-exchange (PaperExchange: the Exchange API), matching (its fills, triggers, liquidations and marks),
-faults (the test fault plan), events (the events() stream), remote (the venue as a process).
+exchange (PaperExchange: the Exchange API), matching (its fills, triggers, liquidations and marks), stops
+(its protective stops), faults (the test fault plan), events (the events() stream); the venue as a process:
+venue (PaperVenue, the account's one writer), client (PaperClient, the Exchange the other processes use),
+wire (their protocol).
 This file holds the default instruments.
 """
 

@@ -5,7 +5,8 @@ that crosses on arrival takes too, otherwise it rests and fills at its own price
 crosses it. The mark, and the "last" price stops trigger on, is the mid of the latest quote (kept in memory:
 after a restart, positions show no mark until the feed's next quote). Isolated margin only; the money
 follows ledger.py (OKX linear-swap formulas); refusals carry OKX's codes. This module checks requests;
-matching.py fills, triggers, liquidates and marks; faults.py plays injected faults; events.py pushes.
+matching.py fills, triggers, liquidates and marks; stops.py places and reads protective stops; faults.py
+plays injected faults; events.py pushes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from exchanges.base import (
     OrderSide,
     OrderState,
     OrderType,
-    StopOrder,
 )
 from exchanges.paper import ledger
 from exchanges.paper.events import EventHub
@@ -43,12 +43,13 @@ from exchanges.paper.faults import Fault, FaultPlan, faulty
 from exchanges.paper.ledger import check_id, check_px, check_size, closing_only
 from exchanges.paper.matching import Matcher
 from exchanges.paper.state import OrderRec, PaperState, pos_key
+from exchanges.paper.stops import PaperStops
 from exchanges.tiers import OKX_ISOLATED_SWAP_TIERS, PositionTiers
 
 log = logging.getLogger("scalper.paper")
 
 
-class PaperExchange:
+class PaperExchange(PaperStops):
     """The paper venue. One instance owns one account (`prefix`, `account`) at a time: every write is
     computed from a fresh read with no await in between, so calls on one event loop never interleave."""
 
@@ -153,29 +154,6 @@ class PaperExchange:
     async def get_order(self, inst_id: str, cl_ord_id: str) -> Order | None:
         rec = self.state.order(cl_ord_id)
         return rec.order if rec is not None and rec.order.inst_id == inst_id else None
-
-    @faulty("stop_fill")
-    async def stop_fill(self, inst_id: str, algo_cl_ord_id: str) -> Order | None:
-        """The order the stop placed when it triggered (as OKX: found through the stop, whose `order_ids`
-        name it), or None when it placed none. The order carries the stop's id as its client id unless a
-        pending order had that id, and as its `algo_cl_ord_id` always."""
-        stop = self.state.stop(algo_cl_ord_id)
-        if stop is None or stop.inst_id != inst_id or not stop.order_ids:
-            return None
-        for cl in (algo_cl_ord_id, f"algo{stop.algo_id}"):
-            rec = self.state.order(cl)
-            if rec is not None and rec.order.ord_id in stop.order_ids:
-                return rec.order
-        return None
-
-    @faulty("stops")
-    async def stops(self) -> list[StopOrder]:
-        return self.state.snapshot().stops
-
-    @faulty("find_stop")
-    async def find_stop(self, inst_id: str, algo_cl_ord_id: str) -> StopOrder | None:
-        stop = self.state.stop(algo_cl_ord_id)
-        return stop if stop is not None and stop.inst_id == inst_id else None
 
     def fills(self, count: int = 1000) -> list[dict[str, str]]:
         """The account's fills, oldest first (the `fills` stream), liquidations marked liq=1."""
@@ -308,64 +286,6 @@ class PaperExchange:
             txn.account(replace(snap.account, cash=snap.account.cash - extra))
         txn.commit()
 
-    # --- protective stops (OKX conditional algo orders: reduce-only, market on trigger) ---
-
-    @faulty("place_stop")
-    async def place_stop(
-        self,
-        inst_id: str,
-        algo_cl_ord_id: str,
-        side: OrderSide,
-        trigger_px: Decimal,
-        size: Decimal,
-        pos_side: str | None = None,
-    ) -> StopOrder:
-        inst = self._inst(inst_id)
-        check_id(algo_cl_ord_id, "algoClOrdId")
-        ps = ledger.resolve_pos_side(self.pos_mode, pos_side)
-        if ps != "net" and not closing_only(side == OrderSide.BUY, True, ps):
-            raise ExchangeError("51000", f"Parameter side error: a {side} stop cannot close a {ps} position")
-        check_size(size, inst.lot_sz, inst.min_sz)
-        check_px(trigger_px, inst.tick_sz, "triggerPx")
-        ledger.check_stop_trigger(side == OrderSide.SELL, trigger_px, self.matcher.mark(inst_id))
-        if (old := self.state.stop(algo_cl_ord_id)) is not None and old.state == "live":
-            raise DuplicateClientId("51016", "algoClOrdId already exists.")
-        stop = StopOrder(
-            inst_id=inst_id,
-            algo_cl_ord_id=algo_cl_ord_id,
-            algo_id=self.state.next_id(),
-            side=side,
-            trigger_px=trigger_px,
-            size=size,
-            pos_side=ps,
-        )
-        self.state.txn().stop(stop).commit()
-        return stop
-
-    @faulty("move_stop")
-    async def move_stop(self, inst_id: str, algo_cl_ord_id: str, trigger_px: Decimal) -> StopOrder:
-        stop = self._live_stop(inst_id, algo_cl_ord_id)
-        check_px(trigger_px, self.insts[inst_id].tick_sz, "triggerPx")
-        ledger.check_stop_trigger(stop.side == OrderSide.SELL, trigger_px, self.matcher.mark(inst_id))
-        stop = replace(stop, trigger_px=trigger_px)
-        self.state.txn().stop(stop).commit()
-        return stop
-
-    @faulty("resize_stop")
-    async def resize_stop(self, inst_id: str, algo_cl_ord_id: str, size: Decimal) -> StopOrder:
-        """OKX amend-algos newSz: the same stop, for a new size."""
-        stop = self._live_stop(inst_id, algo_cl_ord_id)
-        inst = self.insts[inst_id]
-        check_size(size, inst.lot_sz, inst.min_sz)
-        stop = replace(stop, size=size)
-        self.state.txn().stop(stop).commit()
-        return stop
-
-    @faulty("cancel_stop")
-    async def cancel_stop(self, inst_id: str, algo_cl_ord_id: str) -> None:
-        stop = self._live_stop(inst_id, algo_cl_ord_id)
-        self.state.txn().stop(replace(stop, state="canceled")).commit()
-
     # --- events ---
 
     def events(self) -> AsyncIterator[ExchangeEvent]:
@@ -388,12 +308,6 @@ class PaperExchange:
         if (inst := self.insts.get(inst_id)) is None:
             raise ExchangeError("51001", f"Instrument ID {inst_id} doesn't exist.")
         return inst
-
-    def _live_stop(self, inst_id: str, algo_cl_ord_id: str) -> StopOrder:
-        stop = self.state.stop(algo_cl_ord_id)
-        if stop is None or stop.inst_id != inst_id or stop.state != "live":
-            raise OrderNotFound("51603", "Order does not exist.")
-        return stop
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

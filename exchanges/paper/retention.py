@@ -1,7 +1,7 @@
 """The paper venue's records, bounded: finished orders, stops that are no longer live, fills and served
 requests are kept for the venue's history (`exchange.paper_history_s`, 7 days by default as OKX keeps its
 orders history), then removed. Within it the venue answers `get_order` and `recent_orders` as before; the
-reconciler needs an hour of them (workers/reconciler.py), the settings allow no less than a day.
+reconciler needs an hour of them (workers/lost_records.py), the settings allow no less than a day.
 
 Finished orders and stops wait in the account's `done` sorted sets, scored by when they finished
 (state.py); each is removed with its queue entry in one script, and only while it is still finished by then.
