@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -35,12 +34,13 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from web_readers import Webhook, start_reader, stop_reader, wait_for  # noqa: E402
 
 from config.settings import load_settings  # noqa: E402
 from feeds.data import SAMPLE, load_market_data  # noqa: E402
@@ -100,7 +100,7 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             # Prometheus and the browser are other processes, as they would be: not threads of this one (the
             # engine's), which would take the GIL from it.
-            reader = _start_reader(client)
+            reader = start_reader(client)
         pipe = client.pipeline(transaction=False)
         for k in range(per_symbol):
             ts, px = base[k % len(base)]
@@ -118,7 +118,7 @@ def throughput(n: int, total: int, workdir: Path, web: bool = False) -> dict[str
         elapsed = time.perf_counter() - start
         versions = [p.version for p in engine.live_positions()]
         if reader is not None:
-            _stop_reader(reader)
+            stop_reader(reader)
         return {"n": n, "ticks": done, "seconds": elapsed, "ticks_per_s": done / elapsed,
                 "live": len(versions), "transitions": sum(versions) - 2 * len(versions)}  # fmt: skip
     finally:
@@ -160,21 +160,21 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
                                           stderr=subprocess.STDOUT))  # fmt: skip
         # Prometheus and the browser as processes of their own, as they would be: threads of this process
         # would take the GIL between a sample's clock reading and its tick, and be counted as latency.
-        reader = _start_reader(client) if web else None
+        reader = start_reader(client) if web else None
         ticks = store.keys.ticks(symbol)
         price, out, stages = 50_000.0, [], []
         client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
         # Processes up (on a loaded machine their start takes seconds): the engine holds its shard, a
         # worker listens, the venue has a quote.
         up = (store.keys.lease("all"), "rq:workers:orders")
-        _wait(lambda: client.exists(up[0]) and client.scard(up[1]), timeout=60)
+        wait_for(lambda: client.exists(up[0]) and client.scard(up[1]), timeout=60)
         time.sleep(1.0)
         served = "scalper:paper:served"
         for _ in range(samples):
             # The position must exist at the venue too, so the close finds something to reduce: the
             # manual entry goes through the whole system (CLI command → engine → RQ → venue).
             inspect.request_open(client, store.keys, symbol, "long")
-            pos = _wait(lambda: next((p for p in store.load_live() if p.state == "open"), None))
+            pos = wait_for(lambda: next((p for p in store.load_live() if p.state == "open"), None))
             client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})  # keep the price fresh
             time.sleep(0.02)
             last = client.xrevrange(served, count=1)
@@ -185,10 +185,10 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
             entry = _served_close(client, served, after, pos.id)
             out.append(float(entry[b"sent"]) - t0)
             client.xadd(ticks, {"px": repr(price), "ts": repr(time.time())})
-            _wait(lambda p=pos: store.load(p.id).state == "closed")
+            wait_for(lambda p=pos: store.load(p.id).state == "closed")
             stages.append(_stages(client, store, pos.id, entry[b"cid"].decode(), t0, float(entry[b"sent"])))
         if reader is not None:
-            _stop_reader(reader)
+            stop_reader(reader)
         return out, stages
     finally:
         for p in procs:
@@ -196,82 +196,6 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
         for p in procs:
             p.wait(timeout=10)
         server.close()
-
-
-class _WebWatchers:
-    """A Prometheus scrape of /metrics every second and a dashboard's open event stream, on threads."""
-
-    def __init__(self, base: str) -> None:
-        import threading
-
-        self.scrapes = self.events = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._scrape, args=(base,), daemon=True).start()
-        threading.Thread(target=self._stream, args=(base,), daemon=True).start()
-
-    def _scrape(self, base: str) -> None:
-        import httpx
-
-        while not self.stop.is_set():
-            try:
-                httpx.get(f"{base}/metrics", timeout=5)
-                self.scrapes += 1
-            except httpx.HTTPError:
-                return  # the run is over
-            self.stop.wait(1.0)
-
-    def _stream(self, base: str) -> None:
-        import httpx
-
-        try:
-            with httpx.stream("GET", f"{base}/api/stream", timeout=None) as events:
-                for line in events.iter_lines():
-                    self.events += line.startswith("data:")
-                    if self.stop.is_set():
-                        return
-        except httpx.HTTPError:
-            return  # the run is over
-
-
-def _read_web(base: str, stop: Any, reads: Any) -> None:
-    """A process of its own reading the web process (throughput runs): says when it is reading, and at the
-    end how many scrapes and events it got."""
-    watchers = _WebWatchers(base)
-    _wait(lambda: watchers.scrapes > 0 and watchers.events > 0, timeout=20)
-    reads.put(True)
-    stop.wait()
-    watchers.stop.set()
-    reads.put((watchers.scrapes, watchers.events))
-
-
-def _start_reader(client: redis.Redis) -> tuple[Any, Any, Any]:
-    """A process reading the web process (`_read_web`), started once the first scrape and event arrived:
-    the process, its stop event and its queue."""
-    base = _wait(lambda: client.get("scalper:web:url"), timeout=20).decode()
-    _wait(lambda: _answers(base), timeout=20)
-    ctx = multiprocessing.get_context("spawn")
-    reads, stop_reading = ctx.Queue(), ctx.Event()
-    process = ctx.Process(target=_read_web, args=(base, stop_reading, reads), daemon=True)
-    process.start()
-    reads.get(timeout=30)
-    return process, stop_reading, reads
-
-
-def _stop_reader(reader: tuple[Any, Any, Any]) -> None:
-    process, stop_reading, reads = reader
-    stop_reading.set()
-    scrapes, events = reads.get(timeout=30)
-    process.join(timeout=10)
-    assert scrapes > 0 and events > 0, "the web process was not being read"
-
-
-def _answers(base: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _served_close(client: redis.Redis, key: str, after: bytes | str, pid: str):  # type: ignore[no-untyped-def]
@@ -303,16 +227,6 @@ STAGES = (
     "-> job started (transition script writes it, worker wakes, fetches, bookkeeping)",
     "-> order request sent (bookkeeping written, position loaded, close-position sent)",
 )
-
-
-def _wait(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.002)
-    raise TimeoutError("bench: waited too long")
 
 
 def _report(label: str, raw: list[float]) -> None:
@@ -368,31 +282,6 @@ def main() -> None:
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
-class _Webhook:
-    """A local webhook for `scalper notify` (apprise's json://): counts what it is sent."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, HTTPServer
-
-        webhook = self
-        self.received = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                webhook.received += 1
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 VARIANTS = ("without", "with web", "with notify")
 
 
@@ -410,7 +299,7 @@ def _web_ab(samples: int, runs: int, ab_ticks: int, tmp: Path, parts: list[str],
             print(f"run {run + 1}/{runs} throughput {'with web' if web else 'without web'}: "
                   f"{r['ticks_per_s']:,.0f} ticks/s ({r['ticks']} ticks in {r['seconds']:.2f} s), "
                   f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
-    hook = _Webhook()
+    hook = Webhook()
     if "latency" not in parts:
         print(f"throughput without web {statistics.median(tps[False]):,.0f} ticks/s, with web "
               f"{statistics.median(tps[True]):,.0f} ticks/s (medians): "
