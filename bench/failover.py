@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.failoverkit import HOLD_S, KEY, PASSPHRASE, SECRET, FailoverRig  # noqa: E402
-from tests.fakeokx.thread import FakeThread  # noqa: E402
+from tests.failoverkit import HOLD_S, FailoverRig  # noqa: E402
+from tests.okxkit import fake_okx  # noqa: E402
 from tests.sentinelkit import DOWN_AFTER_MS, SentinelSet  # noqa: E402
 
 
@@ -32,23 +32,21 @@ def main() -> int:
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="scalper-failover-"))
     kit = SentinelSet(workdir / "redis")
-    okx = FakeThread(KEY, SECRET, PASSPHRASE)
-    okx.price("50000")
     rounds = []
     try:
-        kit.start()
-        rig = FailoverRig(workdir, kit, okx)
-        rig.start()
-        try:
-            for i in range(args.rounds):
-                r = rig.round()
-                rounds.append(r)
-                print(f"round {i + 1}: new primary {r.new_primary_s:.2f} s, close at OKX {r.close_s:.2f} s, "
-                      f"entry at OKX {r.entry_s:.2f} s", flush=True)  # fmt: skip
-        finally:
-            rig.stop()
+        with fake_okx() as okx:
+            kit.start()
+            rig = FailoverRig(workdir, kit, okx)
+            rig.start()
+            try:
+                for i in range(args.rounds):
+                    r = rig.round()
+                    rounds.append(r)
+                    print(f"round {i + 1}: new primary {r.new_primary_s:.2f} s, close at OKX "
+                          f"{r.close_s:.2f} s, entry at OKX {r.entry_s:.2f} s", flush=True)  # fmt: skip
+            finally:
+                rig.stop()
     finally:
-        okx.close()
         kit.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"rounds: {len(rounds)}  sentinel down-after {DOWN_AFTER_MS} ms  engine hold {HOLD_S:g} s")

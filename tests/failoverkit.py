@@ -12,7 +12,6 @@ The test (tests/test_failover_orders.py) checks what happens; bench/failover.py 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,12 +22,12 @@ from pathlib import Path
 from scalper import inspect
 from statemachines.position import Position
 from tests.fakeokx.thread import FakeThread
+from tests.okxkit import okx_system_settings
 from tests.sentinelkit import SentinelSet
 from tests.system import System
 from workers import commands
 from workers.redis_trouble import Outage
 
-KEY, SECRET, PASSPHRASE = "foKey5a1b", "foSecret7c2d", "foPass3e4f"
 BTC = "BTC-USDT-SWAP"
 ORDER, CLOSE = "/api/v5/trade/order", "/api/v5/trade/close-position"
 HOLD_S = 5.0  # engine.redis_restart_hold_s here: REST calls time out after 5 s, so every one has landed
@@ -42,17 +41,11 @@ class Round:
 
 
 def okx_rig_settings(okx: FakeThread) -> dict[str, str]:
-    port = okx.fake.port
-    return dict(
-        symbols=json.dumps({BTC: {}}), engine__entries="manual", engine__reconcile_every_s="1",
-        engine__lease_ttl_s="1", engine__redis_restart_hold_s=str(HOLD_S), exchange__venue="okx",
-        exchange__api_key=KEY, exchange__api_secret=SECRET, exchange__passphrase=PASSPHRASE,
-        exchange__demo="true", exchange__rest_url=f"http://127.0.0.1:{port}",
-        exchange__ws_url=f"ws://127.0.0.1:{port}/ws/v5", risk__min_order_interval_s="0",
-        risk__loss_streak_limit="1000", risk__daily_loss_limit="1000000",
-        exits__take_profit_pct="0", exits__harvest_pct="0", exits__max_hold_s="0",
-        exits__drawdown_activation_pct="0", smart_exit__enabled="false", exits__trailing_activation_pct="0",
-    )  # fmt: skip
+    """The processes on the fake OKX, with the engine's lease and hold short and no risk gate in the way of
+    an entry asked for again and again."""
+    return okx_system_settings(okx, engine__lease_ttl_s="1", engine__redis_restart_hold_s=str(HOLD_S),
+                               risk__min_order_interval_s="0", risk__loss_streak_limit="1000",
+                               risk__daily_loss_limit="1000000")  # fmt: skip
 
 
 class FailoverRig:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.failoverkit import CLOSE, HOLD_S, KEY, ORDER, PASSPHRASE, SECRET, FailoverRig
+from tests.failoverkit import CLOSE, HOLD_S, ORDER, FailoverRig
 from tests.fakeokx.thread import FakeThread
+from tests.okxkit import fake_okx
 from tests.sentinelkit import SentinelSet
 
 pytestmark = pytest.mark.redis
@@ -20,10 +21,8 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 def okx() -> Iterator[FakeThread]:
-    fake = FakeThread(KEY, SECRET, PASSPHRASE)
-    fake.price("50000")
-    yield fake
-    fake.close()
+    with fake_okx() as fake:
+        yield fake
 
 
 def test_a_close_asked_for_as_the_primary_dies_goes_once_and_entries_resume_after_the_hold(

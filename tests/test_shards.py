@@ -5,7 +5,6 @@ both read the same account."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,34 +12,23 @@ import pytest
 
 from scalper.embedded import LocalRedis
 from tests.fakeokx.thread import FakeThread
+from tests.okxkit import fake_okx, okx_system_settings
 from tests.system import System
 
 pytestmark = pytest.mark.redis
 
-KEY, SECRET, PASSPHRASE = "shKey1a2b", "shSecret3c4d", "shPass5e6f"
 SHARDS = {"a": "BTC-USDT-SWAP", "b": "ETH-USDT-SWAP"}
 PRICES = {"BTC-USDT-SWAP": "50000", "ETH-USDT-SWAP": "3000"}
 
 
 @pytest.fixture
 def okx() -> Iterator[FakeThread]:
-    fake = FakeThread(KEY, SECRET, PASSPHRASE)
-    for inst, px in PRICES.items():
-        fake.price(px, inst)
-    yield fake
-    fake.close()
+    with fake_okx(PRICES) as fake:
+        yield fake
 
 
 def shard(redis_: LocalRedis, workdir: Path, symbol: str, okx: FakeThread) -> System:
-    port = okx.fake.port
-    return System(
-        redis_.socket_path, workdir, symbols=json.dumps({symbol: {}}), engine__entries="manual",
-        engine__reconcile_every_s="1", exchange__venue="okx", exchange__api_key=KEY,
-        exchange__api_secret=SECRET, exchange__passphrase=PASSPHRASE, exchange__demo="true",
-        exchange__rest_url=f"http://127.0.0.1:{port}", exchange__ws_url=f"ws://127.0.0.1:{port}/ws/v5",
-        risk__leverage="3", exits__take_profit_pct="0", exits__harvest_pct="0", exits__max_hold_s="0",
-        exits__drawdown_activation_pct="0", smart_exit__enabled="false", exits__trailing_activation_pct="0",
-    )  # fmt: skip
+    return System(redis_.socket_path, workdir, **okx_system_settings(okx, [symbol], risk__leverage="3"))
 
 
 def test_two_shards_on_two_redis_servers_trade_their_own_symbols_and_leave_each_other_alone(

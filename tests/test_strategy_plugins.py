@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from backtest.load import load
+from backtest.memory import MemoryRisk
 from backtest.run import END_OF_DATA, BacktestResult, run_backtest
 from config.settings import ConfigError, Settings
 from indicators.symbol import SymbolIndicators
@@ -45,7 +46,8 @@ from statemachines.strategy import ScalpingStrategy
 from tests.guardkit import NOW, config, market, position
 from tests.runkit import ROOT, ScalperRun
 from tests.test_backtest_parity import WARMUP, _segment
-from workers.strategies import GuardedStrategy, load_strategy
+from workers.entries import StrategyEntries
+from workers.strategies import load_strategy
 
 BTC = "BTC-USDT-SWAP"
 FIXTURES = ROOT / "tests" / "strategies"
@@ -191,18 +193,32 @@ class Boom:
         raise RuntimeError("hint bug")
 
 
+class NoEntry:
+    """The engine as StrategyEntries.on_tick sees it, for a tick that must not enter: any use of it fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the tick went on to an entry (engine.{name})")
+
+
+def guarded_entries(strategy: object) -> StrategyEntries:
+    """The entries as the engine runs them (live and backtest), around `strategy`, with no Redis."""
+    return StrategyEntries(settings(), strategy=strategy, riskstate=MemoryRisk(settings()))  # type: ignore[arg-type]
+
+
 def test_a_raising_strategy_is_quarantined_per_symbol_told_once_and_not_called_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     told: list[tuple[str, str]] = []
     boom = Boom()
-    guarded = GuardedStrategy(boom, lambda s, why: told.append((s, why))).bind(lambda _: SymbolIndicators())
+    entries = guarded_entries(boom)
+    hints = entries.exit_hints(lambda _: SymbolIndicators(), lambda s, why: told.append((s, why)))
+    assert hints is not None
     for _ in range(3):
-        assert guarded.entry(BTC, SymbolIndicators(), 0.0) is None
+        entries.on_tick(NoEntry(), BTC, SymbolIndicators(), 0.0)  # type: ignore[arg-type]
     assert boom.calls == 1 and told == [(BTC, "on_tick raised KeyError: 'its own bug'")]
-    assert guarded.exit_hint(position(), market(100.0)) is None  # BTC is quarantined: not asked
+    assert hints.exit_hint(position(), market(100.0)) is None  # BTC is quarantined: not asked
     eth = Position(id="e1", symbol="ETH-USDT-SWAP", side=Side.LONG, state="open", entry_price=Decimal(1))
-    assert guarded.exit_hint(eth, market(100.0)) is None  # raised there: quarantined there too
+    assert hints.exit_hint(eth, market(100.0)) is None  # raised there: quarantined there too
     assert told[1] == ("ETH-USDT-SWAP", "exit_hint raised RuntimeError: hint bug")
     lines = [r for r in caplog.records if "quarantined on" in r.getMessage()]
     assert len(lines) == 2 and "its positions keep every other exit" in lines[0].getMessage()
@@ -213,9 +229,9 @@ def test_an_entry_signal_of_the_wrong_type_is_a_failure_too() -> None:
         def on_tick(self, symbol: str, ind: SymbolIndicators, now: float) -> str:
             return "long"
 
-    guarded = GuardedStrategy(Wrong())  # type: ignore[arg-type]
-    assert guarded.entry(BTC, SymbolIndicators(), 0.0) is None
-    assert "not an EntrySignal" in guarded.quarantined[BTC]
+    entries = guarded_entries(Wrong())
+    entries.on_tick(NoEntry(), BTC, SymbolIndicators(), 0.0)  # type: ignore[arg-type]
+    assert "not an EntrySignal" in entries.guarded.quarantined[BTC]
 
 
 # --- the shipped example's rules ---

@@ -4,7 +4,6 @@ placing orders over REST — take a position through opening → open → traili
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,33 +12,24 @@ import pytest
 from statemachines.lifecycle import is_legal
 from tests.conftest import RealRedis
 from tests.fakeokx.thread import FakeThread
+from tests.okxkit import fake_okx, okx_system_settings
 from tests.system import System
 
-KEY, SECRET, PASSPHRASE = "e2eKey4d1c", "e2eSecret8a7b", "e2ePass2f6e"
 BTC = "BTC-USDT-SWAP"
 
 
 @pytest.fixture
 def okx() -> Iterator[FakeThread]:
-    fake = FakeThread(KEY, SECRET, PASSPHRASE)
-    fake.price("50000")
-    yield fake
-    fake.close()
+    with fake_okx() as fake:
+        yield fake
 
 
 @pytest.fixture
 def system(real_redis: RealRedis, tmp_path: Path, okx: FakeThread) -> Iterator[System]:
-    port = okx.fake.port
-    sys_ = System(
-        real_redis.socket_path, tmp_path, symbols=json.dumps({BTC: {}}), engine__entries="manual",
-        engine__reconcile_every_s="1", exchange__venue="okx", exchange__api_key=KEY,
-        exchange__api_secret=SECRET, exchange__passphrase=PASSPHRASE, exchange__demo="true",
-        exchange__rest_url=f"http://127.0.0.1:{port}", exchange__ws_url=f"ws://127.0.0.1:{port}/ws/v5",
-        risk__leverage="3", exits__take_profit_pct="0", exits__harvest_pct="0", exits__max_hold_s="0",
-        exits__drawdown_activation_pct="0", smart_exit__enabled="false", exits__stop_loss_min_pct="3",
-        exits__stop_loss_max_pct="3", exits__trailing_activation_pct="0.3",
-        exits__trailing_distance_pct="0.2",
-    )  # fmt: skip
+    settings = okx_system_settings(okx, risk__leverage="3", exits__stop_loss_min_pct="3",
+                                   exits__stop_loss_max_pct="3", exits__trailing_activation_pct="0.3",
+                                   exits__trailing_distance_pct="0.2")  # fmt: skip
+    sys_ = System(real_redis.socket_path, tmp_path, **settings)
     yield sys_
     sys_.stop_all()
 

@@ -94,8 +94,8 @@ class StrategyEntries:
         self.guarded.forget(symbol)
 
     def on_tick(self, engine: Engine, symbol: str, ind: SymbolIndicators, now: float) -> None:
-        # GuardedStrategy.entry's lines, at the call site (this runs on every tick of every symbol, live and
-        # in a backtest): a strategy that raises, or returns something else than a signal, is quarantined.
+        # The strategy's guard, at its one call site (this runs on every tick of every symbol, live and in a
+        # backtest): a strategy that raises, or returns something else than a signal, is quarantined.
         guarded = self.guarded
         if symbol in guarded.quarantined:
             return

@@ -163,8 +163,8 @@ class GuardedStrategy:
         self.name = type(strategy).__name__
         self.on_quarantine = on_quarantine
         self.quarantined: dict[str, str] = {}
-        # The strategy's own on_tick, bound once: called on every tick of every symbol, unguarded; a caller
-        # guards it (`entry`, or StrategyEntries.on_tick's same lines).
+        # The strategy's own on_tick, bound once: called on every tick of every symbol, unguarded; its one
+        # caller, StrategyEntries.on_tick, guards it (skips a quarantined symbol, then `raised`, `checked`).
         self.on_tick: Callable[[str, SymbolIndicators, float], object] = strategy.on_tick
         hint = getattr(strategy, "exit_hint", None)
         self._hint: Callable[[Position, SymbolIndicators, float], Signal | None] | None = (
@@ -181,18 +181,6 @@ class GuardedStrategy:
         every hint, as the engine replaces its indicators when it (re)takes its shard."""
         self._indicators = indicators
         return self
-
-    def entry(self, symbol: str, ind: SymbolIndicators, now: float) -> EntrySignal | None:
-        """The strategy's entry signal, or None; None from now on for a symbol it raised on.
-        (StrategyEntries.on_tick does these lines itself, with the same `raised` and `checked`.)"""
-        if symbol in self.quarantined:
-            return None
-        try:
-            signal = self.on_tick(symbol, ind, now)
-        except Exception as err:
-            self.raised(symbol, err)
-            return None
-        return None if signal is None else self.checked(symbol, signal)
 
     def raised(self, symbol: str, err: Exception) -> None:
         """The strategy's on_tick raised `err` on `symbol`."""
