@@ -35,13 +35,16 @@ class _WebWatchers:
     def _scrape(self, base: str) -> None:
         import httpx
 
-        while not self.stop.is_set():
-            try:
-                httpx.get(f"{base}/metrics", timeout=5)
-                self.scrapes += 1
-            except httpx.HTTPError:
-                return  # the run is over
-            self.stop.wait(1.0)
+        # One client, its connection kept alive, as Prometheus scrapes: a new httpx client per scrape builds
+        # an SSL context each time, and cost this process 4 times the CPU of the web process it measured.
+        with httpx.Client(timeout=5) as prometheus:
+            while not self.stop.is_set():
+                try:
+                    prometheus.get(f"{base}/metrics").raise_for_status()
+                    self.scrapes += 1
+                except httpx.HTTPError:
+                    return  # the run is over
+                self.stop.wait(1.0)
 
     def _stream(self, base: str) -> None:
         import httpx
