@@ -191,10 +191,16 @@ def latency(samples: int, workdir: Path, web: bool = False, notify: str = "",
             stop_reader(reader)
         return out, stages
     finally:
-        for p in procs:
+        # The watchers, the engine, the worker, then the venue: a worker stops after the job in hand, which
+        # may be waiting on the venue's reply (once, a worker stopped with the venue took more than 10 s).
+        for p in [*procs[3:], *procs[1:3], *procs[:1]]:  # started as account, engine, worker, watchers
             p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print(f"bench: {' '.join(p.args[3:])} did not stop within 30 s of SIGTERM: killed")  # type: ignore[index]
+                p.kill()
+                p.wait()
         server.close()
 
 
