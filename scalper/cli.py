@@ -320,14 +320,16 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
     from scalper import inspect
     from scalper.processes import build_engine
-    from workers.lease import held_leases
 
     engine = build_engine(settings, symbols=None, shard="all", clock="wall", background_io=False)
     if not args.dry_run:
         # A pass that changes Redis while an engine runs would race it (it could adopt, under a second id,
         # a position that engine has just opened): only with no engine running, and holding the lease an
         # engine starting meanwhile waits for. Running engines reconcile every engine.reconcile_every_s.
-        running = sorted(held_leases(engine.client, engine.keys))
+        # A one-off command: it scans for leases rather than trusting the listing alone (`scalper web`'s
+        # readers do), so an engine whose listing a failover lost, or of an older version, is seen too.
+        leases = engine.client.scan_iter(match=f"{settings.redis.prefix}:lease:*", count=1000)
+        running = sorted(_s(k) for k in leases)
         if running or not engine.lease.acquire():
             print(f"scalper: reconcile: an engine is running ({', '.join(running) or 'lease all'}): it "
                   f"reconciles every {settings.engine.reconcile_every_s:g} s and after each reconnect; "
@@ -353,3 +355,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"{len(report.corrections)} correction(s){' (dry run: nothing changed)' if args.dry_run else ''}"
         )
     return 0 if report.exchange_known else 3
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

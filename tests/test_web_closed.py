@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from scalper import inspect
+from scalper.web import closed as closed_book
 from scalper.web.closed import ClosedBook
 from scalper.web.views import Views
 from statemachines.archive import ClosedArchive
@@ -69,8 +70,8 @@ def test_what_is_read_by_its_changes_is_what_a_whole_read_gives(real_redis: Real
     garbage: set[str] = set()
     today = utc_day(time.time())
     for step in range(60):
-        op = rnd.choices(["close", "archive", "remove", "old", "garbage", "expire", "live"],
-                         weights=[8, 4, 3, 3, 1, 1, 2])[0]  # fmt: skip
+        op = rnd.choices(["close", "archive", "remove", "old", "garbage", "expire", "live", "corrupt"],
+                         weights=[8, 4, 3, 3, 1, 1, 2, 1])[0]  # fmt: skip
         if op == "close":
             symbol = rnd.choice([BTC, ETH])
             pnl, fees = f"{rnd.uniform(-5, 5):.4f}", f"-{rnd.uniform(0, 1):.4f}"
@@ -95,6 +96,9 @@ def test_what_is_read_by_its_changes_is_what_a_whole_read_gives(real_redis: Real
             book.refresh()
         elif op == "live":
             stored_position(store, BTC, steps=rnd.randint(0, 2))
+        elif op == "corrupt" and closed:  # a closed hash that cannot be parsed: left out, as by a whole read
+            symbol, pid = rnd.choice(closed)
+            client.hset(store.keys.pos(symbol, pid), "side", "sideways")
         if rnd.random() < 0.6:  # the web reads about once a second: not after every write
             book.refresh()
             rows, everything, todays = _whole_read(store, today)
@@ -112,11 +116,43 @@ def test_the_board_is_shared_by_readers_within_its_age_and_read_anew_after(real_
     is the same read; a later one is a new read that sees what changed."""
     store = PositionStore(real_redis.client)
     views = Views(real_redis.client, store, [BTC])
-    first = views.board(max_age_s=1.0)
-    assert views.board(max_age_s=1.0) is first
+    first = views.board(max_age_s=60.0)  # (a minute: a loaded host must not make this test flaky)
+    assert views.board(max_age_s=60.0) is first
     stored_position(store, BTC, pnl="3", fees="-1")
-    assert views.board(max_age_s=1.0)["summary"]["all"]["trades"] == 0  # shared, within its second
+    assert views.board(max_age_s=60.0)["summary"]["all"]["trades"] == 0  # shared, within its age
     fresh = views.board(max_age_s=0.0)
     assert fresh is not first and fresh["summary"]["all"] == {"trades": 1, "net": 2.0, "gross": 3.0,
                                                                "fees": -1.0, "wins": 1}  # fmt: skip
     assert [r["id"] for r in fresh["closed"]] == [r["id"] for r in views.positions(include_closed=True)]
+
+
+def test_what_the_counts_cannot_see_is_read_anew_after_a_redis_error_and_every_rebuild(
+    real_redis: RealRedis, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Redis that came back from a restart or a failover with other rows than the book read, as many of
+    them: the counts cannot see it. A Redis error and REBUILD_S make the book read everything anew."""
+    client = real_redis.client
+    store = PositionStore(client)
+    book = ClosedBook(client, store)
+    day = _old_row(client, store, 2, "5", "-1")
+    book.refresh()
+    assert book.tallies(utc_day(time.time()))[0].as_json()["net"] == 4.0
+    client.delete(store.keys.ledger(day))  # rolled back, and another trade closed on that day since
+    _old_row(client, store, 2, "-7", "-1")
+    book.refresh()
+    assert book.tallies(utc_day(time.time()))[0].as_json()["net"] == 4.0  # the limit, as written down
+
+    def refused(*_: object, **__: object) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "symbols", refused)
+        with pytest.raises(redis.ConnectionError):
+            book.refresh()
+    book.refresh()
+    assert book.tallies(utc_day(time.time()))[0].as_json()["net"] == -8.0
+    client.delete(store.keys.ledger(day))
+    _old_row(client, store, 2, "3", "0")
+    monkeypatch.setattr(closed_book, "REBUILD_S", 0.0)
+    book.refresh()
+    assert book.tallies(utc_day(time.time()))[0].as_json()["net"] == 3.0

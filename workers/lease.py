@@ -6,9 +6,10 @@ neither extend nor delete the new owner's. An engine must stop stepping machines
 reports the lease lost. (Transitions are compare-and-set anyway, so even a zombie owner cannot corrupt a
 position; the lease keeps two engines from doing the same work and racing for it.)
 
-A lease may be listed by name in a set (`{prefix}:leases`), written with every take and renewal (in the
-renewal's round trip), so a reader (`scalper web`, `scalper reconcile`) finds the leases without scanning
-the keyspace, and a listing a Redis failover lost comes back within a renewal.
+A lease may be listed by name in a set (`{prefix}:leases`), written by the same script as every take and
+renewal, so a reader (`scalper web`'s health and readiness) finds the leases without scanning the keyspace,
+and a listing a Redis failover lost comes back within a renewal. (The scripts touch two keys outside one
+Cluster slot: scalper runs on one Redis, see statemachines/keys.py.)
 """
 
 from __future__ import annotations
@@ -20,8 +21,21 @@ import redis
 
 from statemachines.keys import Keys
 
+# KEYS: the lease, [the set it is listed in]; ARGV: token, TTL ms, [its name in the set]
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if KEYS[2] then
+    redis.call('SADD', KEYS[2], ARGV[3])
+  end
+  return 1
+end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if KEYS[2] then
+    redis.call('SADD', KEYS[2], ARGV[3])
+  end
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -40,33 +54,26 @@ class Lease:
         """`listed_in`: (set key, name) to list the lease under."""
         self.client = client
         self.key = key
-        self.listed_in = listed_in
         self.ttl_ms = int(ttl_s * 1000)
         self.token = f"{owner or 'engine'}-{secrets.token_hex(8)}"
         self.held = False
         self._renewed_at = 0.0
+        self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
+        self._keys = [key] if listed_in is None else [key, listed_in[0]]
+        self._args = [self.token, self.ttl_ms] + ([] if listed_in is None else [listed_in[1]])
         self._release = client.register_script(_RELEASE)
 
     def acquire(self) -> bool:
         """Take the lease if nobody holds it."""
-        self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        self.held = bool(int(self._acquire(keys=self._keys, args=self._args)))
         if self.held:
             self._renewed_at = time.monotonic()
-            if self.listed_in is not None:
-                self.client.sadd(*self.listed_in)
         return self.held
 
     def renew(self) -> bool:
         """Extend the lease; False means it was lost (expired and possibly taken by another engine)."""
-        if self.listed_in is None:
-            renewed = self._renew(keys=[self.key], args=[self.token, self.ttl_ms])
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            self._renew(keys=[self.key], args=[self.token, self.ttl_ms], client=pipe)
-            pipe.sadd(*self.listed_in)
-            renewed = pipe.execute()[0]
-        self.held = bool(int(renewed))
+        self.held = bool(int(self._renew(keys=self._keys, args=self._args)))
         if self.held:
             self._renewed_at = time.monotonic()
         return self.held
