@@ -70,13 +70,16 @@ def test_what_is_read_by_its_changes_is_what_a_whole_read_gives(real_redis: Real
     garbage: set[str] = set()
     today = utc_day(time.time())
     for step in range(60):
-        op = rnd.choices(["close", "archive", "remove", "old", "garbage", "expire", "live", "corrupt"],
-                         weights=[8, 4, 3, 3, 1, 1, 2, 1])[0]  # fmt: skip
+        op = rnd.choices(["close", "archive", "remove", "old", "garbage", "expire", "live"],
+                         weights=[8, 4, 3, 3, 1, 1, 2])[0]  # fmt: skip
         if op == "close":
             symbol = rnd.choice([BTC, ETH])
             pnl, fees = f"{rnd.uniform(-5, 5):.4f}", f"-{rnd.uniform(0, 1):.4f}"
             pos = stored_position(store, symbol, pnl=pnl, fees=fees)
             closed.append((symbol, pos.id))
+            if rnd.random() < 0.1:  # a closed hash that cannot be parsed: left out, as by a whole read (a
+                # closed hash never changes after its close, so this is the only time it can go bad)
+                client.hset(store.keys.pos(symbol, pos.id), "side", "sideways")
         elif op == "archive" and closed:
             archive.archive(rnd.sample(closed, min(len(closed), 3)), now=time.time())
         elif op == "remove" and closed:
@@ -96,9 +99,6 @@ def test_what_is_read_by_its_changes_is_what_a_whole_read_gives(real_redis: Real
             book.refresh()
         elif op == "live":
             stored_position(store, BTC, steps=rnd.randint(0, 2))
-        elif op == "corrupt" and closed:  # a closed hash that cannot be parsed: left out, as by a whole read
-            symbol, pid = rnd.choice(closed)
-            client.hset(store.keys.pos(symbol, pid), "side", "sideways")
         if rnd.random() < 0.6:  # the web reads about once a second: not after every write
             book.refresh()
             rows, everything, todays = _whole_read(store, today)
