@@ -9,12 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 from rq import Queue, Retry, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
@@ -206,3 +209,50 @@ def test_the_job_of_a_killed_worker_is_found_and_retried(real_redis: RealRedis) 
     assert job.id not in registry.get_job_ids()
     assert job.get_status(refresh=True) == JobStatus.QUEUED
     assert job.id in queue.get_job_ids()
+
+
+def _within(seconds: float, call: Callable[[], object]) -> tuple[bool, object]:
+    """(whether `call()` ended within `seconds`, what it returned or raised)."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as err:  # what it raised is the result looked at
+            out.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), out[0] if out else None
+
+
+def test_a_stop_asked_while_a_job_ran_ends_the_next_idle_wait(real_redis: RealRedis) -> None:
+    """Found by a benchmark's teardown: a SIGTERM while the worker was still busy (its job just done, its
+    state not yet idle) is only marked by RQ, whose loop had already looked for it; the worker then waited
+    for a next job for ever (and, once Redis was gone, for Redis for ever). The wait now sees the mark."""
+    worker = OrderWorker([Queue("orders", connection=real_redis.client)], connection=real_redis.client)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        worker.set_state("busy")
+        worker.request_stop(signal.SIGTERM, None)  # busy: RQ marks the stop, raises nothing
+        ended, result = _within(10, lambda: worker.dequeue_job_and_maintain_ttl(timeout=1))
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert ended and result is None
+
+
+def test_a_worker_asked_to_stop_does_not_wait_for_redis(real_redis: RealRedis) -> None:
+    """Waiting out a Redis outage is right for a worker at work, not for one asked to stop: the wait ends
+    with RQ's StopRequested (its loop stops on it; run_worker ends the process quietly)."""
+    worker = OrderWorker([Queue("orders", connection=real_redis.client)], connection=real_redis.client,
+                         max_wait_s=0.2)  # fmt: skip
+    worker.connection = redis.Redis(unix_socket_path=str(Path(real_redis.socket_path).with_name("gone.sock")))
+    worker.stop_requested = True
+    for idle_call in (worker.heartbeat, lambda: worker.set_state("idle"), worker.run_maintenance_tasks):
+        ended, raised = _within(10, idle_call)
+        assert ended and isinstance(raised, StopRequested), raised
+    worker.stop_requested = False  # at work it waits on, and says so
+    ended, _ = _within(1.5, worker.heartbeat)
+    assert not ended

@@ -143,14 +143,16 @@ class Outage:
         starts a new one."""
         self.since = None
 
-    def ride(self, call: Callable[[], T], sleep: Callable[[float], object] = time.sleep) -> T:
-        """`call()`, again and again while it fails with transient Redis trouble; anything else is raised."""
+    def ride(self, call: Callable[[], T], sleep: Callable[[float], object] = time.sleep,
+             give_up: Callable[[], bool] = lambda: False) -> T:  # fmt: skip
+        """`call()`, again and again while it fails with transient Redis trouble; anything else is raised, and
+        so is the trouble once `give_up()` says so (a process asked to stop does not wait for Redis)."""
         while True:
             try:
                 result = call()
             except redis.RedisError as err:
                 trouble = diagnose(err)
-                if trouble is None or not trouble.transient:
+                if trouble is None or not trouble.transient or give_up():
                     raise
                 sleep(self.failed(trouble))
                 continue

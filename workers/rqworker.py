@@ -41,7 +41,7 @@ import redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import DequeueTimeout
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, _job_stack
 from rq.scheduler import RQScheduler
@@ -170,7 +170,7 @@ class OrderWorker(SimpleWorker):
             # execute_job's MULTI follows at once and heartbeats with the job's TTL.
             self._dequeued = False
             return
-        self.outage.ride(lambda: self._heartbeat(timeout))
+        self.outage.ride(lambda: self._heartbeat(timeout), give_up=self._stopping)
 
     def _heartbeat(self, timeout: int | None) -> None:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -183,13 +183,13 @@ class OrderWorker(SimpleWorker):
         if pipeline is not None:
             super().set_state(state, pipeline=pipeline)
             return
-        self.outage.ride(lambda: super(OrderWorker, self).set_state(state))
+        self.outage.ride(lambda: super(OrderWorker, self).set_state(state), give_up=self._stopping)
 
     def check_for_suspension(self, burst: bool) -> None:
-        self.outage.ride(lambda: super(OrderWorker, self).check_for_suspension(burst))
+        self.outage.ride(lambda: super(OrderWorker, self).check_for_suspension(burst), give_up=self._stopping)
 
     def run_maintenance_tasks(self) -> None:
-        self.outage.ride(super().run_maintenance_tasks)
+        self.outage.ride(super().run_maintenance_tasks, give_up=self._stopping)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
@@ -202,6 +202,10 @@ class OrderWorker(SimpleWorker):
         idle_since = now()
         idle_time_left = max_idle_time
         while True:
+            if self.stop_requested:
+                # A stop asked while a job ran, seen by RQ's loop only before this wait (a SIGTERM between the
+                # two is only marked): without this the worker waited here for a next job, forever.
+                return None
             try:
                 self.heartbeat()
                 if self.should_run_maintenance_tasks:
@@ -228,9 +232,17 @@ class OrderWorker(SimpleWorker):
                 trouble = diagnose(err)
                 if trouble is None or not trouble.transient:
                     raise
+                self._stopping()
                 time.sleep(self.outage.failed(trouble))
         self.heartbeat()
         return result
+
+    def _stopping(self) -> bool:
+        """Asked to stop: an idle wait for Redis ends, as RQ ends its loop on a stop (its teardown's Redis
+        error, if Redis is still away, is one run_worker ends the process on quietly)."""
+        if self.stop_requested:
+            raise StopRequested()
+        return False
 
     def _start_scheduler(
         self, burst: bool = False, logging_level: str | None = "INFO",
