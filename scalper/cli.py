@@ -11,6 +11,7 @@ from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
 from scalper import backtest_cmd, logformat, optimize_cmd
+from statemachines.redis_text import as_str
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,7 +330,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         # A one-off command: it scans for leases rather than trusting the listing alone (`scalper web`'s
         # readers do), so an engine whose listing a failover lost, or of an older version, is seen too.
         leases = engine.client.scan_iter(match=f"{settings.redis.prefix}:lease:*", count=1000)
-        running = sorted(_s(k) for k in leases)
+        running = sorted(as_str(k) for k in leases)
         if running or not engine.lease.acquire():
             print(f"scalper: reconcile: an engine is running ({', '.join(running) or 'lease all'}): it "
                   f"reconciles every {settings.engine.reconcile_every_s:g} s and after each reconnect; "
@@ -355,7 +356,3 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"{len(report.corrections)} correction(s){' (dry run: nothing changed)' if args.dry_run else ''}"
         )
     return 0 if report.exchange_known else 3
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

@@ -22,13 +22,10 @@ from statemachines.keys import Keys
 from statemachines.ledger import TradeRecord
 from statemachines.lifecycle import State
 from statemachines.position import Position
+from statemachines.redis_text import as_str
 from statemachines.store import parse_hash
 
 CLOSED = State.CLOSED.value
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclass
@@ -72,7 +69,7 @@ class ClosedArchive:
             pipe.zrangebyscore(k.archived(symbol), "-inf", cutoff, start=0, num=limit)
         replies = pipe.execute()
         rows = zip(symbols, replies[0::3], replies[1::3], replies[2::3], strict=True)
-        return [QueueState(sym, max(0, int(closed) - int(archived)), [_s(i) for i in due])
+        return [QueueState(sym, max(0, int(closed) - int(archived)), [as_str(i) for i in due])
                 for sym, closed, archived, due in rows]  # fmt: skip
 
     def unarchived(self, symbols: Sequence[str]) -> list[tuple[str, str]]:
@@ -82,7 +79,7 @@ class ClosedArchive:
         pipe = self.client.pipeline(transaction=False)
         for symbol in symbols:
             pipe.execute_command("ZDIFF", 2, k.state(symbol, CLOSED), k.archived(symbol))
-        pairs = [(sym, _s(i)) for sym, ids in zip(symbols, pipe.execute(), strict=True) for i in ids]
+        pairs = [(sym, as_str(i)) for sym, ids in zip(symbols, pipe.execute(), strict=True) for i in ids]
         return sorted(pairs, key=lambda p: (p[1], p[0]))
 
     def archive(self, pairs: Sequence[tuple[str, str]], now: float, ledger_ttl_s: int = 0) -> ArchiveResult:

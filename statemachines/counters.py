@@ -25,14 +25,12 @@ import bisect
 from collections.abc import Mapping
 from typing import Any
 
+from statemachines.redis_text import as_str
+
 SEP = "|"
 # Seconds. Order latency runs from a millisecond (decision → sent, on loopback) to seconds (a slow venue).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INF = "+Inf"
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def bucket_of(seconds: float, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> str:
@@ -54,8 +52,8 @@ def read_histogram(raw: Mapping[Any, Any], bounds: tuple[float, ...] = LATENCY_B
     """A histogram hash -> stage -> (cumulative buckets [(le, n)], with "+Inf" last; sum)."""
     stages: dict[str, dict[str, float]] = {}
     for field, value in raw.items():
-        stage, _, part = _s(field).rpartition(SEP)
-        stages.setdefault(stage, {})[part] = float(_s(value))
+        stage, _, part = as_str(field).rpartition(SEP)
+        stages.setdefault(stage, {})[part] = float(as_str(value))
     out = {}
     for stage, parts in sorted(stages.items()):
         running, buckets = 0.0, []
@@ -69,7 +67,7 @@ def read_histogram(raw: Mapping[Any, Any], bounds: tuple[float, ...] = LATENCY_B
 def read_counts(raw: Mapping[Any, Any], labels: int = 1) -> list[tuple[list[str], int]]:
     """A counter hash -> [(label values, n)]: fields "a|b" split into `labels` values."""
     out = []
-    for field, value in sorted((_s(f), int(_s(v))) for f, v in raw.items()):
+    for field, value in sorted((as_str(f), int(as_str(v))) for f, v in raw.items()):
         parts = field.split(SEP, labels - 1)
         out.append(([*parts, *[""] * (labels - len(parts))], value))
     return out

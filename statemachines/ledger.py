@@ -26,15 +26,12 @@ import redis
 from statemachines import lua
 from statemachines.keys import Keys
 from statemachines.position import Position, encode_value
+from statemachines.redis_text import as_str
 
 
 def utc_day(ts: float) -> str:
     """YYYYMMDD of the UTC day `ts` (epoch seconds) falls in."""
     return time.strftime("%Y%m%d", time.gmtime(ts))
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +102,7 @@ class TradeLedger:
         self._forget = client.register_script(lua.FORGET_EXPIRED_DAYS)
 
     def days(self) -> list[str]:
-        return sorted(_s(d) for d in self.client.smembers(self.keys.ledger_days()))
+        return sorted(as_str(d) for d in self.client.smembers(self.keys.ledger_days()))
 
     def day(self, day: str) -> list[TradeRecord]:
         """The day's trades, by exit time."""
@@ -145,7 +142,7 @@ class TradeLedger:
         out = []
         for pid, text in raw.items():
             try:
-                out.append(TradeRecord.decode(_s(pid), text))
+                out.append(TradeRecord.decode(as_str(pid), text))
             except ValueError:
-                self.malformed.append(f"{day}/{_s(pid)}")
+                self.malformed.append(f"{day}/{as_str(pid)}")
         return sorted(out, key=lambda r: (r.exit_ts, r.id))

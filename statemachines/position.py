@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from statemachines.lifecycle import STATES, State
+from statemachines.redis_text import as_str
 
 
 class Side(StrEnum):
@@ -97,7 +98,7 @@ class Position:
 
     @classmethod
     def from_hash(cls, raw: dict[Any, Any]) -> Position:
-        data = {_s(k): _s(v) for k, v in raw.items()}
+        data = {as_str(k): as_str(v) for k, v in raw.items()}
         kwargs: dict[str, Any] = {}
         time_in: dict[str, float] = {}
         for name, text in data.items():
@@ -109,10 +110,6 @@ class Position:
         if missing:
             raise ValueError(f"position hash lacks {sorted(missing)}")
         return cls(**kwargs, time_in=time_in)
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def encode_value(value: Any) -> str:

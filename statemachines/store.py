@@ -22,6 +22,7 @@ from statemachines.keys import DEFAULT_PREFIX, Keys
 from statemachines.lifecycle import LIVE_STATES, STATES, State, is_legal
 from statemachines.machine import StaleTransition
 from statemachines.position import Position, encode_value
+from statemachines.redis_text import as_str
 
 # Written only by the store itself (state, version) or fixed for the position's life.
 RESERVED_FIELDS = frozenset({"state", "version", "id", "symbol", "side"})
@@ -46,7 +47,7 @@ def parse_hash(raw: Mapping[Any, Any], symbol: str, position_id: str) -> Positio
     not the position its key says (a hand-edited id or symbol)."""
     try:
         pos = Position.from_hash(raw)
-        int(_s(raw.get(b"version", raw.get("version", b"x"))))  # a transition needs a number to compare
+        int(as_str(raw.get(b"version", raw.get("version", b"x"))))  # a transition needs a number to compare
     except (ValueError, TypeError, ArithmeticError) as err:  # decimal.InvalidOperation is an ArithmeticError
         raise ValueError(f"position {position_id} ({symbol}): {err}") from None
     if pos.id != position_id or pos.symbol != symbol:
@@ -60,11 +61,6 @@ class PositionExists(RuntimeError):
 
 class PositionNotFound(LookupError):
     """No stored position with that id."""
-
-
-def _s(v: Any) -> str:
-    # Clients may or may not decode responses; the store speaks str either way.
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _flat(mapping: Mapping[str, str]) -> list[str]:
@@ -126,7 +122,7 @@ class PositionStore:
         pipe.sadd(k.symbols(), pos.symbol)
         pipe.hsetnx(k.pos_symbol(), pos.id, pos.symbol)
         pipe.hget(k.pos_symbol(), pos.id)
-        owner = _s(pipe.execute()[2])
+        owner = as_str(pipe.execute()[2])
         if owner != pos.symbol:
             raise PositionExists(f"position {pos.id} already exists under symbol {owner}")
         ok = self._create(
@@ -186,7 +182,7 @@ class PositionStore:
             ],
         )  # fmt: skip
         if int(res[0]) != 1:
-            state, version = _s(res[1]), _s(res[2])
+            state, version = as_str(res[1]), as_str(res[2])
             found = f"stored state {state!r} version {version}" if state else "it is not stored"
             raise StaleTransition(
                 f"position {pos.id} ({pos.symbol}): {trigger} {source}->{dest} expected state {source!r} "
@@ -262,11 +258,11 @@ class PositionStore:
     def load_live(self, on_bad: OnBadHash | None = None) -> list[Position]:
         """Every non-closed position of every symbol: what crash recovery must settle. A hash that cannot
         be parsed raises ValueError, or, given `on_bad`, is reported to it and left out."""
-        symbols = sorted(_s(x) for x in self.client.smembers(self.keys.symbols()))
+        symbols = sorted(as_str(x) for x in self.client.smembers(self.keys.symbols()))
         pipe = self.client.pipeline(transaction=False)
         for symbol in symbols:
             pipe.sunion([self.keys.state(symbol, st) for st in LIVE_STATES])
-        pairs = [(sym, _s(i)) for sym, ids in zip(symbols, pipe.execute(), strict=True) for i in ids]
+        pairs = [(sym, as_str(i)) for sym, ids in zip(symbols, pipe.execute(), strict=True) for i in ids]
         return self._load_many(sorted(pairs, key=lambda p: (p[1], p[0])), on_bad)
 
     def ids(self, symbol: str, state: str | None = None) -> list[str]:
@@ -274,7 +270,7 @@ class PositionStore:
         return self._ids(symbol, None if state is None else [state])
 
     def symbols(self) -> list[str]:
-        return sorted(_s(x) for x in self.client.smembers(self.keys.symbols()))
+        return sorted(as_str(x) for x in self.client.smembers(self.keys.symbols()))
 
     def log(self, position_id: str) -> list[dict[str, str]]:
         """The position's transitions, oldest first, as plain dicts (from, to, trigger, ...)."""
@@ -308,7 +304,7 @@ class PositionStore:
             problems.append(f"symbol {symbol} missing from {k.symbols()}")
         if not raw:
             return [*problems, f"{pid}: hash {k.pos(symbol, pid)} missing"]
-        data = {_s(a): _s(b) for a, b in raw.items()}
+        data = {as_str(a): as_str(b) for a, b in raw.items()}
         state, version = data.get("state", ""), data.get("version", "")
         if data.get("id") != pid or data.get("symbol") != symbol:
             problems.append(f"hash says id {data.get('id')} symbol {data.get('symbol')}, not {pid} {symbol}")
@@ -324,14 +320,14 @@ class PositionStore:
 
     def _symbol_of(self, position_id: str) -> str | None:
         symbol = self.client.hget(self.keys.pos_symbol(), position_id)
-        return None if symbol is None else _s(symbol)
+        return None if symbol is None else as_str(symbol)
 
     def _ids(self, symbol: str, states: Iterable[str] | None) -> list[str]:
         if states is None:
             members = self.client.smembers(self.keys.positions(symbol))
         else:
             members = self.client.sunion([self.keys.state(symbol, st) for st in states])
-        return sorted(_s(x) for x in members)
+        return sorted(as_str(x) for x in members)
 
     def _load_many(self, pairs: Sequence[tuple[str, str]], on_bad: OnBadHash | None = None) -> list[Position]:
         pipe = self.client.pipeline(transaction=False)
@@ -351,7 +347,7 @@ class PositionStore:
 
 
 def _decode_log(entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> list[dict[str, str]]:
-    return [{_s(a): _s(b) for a, b in fields.items()} for _id, fields in entries]
+    return [{as_str(a): as_str(b) for a, b in fields.items()} for _id, fields in entries]
 
 
 def _check_log(log: list[dict[str, str]], state: str, version: str) -> list[str]:

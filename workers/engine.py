@@ -25,6 +25,7 @@ from statemachines.intents import protect_intent
 from statemachines.lifecycle import AWAITING_ORDER, State
 from statemachines.machine import PositionMachine
 from statemachines.position import Position
+from statemachines.redis_text import as_str
 from statemachines.store import PositionNotFound, PositionStore
 from workers import commands
 from workers.events import EventBus
@@ -52,10 +53,6 @@ class Reconciler(Protocol):
     def reconcile(self, engine: Engine, now: float, at_start: bool = False) -> Any: ...
     def due_to_reconnect(self, engine: Engine) -> bool: ...
     def sweep_lost_records(self) -> None: ...
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class Engine(StreamIntake, TickPath):
@@ -161,7 +158,7 @@ class Engine(StreamIntake, TickPath):
                 self.book[pos.symbol][pos.id] = pos
         self.flagged.unflag_readable(self.symbols)
         raw = self.client.hgetall(self.keys.cursor())
-        self.cursors = {s: _s(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
+        self.cursors = {s: as_str(raw.get(s.encode(), b"0-0")) for s in self.symbols} if raw else {}
         for s in self.symbols:
             self.cursors.setdefault(s, "0-0")
         # Fresh indicators and tick guards: after a lost and regained lease the old ones have seen live
@@ -199,7 +196,8 @@ class Engine(StreamIntake, TickPath):
         # No trace of this shard's engine: a new deployment, or a Redis that came back empty (the marker
         # lost with the rest). The reconciler's first pass tells them apart by the exchange's orders.
         self.redis_fresh = seen is None
-        if seen is None or _s(seen) == self._redis_run_id or (clean is not None and _s(clean) == _s(seen)):
+        if (seen is None or as_str(seen) == self._redis_run_id
+                or (clean is not None and as_str(clean) == as_str(seen))):
             return
         self.hold_entries("Redis restarted since this shard's engine last started")
 
@@ -378,8 +376,8 @@ class Engine(StreamIntake, TickPath):
         self.panic = panic
         for _, entries in reply or []:
             for entry_id, raw in entries:
-                self._control_id = _s(entry_id)
-                self.desk.apply(_s(entry_id), {_s(k): _s(v) for k, v in raw.items()})
+                self._control_id = as_str(entry_id)
+                self.desk.apply(as_str(entry_id), {as_str(k): as_str(v) for k, v in raw.items()})
 
     # --- coalesced marks ---
 

@@ -16,13 +16,10 @@ from redis.client import Pipeline
 
 from exchanges.base import ExchangePosition, Order, OrderSide, OrderState, OrderType
 from statemachines.keys import Keys
+from statemachines.redis_text import as_str
 
 GROUP = "engine"
 MAXLEN = 10_000  # per symbol; the engine acknowledges within milliseconds
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _d(v: Decimal | None) -> str:
@@ -106,7 +103,8 @@ class EventBus:
         for reply in replies:  # the pending ones first: "0" ran before ">" delivered anything new
             for key, entries in reply or []:
                 symbol = Keys.symbol_of(key)
-                out += [(symbol, _s(eid), {_s(k): _s(v) for k, v in f.items()}) for eid, f in entries if f]
+                out += [(symbol, as_str(eid), {as_str(k): as_str(v) for k, v in f.items()})
+                        for eid, f in entries if f]
         return out
 
     def ack_all(self, done: list[tuple[str, str]]) -> None:

@@ -11,13 +11,10 @@ from typing import Any
 import redis
 
 from statemachines.keys import Keys
+from statemachines.redis_text import as_str
 from workers.quarantine import Quarantine
 
 log = logging.getLogger("scalper.engine")
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class FlaggedPositions:
@@ -47,6 +44,6 @@ class FlaggedPositions:
         for symbol in symbols:
             pipe.smembers(self.keys.bad_positions(symbol))
         for symbol, ids in zip(symbols, pipe.execute(), strict=True):
-            fixed = [i for i in (_s(x) for x in ids) if i not in self.ids]
+            fixed = [i for i in (as_str(x) for x in ids) if i not in self.ids]
             if fixed:
                 self.client.srem(self.keys.bad_positions(symbol), *fixed)

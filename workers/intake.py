@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from statemachines.keys import Keys
+from statemachines.redis_text import as_str
 from workers import settlement
 from workers.events import order_from, position_from
 
@@ -17,10 +18,6 @@ _INF = float("inf")
 # exchange by up to that much loses no tick); one stamped further ahead is dropped (chaos seed 370240223: a
 # tick an hour ahead, read in the engine's first second, was taken).
 UNKNOWN_CLOCK_SLACK_S = 300.0
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class StreamIntake:
@@ -67,13 +64,13 @@ class StreamIntake:
         candles = []
         for entry_id, f in self.client.xrange(key):
             try:
-                d = {_s(k): float(_s(v)) for k, v in f.items()}
+                d = {as_str(k): float(as_str(v)) for k, v in f.items()}
                 candle = (d["ts"], d["o"], d["h"], d["l"], d["c"])
             except (KeyError, ValueError) as err:
-                self.quarantine.put(f"history:{s}", f"bad_candle: {err!r}", f, ref=_s(entry_id))
+                self.quarantine.put(f"history:{s}", f"bad_candle: {err!r}", f, ref=as_str(entry_id))
                 continue
             if not all(0 < x < _INF for x in candle):
-                self.quarantine.put(f"history:{s}", "bad_candle: not positive", f, ref=_s(entry_id))
+                self.quarantine.put(f"history:{s}", "bad_candle: not positive", f, ref=as_str(entry_id))
                 continue
             if candles and candle[0] <= candles[-1][0]:
                 continue  # a candle written again (an older feed's restart): the first one stands
@@ -103,7 +100,7 @@ class StreamIntake:
                     n += 1
                     if self.store.intents_written != self._intents_relayed:
                         self._relay()  # an order decided on this tick leaves now, not after the batch
-            self.cursors[symbol] = _s(entries[-1][0])
+            self.cursors[symbol] = as_str(entries[-1][0])
         return n
 
     def _accept_tick(self, symbol: str, entry_id: Any, f: dict[bytes, bytes]) -> bool:
@@ -125,7 +122,7 @@ class StreamIntake:
                 why = self.guard[symbol].check(ts, px, self.wall(), False, UNKNOWN_CLOCK_SLACK_S)
         if why:
             self.dropped_ticks += 1
-            self.quarantine.put(f"ticks:{symbol}", why, f, ref=_s(entry_id))
+            self.quarantine.put(f"ticks:{symbol}", why, f, ref=as_str(entry_id))
             return False
         self.on_tick(symbol, ts, px)
         return True

@@ -20,6 +20,7 @@ import time
 import redis
 
 from statemachines.keys import Keys
+from statemachines.redis_text import as_str
 
 # KEYS: the lease, [the set it is listed in]; ARGV: token, TTL ms, [its name in the set]
 _ACQUIRE = """
@@ -95,7 +96,7 @@ class Lease:
 def held_leases(client: redis.Redis, keys: Keys) -> dict[str, tuple[str, int]]:
     """The listed leases that are held now: shard -> (owner token, milliseconds left). Two round trips,
     whatever the size of the keyspace."""
-    shards = sorted(_s(x) for x in client.smembers(keys.leases()))
+    shards = sorted(as_str(x) for x in client.smembers(keys.leases()))
     pipe = client.pipeline(transaction=False)
     for shard in shards:
         pipe.get(keys.lease(shard))
@@ -105,9 +106,5 @@ def held_leases(client: redis.Redis, keys: Keys) -> dict[str, tuple[str, int]]:
     for i, shard in enumerate(shards):
         owner, ttl = replies[2 * i], int(replies[2 * i + 1])
         if owner is not None:
-            held[shard] = (_s(owner), ttl)
+            held[shard] = (as_str(owner), ttl)
     return held
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

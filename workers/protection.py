@@ -29,6 +29,7 @@ from exchanges.base import Exchange, OrderNotFound
 from statemachines.intents import parse_client_order_id
 from statemachines.keys import Keys
 from statemachines.lifecycle import State
+from statemachines.redis_text import as_str
 
 PLACED = "placed"
 # A placement whose outcome was unknown lands within this long of being sent, or never: the REST timeout
@@ -39,10 +40,6 @@ LAND_S = 15.0
 
 class StopOutcomePending(Exception):
     """The stop is not at the exchange, but its placement may still land: ask again later (RQ retries)."""
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def stop_position(stop_id: str) -> str:
@@ -75,7 +72,7 @@ class StopRecord:
 
         def apply(pipe: Pipeline) -> bool:
             state = pipe.hget(pos_key, "state")
-            if state is None or _s(state) == State.CLOSED:
+            if state is None or as_str(state) == State.CLOSED:
                 return False
             pipe.multi()
             pipe.hset(key, stop_id, repr(now))
@@ -93,7 +90,7 @@ class StopRecord:
 
     def get(self, symbol: str, stop_id: str) -> str | None:
         raw = self.client.hget(self.keys.stops(symbol), stop_id)
-        return None if raw is None else _s(raw)
+        return None if raw is None else as_str(raw)
 
     def all(self, symbols: Iterable[str]) -> dict[str, dict[str, str]]:
         """symbol -> stop id -> recorded value, in one round trip."""
@@ -102,7 +99,8 @@ class StopRecord:
         for symbol in symbols:
             pipe.hgetall(self.keys.stops(symbol))
         replies = pipe.execute()
-        return {s: {_s(k): _s(v) for k, v in raw.items()} for s, raw in zip(symbols, replies, strict=True)}
+        return {s: {as_str(k): as_str(v) for k, v in raw.items()}
+                for s, raw in zip(symbols, replies, strict=True)}
 
     def queue_ids(self, pipe: Pipeline, symbol: str) -> None:
         """The symbol's recorded stop ids, on the caller's pipeline (the risk snapshot's round trip)."""
@@ -110,7 +108,7 @@ class StopRecord:
 
     @staticmethod
     def decode_ids(reply: list[Any]) -> frozenset[str]:
-        return frozenset(_s(x) for x in reply)
+        return frozenset(as_str(x) for x in reply)
 
     def forget(self, symbol: str, stop_id: str, *, if_still: str | None = None) -> bool:
         """Confirmed gone: remove it. `if_still`: only if it is still recorded with that value (a newer
@@ -120,7 +118,7 @@ class StopRecord:
             return bool(self.client.hdel(key, stop_id))
 
         def apply(pipe: Pipeline) -> bool:
-            if _s(pipe.hget(key, stop_id) or b"") != if_still:
+            if as_str(pipe.hget(key, stop_id) or b"") != if_still:
                 return False
             pipe.multi()
             pipe.hdel(key, stop_id)

@@ -41,15 +41,11 @@ import redis
 from config.settings import RiskSettings, Settings
 from statemachines.keys import DEFAULT_PREFIX, Keys
 from statemachines.ledger import utc_day  # the daily loss limit resets at 00:00 UTC, as the ledger's day
+from statemachines.redis_text import as_str
 from statemachines.risk import streak_after_close
 from workers.protection import StopRecord
 
 DAY_TTL_S = 3 * 86_400  # today, yesterday and one more for a person looking back
-
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +137,7 @@ class RiskState:
         def apply(pipe: Any) -> bool:
             if pipe.sismember(ids, position_id):
                 return False
-            total = Decimal(_s(pipe.hget(key, "pnl") or b"0")) + pnl
+            total = Decimal(as_str(pipe.hget(key, "pnl") or b"0")) + pnl
             pipe.multi()
             pipe.hset(key, "pnl", format(total, "f"))
             pipe.hincrby(key, "closes", 1)
@@ -163,8 +159,8 @@ class RiskState:
             if pipe.sismember(ids, position_id):
                 return False
             streak_raw, until_raw = pipe.hmget(key, "loss_streak", "cooldown_until")
-            streak = int(_s(streak_raw)) if streak_raw is not None else 0
-            until = float(_s(until_raw)) if until_raw is not None else 0.0
+            streak = int(as_str(streak_raw)) if streak_raw is not None else 0
+            until = float(as_str(until_raw)) if until_raw is not None else 0.0
             streak, until = streak_after_close(streak, until, pnl, ts, risk)
             pipe.multi()
             pipe.hset(
@@ -189,7 +185,7 @@ class RiskState:
 
         def apply(pipe: Any) -> None:
             cur = pipe.get(key)
-            if cur is not None and float(_s(cur)) >= ts:
+            if cur is not None and float(as_str(cur)) >= ts:
                 return
             pipe.multi()
             pipe.set(key, repr(float(ts)))
@@ -208,17 +204,17 @@ class RiskState:
         StopRecord(self.client, self.keys).queue_ids(pipe, symbol)
         pnl_raw, (streak_raw, until_raw), last_raw, stops_raw = pipe.execute()
         return RiskSnapshot(
-            daily_pnl=Decimal(_s(pnl_raw)) if pnl_raw is not None else Decimal(0),
-            loss_streak=int(_s(streak_raw)) if streak_raw is not None else 0,
-            cooldown_until=float(_s(until_raw)) if until_raw is not None else 0.0,
-            last_order_ts=float(_s(last_raw)) if last_raw is not None else 0.0,
+            daily_pnl=Decimal(as_str(pnl_raw)) if pnl_raw is not None else Decimal(0),
+            loss_streak=int(as_str(streak_raw)) if streak_raw is not None else 0,
+            cooldown_until=float(as_str(until_raw)) if until_raw is not None else 0.0,
+            last_order_ts=float(as_str(last_raw)) if last_raw is not None else 0.0,
             stops=StopRecord.decode_ids(stops_raw),
         )
 
     def day(self, ts: float) -> DayStats:
         """The UTC day's totals (for the dashboard and `scalper` commands)."""
         day = utc_day(ts)
-        raw = {_s(k): _s(v) for k, v in self.client.hgetall(self.day_key(day)).items()}
+        raw = {as_str(k): as_str(v) for k, v in self.client.hgetall(self.day_key(day)).items()}
         return DayStats(
             day=day,
             pnl=Decimal(raw.get("pnl", "0")),

@@ -20,6 +20,7 @@ import re
 import redis
 
 from exchanges.paper.state import PaperState
+from statemachines.redis_text import as_str
 
 log = logging.getLogger("scalper.paper")
 
@@ -95,7 +96,7 @@ class PaperRetention:
         for kind in ("order", "stop"):
             self._queue_older_records(kind, now)
             done = self.state.key(f"{kind}s", "done")
-            ids = [_s(i) for i in self.client.zrangebyscore(done, "-inf", cutoff, start=0, num=BATCH)]
+            ids = [as_str(i) for i in self.client.zrangebyscore(done, "-inf", cutoff, start=0, num=BATCH)]
             if ids:
                 keys = [done, *(self.state.key(kind, i) for i in ids)]
                 removed += int(self._remove(keys=keys, args=[repr(cutoff), *ids]))
@@ -119,14 +120,10 @@ class PaperRetention:
         done = self.state.key(f"{kind}s", "done")
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            rid = _s(key).rsplit(":", 1)[1]
+            rid = as_str(key).rsplit(":", 1)[1]
             self._queue_old(keys=[key, done], args=[rid, repr(now), "state", *_LIVE[kind]], client=pipe)
         if keys:
             pipe.execute()
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 _PASSING = re.compile(r"(?:^|error: )(BUSY|OOM|READONLY|LOADING|MISCONF|MASTERDOWN|TRYAGAIN)\b")

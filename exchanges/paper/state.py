@@ -36,6 +36,7 @@ import redis
 
 from exchanges.base import Order, StopOrder
 from exchanges.paper.ledger import ZERO, Pos, fmt
+from statemachines.redis_text import as_str
 
 FILLS_MAXLEN = 100_000  # the fills stream is a log for people and tests; trimmed approximately
 
@@ -83,11 +84,6 @@ def pos_key(inst_id: str, pos_side: str) -> str:
 
 
 # --- plain-string codec for the dataclasses above (and base.Order / base.StopOrder) ---
-
-
-def _s(v: Any) -> str:
-    # Clients may or may not decode responses; we speak str either way.
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def enc(value: Any) -> str:
@@ -139,7 +135,7 @@ def from_hash(cls: type, data: Mapping[str, str], **extra: Any) -> Any:
 
 
 def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
+    return {as_str(k): as_str(v) for k, v in raw.items()}
 
 
 def order_hash(rec: OrderRec) -> dict[str, str]:
@@ -204,7 +200,7 @@ class PaperState:
 
     def lever(self, inst_id: str, pos_side: str) -> Decimal | None:
         raw = self.client.hget(self.key("lever"), pos_key(inst_id, pos_side))
-        return Decimal(_s(raw)) if raw is not None else None
+        return Decimal(as_str(raw)) if raw is not None else None
 
     def next_id(self) -> str:
         # Outside the fill's MULTI: a crash in between only leaves a gap in the numbering.
@@ -218,7 +214,7 @@ class PaperState:
         pipe.smembers(self.key("orders"))
         pipe.smembers(self.key("stops"))
         acct, pos_ids, ord_ids, stop_ids = pipe.execute()
-        pos_ids, ord_ids, stop_ids = (sorted(_s(x) for x in ids) for ids in (pos_ids, ord_ids, stop_ids))
+        pos_ids, ord_ids, stop_ids = (sorted(as_str(x) for x in ids) for ids in (pos_ids, ord_ids, stop_ids))
         pipe = self.client.pipeline(transaction=False)
         for pid in pos_ids:
             pipe.hgetall(self.key("pos", pid))
@@ -241,7 +237,7 @@ class PaperState:
     def positions(self) -> list[PosRec]:
         """The open positions alone, as in `snapshot()` (a positions read needs nothing else): no account,
         orders or stops to fetch and parse."""
-        ids = sorted(_s(x) for x in self.client.smembers(self.key("positions")))
+        ids = sorted(as_str(x) for x in self.client.smembers(self.key("positions")))
         if not ids:
             return []
         pipe = self.client.pipeline(transaction=False)

@@ -31,13 +31,10 @@ from exchanges.paper.exchange import PaperExchange
 from exchanges.paper.retention import PaperRetention
 from exchanges.paper.wire import READS, RESULTS, faults_key, reply_key, requests_key, served_key
 from statemachines.keys import Keys
+from statemachines.redis_text import as_str
 from workers.events import EventBus, order_fields, position_fields
 
 log = logging.getLogger("scalper.paper")
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class PaperVenue:
@@ -78,7 +75,7 @@ class PaperVenue:
         # Resume quotes from the newest tick (a stale quote would fill at a price long gone).
         for key in list(self.cursors):
             last = self.client.xrevrange(key, count=1)
-            self.cursors[key] = _s(last[0][0]) if last else "0-0"
+            self.cursors[key] = as_str(last[0][0]) if last else "0-0"
             if last:
                 await self._quote(key, last[0][1])
         # Serve what is still in the request stream (a caller may be waiting); `_serve` claims each request
@@ -96,16 +93,16 @@ class PaperVenue:
         if await self.exchange.land_held():  # requests an injected "late" fault held up
             self._publish_events()
         for key, entries in reply or []:
-            key = _s(key)
+            key = as_str(key)
             if key == requests_key(self.keys):
                 for entry_id, raw in entries:
-                    self.request_cursor = _s(entry_id)
-                    await self._serve({_s(k): _s(v) for k, v in raw.items()})
+                    self.request_cursor = as_str(entry_id)
+                    await self._serve({as_str(k): as_str(v) for k, v in raw.items()})
                     self.client.xdel(key, entry_id)
             else:
                 for _id, raw in entries:
                     await self._quote(key, raw)
-                self.cursors[key] = _s(entries[-1][0])
+                self.cursors[key] = as_str(entries[-1][0])
         self._publish_events()
         self.retention.run_once(self.exchange.clock())
 
@@ -120,7 +117,7 @@ class PaperVenue:
                 log.warning("paper: bad fault spec %r: %s", raw, err)
 
     async def _quote(self, key: str, raw: dict[Any, Any]) -> None:
-        f = {_s(k): _s(v) for k, v in raw.items()}
+        f = {as_str(k): as_str(v) for k, v in raw.items()}
         try:
             px = Decimal(f["px"])
             if f.get("bid") and f.get("ask"):

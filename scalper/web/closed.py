@@ -36,14 +36,11 @@ from scalper.run_history import contract_values
 from statemachines.keys import Keys
 from statemachines.ledger import TradeLedger, TradeRecord, utc_day
 from statemachines.position import Position
+from statemachines.redis_text import as_str
 from statemachines.store import PositionStore, parse_hash
 
 KEEP = 50  # newest rows kept per ledger day: the most `latest(n)` can show
 REBUILD_S = 300.0  # everything is read anew this often (what the counts cannot see; see above)
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _newest(rec: TradeRecord) -> tuple[float, str]:
@@ -133,8 +130,8 @@ class ClosedBook:
             pipe.smembers(k.state(symbol, "closed"))
         pipe.smembers(k.ledger_days())
         *closed_sets, raw_days = pipe.execute()
-        days = sorted(_s(d) for d in raw_days)
-        stored = {_s(i): symbol for symbol, ids in zip(symbols, closed_sets, strict=True) for i in ids}
+        days = sorted(as_str(d) for d in raw_days)
+        stored = {as_str(i): symbol for symbol, ids in zip(symbols, closed_sets, strict=True) for i in ids}
         self.positions = {i: p for i, p in self.positions.items() if i in stored}
         self.unreadable &= set(stored)
         new = sorted((symbol, i) for i, symbol in stored.items() if i not in self.positions
@@ -168,7 +165,7 @@ class ClosedBook:
         pipe = self.client.pipeline(transaction=False)
         for day in days:
             pipe.hkeys(self.keys.ledger(day))
-        unseen = {day: sorted({_s(i) for i in ids} - self.days.get(day, LedgerDay()).seen)
+        unseen = {day: sorted({as_str(i) for i in ids} - self.days.get(day, LedgerDay()).seen)
                   for day, ids in zip(days, pipe.execute(), strict=True)}  # fmt: skip
         reading = [day for day in days if unseen[day]]
         pipe = self.client.pipeline(transaction=False)

@@ -19,6 +19,7 @@ from scalper.web.closed import ClosedBook
 from statemachines.keys import Keys
 from statemachines.ledger import utc_day
 from statemachines.lifecycle import STATES
+from statemachines.redis_text import as_str
 from statemachines.store import PositionStore
 from workers.lease import held_leases
 from workers.relay import QUEUE
@@ -26,10 +27,6 @@ from workers.relay import QUEUE
 
 def _epoch(iso_time: str) -> float:
     return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class Views:
@@ -116,7 +113,7 @@ class Views:
         ordered = sorted(symbols)
         for symbol in ordered:
             pipe.hgetall(self.keys.stops(symbol))
-        return {_s(k) for raw in pipe.execute() for k, v in raw.items() if _s(v) == "placed"}
+        return {as_str(k) for raw in pipe.execute() for k, v in raw.items() if as_str(v) == "placed"}
 
     # --- totals ---
 
@@ -150,12 +147,12 @@ class Views:
         replies = pipe.execute()
         feeds = {}
         for symbol, last in zip(self.symbols, replies, strict=False):
-            fields = {_s(a): _s(b) for a, b in last[0][1].items()} if last else {}
+            fields = {as_str(a): as_str(b) for a, b in last[0][1].items()} if last else {}
             ts, px = float(fields.get("ts") or 0), float(fields.get("px") or 0)
             lag = round(now - ts, 3) if ts else None
             feeds[symbol] = {"last_tick": iso(ts) if ts else None, "lag_s": lag, "price": px or None}
         exchange, panic, quarantined, queued, started, failed = replies[len(self.symbols):]
-        ex = {_s(a): _s(b) for a, b in exchange.items()}
+        ex = {as_str(a): as_str(b) for a, b in exchange.items()}
         leases = {shard: {"owner": owner, "expires_in_s": ttl / 1000 if ttl > 0 else None}
                   for shard, (owner, ttl) in held_leases(self.client, k).items()}  # fmt: skip
         memory = self.client.info("memory")
@@ -169,7 +166,7 @@ class Views:
             "redis": {"used_memory_bytes": int(memory.get("used_memory", 0)),
                       "maxmemory_bytes": int(memory.get("maxmemory", 0))},
             "panic": bool(panic),
-            "quarantined": {_s(a): int(b) for a, b in quarantined.items()},
+            "quarantined": {as_str(a): int(b) for a, b in quarantined.items()},
         }
 
     def ready(self) -> tuple[bool, list[str]]:
@@ -182,7 +179,7 @@ class Views:
         why = []
         if not held_leases(self.client, self.keys):
             why.append("no engine holds a shard's lease")
-        state = _s(self.client.hget(self.keys.exchange(), "state") or b"unknown")
+        state = as_str(self.client.hget(self.keys.exchange(), "state") or b"unknown")
         if state != "ok":
             why.append(f"exchange state {state}")
         return not why, why
