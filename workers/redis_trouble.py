@@ -144,16 +144,17 @@ class Outage:
         self.since = None
 
     def ride(self, call: Callable[[], T], sleep: Callable[[float], object] = time.sleep,
-             give_up: Callable[[], bool] = lambda: False) -> T:  # fmt: skip
-        """`call()`, again and again while it fails with transient Redis trouble; anything else is raised, and
-        so is the trouble once `give_up()` says so (a process asked to stop does not wait for Redis)."""
+             before_wait: Callable[[], object] = lambda: None) -> T:  # fmt: skip
+        """`call()`, again and again while it fails with transient Redis trouble; anything else is raised.
+        `before_wait()` runs before each wait and may raise to end it (a worker asked to stop)."""
         while True:
             try:
                 result = call()
             except redis.RedisError as err:
                 trouble = diagnose(err)
-                if trouble is None or not trouble.transient or give_up():
+                if trouble is None or not trouble.transient:
                     raise
+                before_wait()
                 sleep(self.failed(trouble))
                 continue
             self.over()

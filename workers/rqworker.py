@@ -170,7 +170,7 @@ class OrderWorker(SimpleWorker):
             # execute_job's MULTI follows at once and heartbeats with the job's TTL.
             self._dequeued = False
             return
-        self.outage.ride(lambda: self._heartbeat(timeout), give_up=self._stopping)
+        self.outage.ride(lambda: self._heartbeat(timeout), before_wait=self._stop_if_asked)
 
     def _heartbeat(self, timeout: int | None) -> None:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -183,13 +183,14 @@ class OrderWorker(SimpleWorker):
         if pipeline is not None:
             super().set_state(state, pipeline=pipeline)
             return
-        self.outage.ride(lambda: super(OrderWorker, self).set_state(state), give_up=self._stopping)
+        self.outage.ride(lambda: super(OrderWorker, self).set_state(state), before_wait=self._stop_if_asked)
 
     def check_for_suspension(self, burst: bool) -> None:
-        self.outage.ride(lambda: super(OrderWorker, self).check_for_suspension(burst), give_up=self._stopping)
+        self.outage.ride(lambda: super(OrderWorker, self).check_for_suspension(burst),
+                         before_wait=self._stop_if_asked)  # fmt: skip
 
     def run_maintenance_tasks(self) -> None:
-        self.outage.ride(super().run_maintenance_tasks, give_up=self._stopping)
+        self.outage.ride(super().run_maintenance_tasks, before_wait=self._stop_if_asked)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
@@ -232,17 +233,16 @@ class OrderWorker(SimpleWorker):
                 trouble = diagnose(err)
                 if trouble is None or not trouble.transient:
                     raise
-                self._stopping()
+                self._stop_if_asked()
                 time.sleep(self.outage.failed(trouble))
         self.heartbeat()
         return result
 
-    def _stopping(self) -> bool:
+    def _stop_if_asked(self) -> None:
         """Asked to stop: an idle wait for Redis ends, as RQ ends its loop on a stop (its teardown's Redis
         error, if Redis is still away, is one run_worker ends the process on quietly)."""
         if self.stop_requested:
             raise StopRequested()
-        return False
 
     def _start_scheduler(
         self, burst: bool = False, logging_level: str | None = "INFO",
